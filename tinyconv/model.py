@@ -1,0 +1,228 @@
+"""Sequential: a stack of layers, its activations ``y_(0) … y_(L)``, and backward from any layer.
+
+Layer 0 is the input: ``model.activations(x)[l]`` is ``y_(l)``, the output of
+``model.layers[l - 1]``, shape ``(N, *model.output_shapes[l])``. ``backward(dy, rule, start=l)``
+sends a signal ``dy`` shaped like ``y_(l)`` back to the input through layers ``l … 1``
+with one of the three rules (see :mod:`tinyconv.layers`); every technique of the toolkit
+(saliency, deconvnet, guided backprop, training) is a call to it.
+"""
+
+import numpy as np
+
+from .checks import check_array
+from .layers import Layer, check_rule
+
+
+class Sequential:
+    """A feed-forward stack of layers with a fixed input shape.
+
+    Parameters
+    ----------
+    layers : list of :class:`~tinyconv.layers.Layer`.
+    input_shape : ``(H, W, C)`` of one example (channel last).
+    seed : if given, every layer's parameters are redrawn from one generator seeded with it,
+        in order, so the same seed gives the same model bit for bit.
+
+    Raises
+    ------
+    ValueError
+        At construction, if one layer's output does not fit the next (e.g. a Dense whose
+        ``in_features`` differs from the flattened size), naming the layer.
+    """
+
+    def __init__(self, layers, input_shape, seed=None):
+        layers = list(layers)
+        if not layers:
+            raise ValueError("layers: expected at least one layer, got none")
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Layer):
+                raise TypeError(f"layers[{i}]: expected a tinyconv layer, got "
+                                f"{type(layer).__name__}")
+        if not isinstance(input_shape, (tuple, list)) or not all(
+                isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d > 0
+                for d in input_shape):
+            raise ValueError(f"input_shape: expected (H, W, C) positive ints, got {input_shape!r}")
+        self.layers = layers
+        self._reached = -1          # how far the last forward pass went (for backward)
+        self.input_shape = tuple(int(d) for d in input_shape)
+        self._name_layers()
+        # output_shapes[l] is the shape of y_(l) for one example; computing it checks the stack
+        shapes = [self.input_shape]
+        for layer in layers:
+            shapes.append(tuple(int(d) for d in layer.output_shape(shapes[-1])))
+        self.output_shapes = shapes
+        if seed is not None:
+            self.init_params(seed)
+
+    def _name_layers(self):
+        """Give unnamed layers ``<type><count>`` names (conv1, relu1, …); names must be unique."""
+        counts, taken = {}, {layer.name for layer in self.layers if layer.name}
+        for layer in self.layers:
+            kind = {"Conv2D": "conv", "MaxPool2D": "pool"}.get(
+                type(layer).__name__, type(layer).__name__.lower())
+            counts[kind] = counts.get(kind, 0) + 1
+            if layer.name is None:
+                name, n = f"{kind}{counts[kind]}", counts[kind]
+                while name in taken:
+                    n += 1
+                    name = f"{kind}{n}"
+                layer.name = name
+                taken.add(name)
+        names = [layer.name for layer in self.layers]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"layers: names must be unique, {dup} appear more than once")
+        if "input" in names:
+            raise ValueError("layers: the name 'input' is reserved for layer 0")
+
+    # ------------------------------------------------------------------ structure
+
+    def __len__(self):
+        return len(self.layers)
+
+    @property
+    def names(self):
+        """``["input", name of layer 1, …, name of layer L]``, indexable by ``l``."""
+        return ["input"] + [layer.name for layer in self.layers]
+
+    @property
+    def dtype(self):
+        """The parameters' dtype (float32 unless :meth:`astype` changed it)."""
+        return next((layer.dtype for layer in self.layers if layer.dtype is not None),
+                    np.dtype(np.float32))
+
+    def index(self, layer):
+        """Layer number ``l`` (0 = input, ``L = len(model)`` = output) of a name or an int.
+
+        Negative ints count from the end (``-1`` is ``L``). Unknown names or out-of-range
+        numbers raise ``ValueError`` listing the valid ones.
+        """
+        L = len(self.layers)
+        if isinstance(layer, str):
+            if layer not in self.names:
+                raise ValueError(f"layer: expected one of {self.names}, got {layer!r}")
+            return self.names.index(layer)
+        if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)):
+            raise TypeError(f"layer: expected a layer name or number, got {type(layer).__name__}")
+        l = int(layer) + (L + 1 if layer < 0 else 0)  # noqa: E741  (the lecture's l)
+        if not 0 <= l <= L:
+            raise ValueError(f"layer: expected a number in [0, {L}] (or a name in "
+                             f"{self.names}), got {layer}")
+        return l
+
+    def spatial(self, layer):
+        """True if ``y_(l)`` is ``(H, W, C)`` (so it has locations ``idx``), False if flat."""
+        return len(self.output_shapes[self.index(layer)]) == 3
+
+    def init_params(self, seed):
+        """Redraw every layer's parameters from ``numpy.random.default_rng(seed)``, in order."""
+        rng = np.random.default_rng(seed)
+        for layer in self.layers:
+            layer.init_params(rng)
+        return self
+
+    def astype(self, dtype):
+        """Cast all parameters to ``dtype`` (e.g. float64 for gradient checks); returns self."""
+        dtype = np.dtype(dtype)
+        if dtype.kind != "f":
+            raise TypeError(f"dtype: expected a floating-point dtype, got {dtype}")
+        for layer in self.layers:
+            layer.astype(dtype)
+        return self
+
+    def parameters(self):
+        """``[(layer, key), …]`` for every parameter array, in layer order (for optimizers)."""
+        return [(layer, key) for layer in self.layers for key in layer.params]
+
+    def summary(self):
+        """A table: layer number, name, type, output shape, number of parameters."""
+        rows = [f"{'l':>3}  {'name':<10} {'type':<10} {'output shape':<16} params"]
+        rows.append(f"{0:>3}  {'input':<10} {'':<10} {str(self.output_shapes[0]):<16} 0")
+        for l, layer in enumerate(self.layers, 1):  # noqa: E741
+            n = sum(p.size for p in layer.params.values())
+            rows.append(f"{l:>3}  {layer.name:<10} {type(layer).__name__:<10} "
+                        f"{str(self.output_shapes[l]):<16} {n}")
+        return "\n".join(rows)
+
+    def __repr__(self):
+        inner = ",\n  ".join(repr(layer) for layer in self.layers)
+        return f"Sequential([\n  {inner}\n], input_shape={self.input_shape})"
+
+    # ------------------------------------------------------------------ forward / backward
+
+    def _check_input(self, x):
+        x = check_array(x, "x", ndim=4)
+        if x.shape[1:] != self.input_shape:
+            raise ValueError(f"x: expected examples of shape {self.input_shape} (H, W, C), "
+                             f"got {x.shape[1:]}")
+        return x.astype(self.dtype, copy=False)
+
+    def activations(self, x, upto=None):
+        """All activations ``[y_(0), y_(1), …, y_(upto)]`` (``upto`` defaults to ``L``).
+
+        Parameters
+        ----------
+        x : (N, H, W, C_0) floating-point input (cast to the model's dtype).
+        upto : layer name or number at which to stop (saves the layers above it).
+
+        Returns
+        -------
+        list of arrays, ``ys[l]`` of shape ``(N, *output_shapes[l])``. The layers keep the
+        caches of this pass, so :meth:`backward` can follow.
+        """
+        upto = len(self.layers) if upto is None else self.index(upto)
+        ys = [self._check_input(x)]
+        for layer in self.layers[:upto]:
+            ys.append(layer.forward(ys[-1], check=False))
+        self._reached = upto
+        return ys
+
+    def forward(self, x, upto=None):
+        """``y_(L)`` (or ``y_(upto)``) for input ``x`` of shape ``(N, H, W, C_0)``."""
+        upto = len(self.layers) if upto is None else self.index(upto)
+        y = self._check_input(x)
+        for layer in self.layers[:upto]:
+            y = layer.forward(y, check=False)
+        self._reached = upto
+        return y
+
+    __call__ = forward
+
+    def backward(self, dy, rule="gradient", start=None):
+        """Send ``dy`` (shaped like ``y_(start)``) back to the input.
+
+        Parameters
+        ----------
+        dy : (N, *output_shapes[start]) array: for the true gradient, ``d loss / d y_(start)``;
+            for a projection, a one-hot seed on the unit ``y_(l),idx,k``.
+        rule : ``"gradient"``, ``"deconvnet"`` or ``"guided"`` (only ReLU differs).
+        start : layer name or number ``l``; defaults to ``L``. The last forward pass must have
+            reached it.
+
+        Returns
+        -------
+        dx : (N, H, W, C_0) array. With ``rule="gradient"`` the layers' ``grads`` hold the
+        parameter gradients of this pass.
+        """
+        check_rule(rule)
+        start = len(self.layers) if start is None else self.index(start)
+        if start > self._reached:
+            raise ValueError(f"start: the last forward pass stopped at layer {self._reached}, "
+                             f"so it cannot go back from layer {start}; run forward first")
+        if start == 0:
+            return check_array(dy, "dy", shape=(None, *self.input_shape))
+        top = self.layers[start - 1]
+        # the top layer checks dy against its cached forward shape; the rest trust each other
+        dy = top.backward(check_array(dy, "dy", ndim=len(self.output_shapes[start]) + 1),
+                          rule=rule)
+        for layer in reversed(self.layers[:start - 1]):
+            dy = layer.backward(dy, rule=rule, check=False)
+        return dy
+
+    # ------------------------------------------------------------------ conversions
+
+    def to_torch(self):
+        """An equivalent ``torch.nn.Sequential`` with the same weights (see
+        :mod:`tinyconv.interop`; torch is imported only there)."""
+        from .interop import to_torch
+        return to_torch(self)

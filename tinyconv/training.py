@@ -1,0 +1,229 @@
+"""Training: softmax cross-entropy, SGD with momentum, Adam, and the fit / evaluate loops.
+
+``fit`` is deterministic: the same model seed, data, and ``seed`` give bit-identical weights.
+A step whose loss, gradients or updated weights are not finite raises ``FloatingPointError``
+before anything is written, so a diverging run never leaves NaN weights behind.
+"""
+
+import time
+
+import numpy as np
+
+from .checks import check_array, check_int
+from .layers import softmax
+from .progress import Progress
+
+
+def check_labels(labels, name, n, n_classes):
+    """Labels as int64 ``(n,)`` with values in ``[0, n_classes)``; ``ValueError`` otherwise."""
+    labels = np.asarray(labels)
+    if labels.dtype.kind not in "iu":
+        raise TypeError(f"{name}: expected integer class labels, got dtype {labels.dtype}")
+    if labels.shape != (n,):
+        raise ValueError(f"{name}: expected shape ({n},) to match the inputs, got {labels.shape}")
+    if n and (labels.min() < 0 or labels.max() >= n_classes):
+        raise ValueError(f"{name}: expected class labels in [0, {n_classes}), got values in "
+                         f"[{labels.min()}, {labels.max()}]")
+    return labels.astype(np.int64)
+
+
+def cross_entropy(logits, labels):
+    """Mean softmax cross-entropy and its gradient, by log-sum-exp (finite for any finite z).
+
+    Parameters
+    ----------
+    logits : (N, K) pre-softmax scores ``z``.
+    labels : (N,) ints in ``[0, K)``.
+
+    Returns
+    -------
+    loss : float, ``mean_i (logsumexp(z_i) - z_i,y_i)``.
+    dlogits : (N, K), ``(softmax(z) - onehot(y)) / N``.
+    """
+    logits = check_array(logits, "logits", ndim=2)
+    N, K = logits.shape
+    labels = check_labels(labels, "labels", N, K)
+    shifted = logits - logits.max(axis=1, keepdims=True)        # largest entry is 0
+    log_norm = np.log(np.exp(shifted).sum(axis=1))              # in [0, log K]
+    loss = float(np.mean(log_norm - shifted[np.arange(N), labels]))
+    dlogits = softmax(logits)
+    dlogits[np.arange(N), labels] -= 1
+    return loss, dlogits / N
+
+
+class Optimizer:
+    """Updates ``layer.params[key]`` from ``layer.grads[key]`` for every parameter of a model."""
+
+    def __init__(self, model, lr):
+        if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not lr > 0 \
+                or not np.isfinite(lr):
+            raise ValueError(f"lr: expected a positive finite number, got {lr!r}")
+        self.model, self.lr = model, float(lr)
+        self.slots = [(layer, key) for layer, key in model.parameters()]
+
+    def step(self):
+        """Apply one update. All new values are computed and checked before any is written."""
+        new = [self._update(i, layer.params[key], layer.grads[key])
+               for i, (layer, key) in enumerate(self.slots)]
+        for (layer, key), value in zip(self.slots, new, strict=True):
+            if not np.isfinite(value).all():
+                raise FloatingPointError(
+                    f"training diverged: {layer.name}.{key} would become NaN/inf "
+                    f"(lr={self.lr}); nothing was written — lower the learning rate")
+        for (layer, key), value in zip(self.slots, new, strict=True):
+            layer.params[key] = value
+        self._commit()
+
+    def _commit(self):
+        """Make the optimizer's own state of this step current (after the finite check)."""
+
+
+class SGD(Optimizer):
+    """SGD with (heavy-ball) momentum: ``v = mu v - lr g``; ``w = w + v``.
+
+    Parameters
+    ----------
+    model : a :class:`~tinyconv.model.Sequential`.
+    lr : learning rate; momentum : ``mu`` in [0, 1); weight_decay : L2 factor added to ``g``.
+    """
+
+    def __init__(self, model, lr=0.01, momentum=0.9, weight_decay=0.0):
+        super().__init__(model, lr)
+        if not 0 <= momentum < 1:
+            raise ValueError(f"momentum: expected a number in [0, 1), got {momentum!r}")
+        self.momentum, self.weight_decay = float(momentum), float(weight_decay)
+        self.velocity = [np.zeros_like(layer.params[key]) for layer, key in self.slots]
+        self._pending = [None] * len(self.slots)
+
+    def _update(self, i, w, g):
+        if self.weight_decay:
+            g = g + self.weight_decay * w
+        self._pending[i] = v = self.momentum * self.velocity[i] - self.lr * g
+        return w + v
+
+    def _commit(self):
+        self.velocity, self._pending = self._pending, [None] * len(self.slots)
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba 2015): bias-corrected first and second moments of the gradient.
+
+    ``m = b1 m + (1-b1) g``; ``v = b2 v + (1-b2) g^2``;
+    ``w -= lr * m_hat / (sqrt(v_hat) + eps)`` with ``m_hat = m / (1 - b1^t)``, ``v_hat`` alike.
+    """
+
+    def __init__(self, model, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
+        super().__init__(model, lr)
+        b1, b2 = betas
+        if not (0 <= b1 < 1 and 0 <= b2 < 1):
+            raise ValueError(f"betas: expected two numbers in [0, 1), got {betas!r}")
+        self.b1, self.b2, self.eps, self.t = float(b1), float(b2), float(eps), 0
+        self.m = [np.zeros_like(layer.params[key]) for layer, key in self.slots]
+        self.v = [np.zeros_like(layer.params[key]) for layer, key in self.slots]
+        self._pending = [None] * len(self.slots)
+
+    def _update(self, i, w, g):
+        t = self.t + 1
+        m = self.b1 * self.m[i] + (1 - self.b1) * g
+        v = self.b2 * self.v[i] + (1 - self.b2) * g * g
+        self._pending[i] = (m, v)
+        m_hat = m / (1 - self.b1 ** t)
+        v_hat = v / (1 - self.b2 ** t)
+        return (w - self.lr * m_hat / (np.sqrt(v_hat) + self.eps)).astype(w.dtype)
+
+    def _commit(self):
+        self.t += 1
+        self.m = [m for m, _ in self._pending]
+        self.v = [v for _, v in self._pending]
+
+
+def train_step(model, optimizer, xb, yb):
+    """One mini-batch: forward, loss, backward (``rule="gradient"``), update.
+
+    Returns ``(loss, number of correct predictions)``.
+    """
+    logits = model.forward(xb)
+    loss, dlogits = cross_entropy(logits, yb)
+    if not np.isfinite(loss):
+        raise FloatingPointError(f"training diverged: the loss is {loss} (lr={optimizer.lr}); "
+                                 "nothing was written — lower the learning rate")
+    model.backward(dlogits, rule="gradient")
+    optimizer.step()
+    return loss, int((logits.argmax(axis=1) == yb).sum())
+
+
+def fit(model, X, y, epochs=1, batch_size=64, optimizer=None, seed=0, validation=None,
+        progress=None, on_epoch=None):
+    """Train ``model`` on ``(X, y)`` with mini-batches shuffled by ``seed``.
+
+    Parameters
+    ----------
+    X : (N, H, W, C_0) floating-point images (see :func:`tinyconv.to_float`).
+    y : (N,) int class labels in ``[0, K)``, ``K`` = the model's output size.
+    epochs, batch_size : ints >= 1.
+    optimizer : an :class:`SGD` or :class:`Adam` bound to ``model`` (default ``Adam(model)``).
+    seed : seeds the shuffling; with the model's own seed this fixes the run bit for bit.
+    validation : optional ``(X_val, y_val)`` evaluated after each epoch.
+    progress : True / False to force the progress bar; None shows it on a terminal.
+    on_epoch : optional callable ``f(record)`` called after each epoch (e.g. to log).
+
+    Returns
+    -------
+    history : list of dicts, one per epoch: ``epoch, loss, accuracy, seconds`` and, with
+    validation, ``val_loss, val_accuracy``.
+    """
+    epochs = check_int(epochs, "epochs", minimum=1)
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
+    X = check_array(X, "X", ndim=4)
+    y = check_labels(y, "y", len(X), model.output_shapes[-1][0])
+    optimizer = optimizer if optimizer is not None else Adam(model)
+    rng = np.random.default_rng(seed)
+    history = []
+    for epoch in range(1, epochs + 1):
+        t0 = time.perf_counter()
+        order = rng.permutation(len(X))
+        total_loss = correct = seen = 0
+        with Progress(len(X), f"epoch {epoch}/{epochs}", enabled=progress) as bar:
+            for start in range(0, len(X), batch_size):
+                batch = order[start:start + batch_size]
+                loss, ok = train_step(model, optimizer, X[batch], y[batch])
+                total_loss += loss * len(batch)
+                correct += ok
+                seen += len(batch)
+                bar.update(len(batch), loss=total_loss / seen, acc=correct / seen)
+        record = {"epoch": epoch, "loss": total_loss / seen, "accuracy": correct / seen,
+                  "seconds": time.perf_counter() - t0}
+        if validation is not None:
+            scores = evaluate(model, *validation)
+            record.update(val_loss=scores["loss"], val_accuracy=scores["accuracy"])
+        history.append(record)
+        if on_epoch is not None:
+            on_epoch(record)
+    return history
+
+
+def predict(model, X, batch_size=256):
+    """Logits ``y_(L)`` for ``X`` of shape ``(N, H, W, C_0)``, computed in batches -> ``(N, K)``."""
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
+    X = check_array(X, "X", ndim=4)
+    return np.concatenate([model.forward(X[i:i + batch_size])
+                           for i in range(0, len(X), batch_size)])
+
+
+def evaluate(model, X, y, batch_size=256):
+    """Loss, accuracy and predictions of ``model`` on ``(X, y)``.
+
+    Returns
+    -------
+    dict with ``loss`` (float), ``accuracy`` (float in [0, 1]), ``predictions`` (N,) ints and
+    ``confusion`` (K, K) ints, rows = true class, columns = predicted class.
+    """
+    logits = predict(model, X, batch_size)
+    N, K = logits.shape
+    y = check_labels(y, "y", N, K)
+    loss, _ = cross_entropy(logits, y)
+    pred = logits.argmax(axis=1)
+    confusion = np.zeros((K, K), dtype=np.int64)
+    np.add.at(confusion, (y, pred), 1)
+    return {"loss": loss, "accuracy": float((pred == y).mean()), "predictions": pred,
+            "confusion": confusion}
