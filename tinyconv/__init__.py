@@ -4,14 +4,23 @@ Activations are ``(N, H, W, C)`` — the lecture's ``y_(l),idx,k`` with the feat
 last; layer 0 is the input. See README.md for where each idea of the lecture lives.
 """
 
+from .data import load_mnist, to_float
 from .layers import Conv2D, Dense, Flatten, Layer, MaxPool2D, ReLU, softmax
+from .max_activation import MaxActivation, max_activating
 from .model import Sequential
+from .occlusion import Occlusion, occlusion
+from .pretrained import pretrained
+from .projection import project, saliency
+from .receptive_field import ReceptiveField, patches, receptive_field, receptive_fields
 from .serialize import load, save
 from .training import SGD, Adam, cross_entropy, evaluate, fit, predict
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Adam", "Conv2D", "Dense", "Flatten", "Layer", "MaxPool2D", "ReLU", "SGD", "Sequential",
-    "cross_entropy", "evaluate", "fit", "load", "predict", "save", "softmax",
+    "Adam", "Conv2D", "Dense", "Flatten", "Layer", "MaxActivation", "MaxPool2D", "Occlusion",
+    "ReLU", "ReceptiveField", "SGD", "Sequential", "cross_entropy", "evaluate", "fit",
+    "load", "load_mnist", "max_activating", "occlusion", "patches", "predict",
+    "pretrained", "project", "receptive_field", "receptive_fields", "saliency", "save",
+    "softmax", "to_float",
 ]

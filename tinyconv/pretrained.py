@@ -1,0 +1,24 @@
+"""The shipped MNIST CNN: ``pretrained("mnist")``.
+
+The weights in ``tinyconv/data/mnist_cnn.npz`` were trained by ``tinyconv train`` on the
+4,000 bundled training digits (the command and seed are in README.md); the model takes
+``to_float(images)``, i.e. ``(N, 28, 28, 1)`` float32 in ``[0, 1]``, and returns logits
+``(N, 10)``.
+"""
+
+from importlib import resources
+
+from .serialize import load
+
+MODELS = {"mnist": "mnist_cnn.npz"}
+
+
+def pretrained(name="mnist"):
+    """Load a shipped model by name (``"mnist"``) -> :class:`~tinyconv.model.Sequential`."""
+    if name not in MODELS:
+        raise ValueError(f"name: expected one of {sorted(MODELS)}, got {name!r}")
+    with resources.as_file(resources.files("tinyconv") / "data" / MODELS[name]) as path:
+        if not path.is_file():
+            raise FileNotFoundError(f"the shipped model file {path} is missing from this "
+                                    "installation; reinstall tinyconv")
+        return load(path)
