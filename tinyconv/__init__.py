@@ -5,6 +5,7 @@ last; layer 0 is the input. See README.md for where each idea of the lecture liv
 """
 
 from .data import load_mnist, to_float
+from .interop import from_torch
 from .layers import Conv2D, Dense, Flatten, Layer, MaxPool2D, ReLU, softmax
 from .max_activation import MaxActivation, max_activating
 from .model import Sequential
@@ -20,7 +21,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Adam", "Conv2D", "Dense", "Flatten", "Layer", "MaxActivation", "MaxPool2D", "Occlusion",
     "ReLU", "ReceptiveField", "SGD", "Sequential", "cross_entropy", "evaluate", "fit",
-    "load", "load_mnist", "max_activating", "occlusion", "patches", "predict",
+    "from_torch", "load", "load_mnist", "max_activating", "occlusion", "patches", "predict",
     "pretrained", "project", "receptive_field", "receptive_fields", "saliency", "save",
     "softmax", "to_float",
 ]
