@@ -108,3 +108,31 @@ def test_relative_change_of_a_zero_score_is_refused():
     model = small_cnn()
     with pytest.raises(ValueError, match="relative"):
         tc.occlusion(model, np.zeros(model.input_shape), lambda y: 0 * y[:, 0], 2, relative=True)
+
+
+@pytest.mark.parametrize("kind", ["class", "feature", "callable"])
+@pytest.mark.parametrize("size, stride", [(1, 1), (3, 1), ((4, 2), (3, 2)), ((11, 9), 1),
+                                          ((2, 5), (4, 1))])
+def test_fast_path_equals_full_recomputation(kind, size, stride):
+    """Recomputing only the projective field of each window gives the same scores."""
+    model = small_cnn(seed=11, input_shape=(15, 13, 2))
+    X = random_input(model, 2, seed=12)
+    target, _ = targets(model)[kind]
+    fast = tc.occlusion(model, X, target, size, stride=stride, baseline=-0.5, batch_size=5)
+    full = tc.occlusion(model, X, target, size, stride=stride, baseline=-0.5, fast=False)
+    np.testing.assert_allclose(fast.occluded, full.occluded, rtol=1e-12, atol=1e-12)
+
+
+def test_fast_path_in_float32_on_a_deeper_pooled_model():
+    model = tc.Sequential([
+        tc.Conv2D(1, 4, 5, padding="same"), tc.ReLU(), tc.MaxPool2D(2),
+        tc.Conv2D(4, 6, 3, padding="same", dilation=2), tc.ReLU(), tc.MaxPool2D(3, stride=2,
+                                                                              padding=1),
+        tc.Conv2D(6, 8, 3, stride=2), tc.ReLU(), tc.Flatten(), tc.Dense(32, 3),
+    ], input_shape=(20, 18, 1), seed=3)
+    x = random_input(model, 1, seed=4)[0]
+    for target in (1, ("conv2", 5)):
+        fast = tc.occlusion(model, x, target, 4, baseline=0.5)
+        full = tc.occlusion(model, x, target, 4, baseline=0.5, fast=False)
+        scale = np.abs(full.occluded).max()
+        assert np.abs(fast.occluded - full.occluded).max() <= 1e-5 * scale

@@ -13,13 +13,14 @@ The score (``target``) is a class probability, a feature map's total activation
 model output.
 """
 
+import copy
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from .checks import check_array, check_int, check_pair
-from .layers import softmax
+from .layers import MaxPool2D, softmax
 from .progress import Progress
 
 
@@ -86,7 +87,7 @@ def score_function(model, target):
 
 
 def occlusion(model, x, target, size, stride=1, baseline=0.0, relative=False, batch_size=256,
-              progress=None):
+              fast=True, progress=None):
     """Occlusion sensitivity of ``target`` to a ``size`` window slid over ``x``.
 
     Parameters
@@ -99,6 +100,9 @@ def occlusion(model, x, target, size, stride=1, baseline=0.0, relative=False, ba
     baseline : the occluder's value: a number or an array broadcastable to ``(H, W, C_0)``.
     relative : divide each change by the original score (the "relative decrease").
     batch_size : occluded copies evaluated per forward pass.
+    fast : recompute only the units each window can reach (its projective field, from the
+        analytic receptive fields) and copy the rest from the clean pass; ``False`` runs every
+        occluded copy through the whole model (the plain reference, same result to round-off).
     progress : True / False to force a progress bar; None shows it on a terminal.
 
     Returns
@@ -128,14 +132,13 @@ def occlusion(model, x, target, size, stride=1, baseline=0.0, relative=False, ba
     N = len(x)
     original = f(model.forward(x, upto=upto))
     occluded = np.empty((N, len(windows)))
+    scores = occluded_scores_fast if fast else occluded_scores
     with Progress(N * len(windows), "occlusion", enabled=progress) as bar:
         for i in range(N):
             for start in range(0, len(windows), batch_size):
-                chunk = windows[start:start + batch_size]
-                batch = np.repeat(x[i:i + 1], len(chunk), axis=0)   # (B, H, W, C)
-                for b, (r, c) in enumerate(chunk):
-                    batch[b, r:r + sh, c:c + sw] = base[r:r + sh, c:c + sw]
-                occluded[i, start:start + len(chunk)] = f(model.forward(batch, upto=upto))
+                chunk = np.array(windows[start:start + batch_size]).reshape(-1, 2)
+                occluded[i, start:start + len(chunk)] = scores(model, x[i], chunk, (sh, sw),
+                                                               base, f, upto)
                 bar.update(len(chunk))
     occluded = occluded.reshape(N, len(rows), len(cols))
     grid = original[:, None, None] - occluded
@@ -149,6 +152,124 @@ def occlusion(model, x, target, size, stride=1, baseline=0.0, relative=False, ba
     if single:
         out.grid, out.pixels, out.occluded = grid[0], pixels[0], occluded[0]
     return out
+
+
+def occluded_scores(model, x, windows, size, base, f, upto):
+    """Scores of ``len(windows)`` occluded copies of ``x``, each through the whole model.
+
+    Parameters
+    ----------
+    x : (H, W, C) image. windows : (B, 2) top-left corners. size : ``(h, w)``.
+    base : (H, W, C) occluder. f, upto : from :func:`score_function`.
+
+    Returns
+    -------
+    (B,) scores.
+    """
+    batch = np.repeat(x[None], len(windows), axis=0)             # (B, H, W, C)
+    for b, (r, c) in enumerate(windows):
+        batch[b, r:r + size[0], c:c + size[1]] = base[r:r + size[0], c:c + size[1]]
+    return f(model.forward(batch, upto=upto))
+
+
+def occluded_scores_fast(model, x, windows, size, base, f, upto):
+    """:func:`occluded_scores`, recomputing only what each window can change.
+
+    A window changes, in layer ``l``, only the units whose receptive field meets it. Going
+    up layer by layer, each occluded copy carries just a *patch* of ``y_(l)`` — a block of
+    the same size for every window of the batch, placed where that window reaches — and
+    everything outside the patch is the clean activation. To advance a patch through a
+    conv or pooling layer we cut from the clean (padded) input map the block those output
+    units read, paste the patch over it, and run the layer without padding on the block.
+    After the last spatial layer the patches are pasted into full copies of the clean map
+    and the rest of the model runs as usual.
+    """
+    ys = model.activations(x[None], upto=upto)                   # clean y_(0) ... y_(upto)
+    B = len(windows)
+    H, W, _ = x.shape
+    # layer 0: the patch is the window itself, moved inside the image where it is cut
+    start = np.minimum(windows, np.array([H - size[0], W - size[1]]))      # (B, 2)
+    patch = gather(x, start, size)                                          # (B, h, w, C)
+    occ = gather(np.asarray(base), start, size)
+    rows = start[:, 0, None] + np.arange(size[0]) >= windows[:, 0, None]   # (B, h)
+    cols = start[:, 1, None] + np.arange(size[1]) >= windows[:, 1, None]   # (B, w)
+    patch = np.where((rows[:, :, None] & cols[:, None, :])[..., None], occ, patch)
+    l = 0
+    for layer in model.layers[:upto]:
+        geometry = layer.geometry(model.output_shapes[l])
+        if geometry is None:
+            break
+        patch, start = advance(layer, geometry, ys[l][0], ys[l + 1].shape[1:3], patch, start)
+        l += 1
+    y = np.repeat(ys[l], B, axis=0)                                         # (B, *shape_l)
+    scatter(y, patch, start)
+    for layer in model.layers[l:upto]:
+        y = layer.forward(y, check=False)
+    return f(y)
+
+
+def gather(a, start, size):
+    """Blocks ``a[r:r+h, c:c+w]`` for every ``(r, c)`` of ``start``: ``(B, h, w, C)``."""
+    r = start[:, 0, None] + np.arange(size[0])                  # (B, h)
+    c = start[:, 1, None] + np.arange(size[1])                  # (B, w)
+    return a[r[:, :, None], c[:, None, :]]
+
+
+def scatter(y, patch, start):
+    """Write each ``patch[b]`` into ``y[b]`` at ``start[b]`` (in place)."""
+    B, h, w, _ = patch.shape
+    r = start[:, 0, None] + np.arange(h)
+    c = start[:, 1, None] + np.arange(w)
+    y[np.arange(B)[:, None, None], r[:, :, None], c[:, None, :]] = patch
+
+
+def advance(layer, geometry, clean_in, out_hw, patch, start):
+    """Carry a patch of ``y_(l-1)`` through ``layer`` to a patch of ``y_(l)``.
+
+    Parameters
+    ----------
+    layer : the layer; geometry : its per-axis ``(k, s, pad_before, d)``.
+    clean_in : (H, W, C) clean ``y_(l-1)``; out_hw : ``(H_l, W_l)``.
+    patch : (B, h, w, C) changed block of ``y_(l-1)`` per window, at ``start`` (B, 2).
+
+    Returns
+    -------
+    (patch, start) for ``y_(l)``: every unit that may differ from the clean pass lies inside.
+    """
+    h_in = patch.shape[1:3]
+    lo, size_out, take = [], [], []
+    for axis, (k, s, p, d) in enumerate(geometry):
+        k_eff = d * (k - 1) + 1
+        o = start[:, axis]
+        # units u whose inputs [u s - p, u s - p + k_eff) meet [o, o + h)
+        u0 = np.maximum(-((p - k_eff + 1 + o) // -s), 0)          # ceil division
+        u1 = np.minimum((o + h_in[axis] - 1 + p) // s, out_hw[axis] - 1)
+        n = int((u1 - u0).max()) + 1
+        u0 = np.minimum(u0, out_hw[axis] - n)                     # same block size for all
+        lo.append(u0)
+        size_out.append(n)
+        take.append((n - 1) * s + k_eff)                          # input rows those units read
+    # the clean input, padded as the layer pads it, so blocks are plain slices
+    # (layers without padding, like ReLU, have no pads())
+    (pt, pb), (pl, pr) = layer.pads(*clean_in.shape[:2]) if hasattr(layer, "pads") else \
+        ((0, 0), (0, 0))
+    fill = -np.inf if isinstance(layer, MaxPool2D) else 0.0     # padding never wins a max
+    padded = np.pad(clean_in, ((pt, pb), (pl, pr), (0, 0)), constant_values=fill)
+    origin = np.stack([lo[0] * geometry[0][1], lo[1] * geometry[1][1]], axis=1)  # padded coords
+    block = gather(padded, origin, take)                                     # (B, th, tw, C)
+    # paste the patch where it overlaps the block (its position in padded coordinates)
+    offset = start + np.array([pt, pl]) - origin                             # (B, 2)
+    r = np.arange(take[0])[None, :] - offset[:, 0, None]                     # patch row index
+    c = np.arange(take[1])[None, :] - offset[:, 1, None]
+    inside = ((r >= 0) & (r < h_in[0]))[:, :, None] & ((c >= 0) & (c < h_in[1]))[:, None, :]
+    src = patch[np.arange(len(patch))[:, None, None], np.clip(r, 0, h_in[0] - 1)[:, :, None],
+                np.clip(c, 0, h_in[1] - 1)[:, None, :]]
+    block = np.where(inside[..., None], src, block)
+    valid = copy.copy(layer)                   # same parameters, no padding, own caches
+    if hasattr(valid, "padding"):
+        valid.padding = (0, 0)
+    out = valid.forward(np.ascontiguousarray(block), check=False)   # (B, *size_out, C_l)
+    return out, np.stack(lo, axis=1)
 
 
 def per_pixel_mean(grid, rows, cols, size, shape):
