@@ -48,7 +48,7 @@ def test_equals_a_naive_loop(kind, size, stride):
     got = tc.occlusion(model, x, target, size, stride=stride, baseline=0.25, batch_size=7)
     np.testing.assert_allclose(got.grid, grid, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(got.pixels, pixels, rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(got.original, [orig])
+    np.testing.assert_allclose(got.original, orig)
     rel = tc.occlusion(model, x, target, size, stride=stride, baseline=0.25, relative=True)
     np.testing.assert_allclose(rel.grid, grid / orig, rtol=1e-9)
 

@@ -34,7 +34,7 @@ class Occlusion:
         ``original`` when ``relative``).
     pixels : (N, H, W) per-pixel mean of ``grid`` over the windows covering the pixel (NaN
         where no window covers it, which only happens when ``stride > size``).
-    original : (N,) score of the unoccluded image.
+    original : (N,) score of the unoccluded image (a float for a single image).
     occluded : (N, n_rows, n_cols) raw score with each window occluded.
     rows, cols : window start positions along each axis.
     size, stride : ``(h, w)`` pairs used.
@@ -150,7 +150,8 @@ def occlusion(model, x, target, size, stride=1, baseline=0.0, relative=False, ba
     pixels = per_pixel_mean(grid, rows, cols, (sh, sw), (H, W))
     out = Occlusion(grid, pixels, original, occluded, rows, cols, (sh, sw), st)
     if single:
-        out.grid, out.pixels, out.occluded = grid[0], pixels[0], occluded[0]
+        out.grid, out.pixels, out.occluded, out.original = grid[0], pixels[0], occluded[0], \
+            original[0]
     return out
 
 

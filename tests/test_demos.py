@@ -1,0 +1,50 @@
+"""Each script in demos/ runs on its own and writes its figure.
+
+The demos show the shipped model, so they are skipped while ``tinyconv/data/mnist_cnn.npz``
+is missing (a source checkout before ``tinyconv train`` has produced it).
+"""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib.image
+import pytest
+
+import tinyconv as tc
+
+DEMOS = sorted((Path(__file__).parent.parent / "demos").glob("fig*.py"))
+
+
+def shipped_model_present():
+    try:
+        tc.pretrained("mnist")
+    except FileNotFoundError:
+        return False
+    return True
+
+
+pytestmark = pytest.mark.skipif(not shipped_model_present(),
+                                reason="the shipped model tinyconv/data/mnist_cnn.npz is missing")
+
+
+def test_there_is_one_demo_per_figure():
+    assert [p.name.split("_")[0] for p in DEMOS] == [f"fig{n}" for n in range(1, 10)]
+
+
+@pytest.mark.parametrize("script", DEMOS, ids=[p.stem for p in DEMOS])
+def test_demo_writes_its_png(script, tmp_path):
+    out = tmp_path / "figure.png"
+    done = subprocess.run([sys.executable, str(script), str(out)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    assert f"saved {out}" in done.stdout
+    image = matplotlib.image.imread(out)
+    assert image.shape[0] >= 200 and image.shape[1] >= 300
+
+
+def test_demo_default_output_is_in_the_current_directory(tmp_path):
+    script = next(p for p in DEMOS if p.stem.startswith("fig8"))      # the quickest one
+    subprocess.run([sys.executable, str(script)], cwd=tmp_path, check=True,
+                   capture_output=True, timeout=180)
+    assert (tmp_path / f"{script.stem}.png").is_file()
