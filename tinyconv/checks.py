@@ -25,8 +25,9 @@ def check_array(x, name, ndim=None, shape=None, finite=True, allow_empty=False):
     Raises
     ------
     TypeError
-        For non-floating dtypes (ints, bools, complex, object): casting uint8 images silently
-        would hide a missing ``/ 255`` — use :func:`tinyconv.to_float`.
+        For any dtype but float32 and float64 (ints, bools, complex, object, float16): casting
+        uint8 images silently would hide a missing ``/ 255`` — use :func:`tinyconv.to_float`;
+        the numba kernels compile for float32 and float64 only.
     ValueError
         For a wrong ndim or shape, an empty batch, NaN or inf.
     """
@@ -36,7 +37,7 @@ def check_array(x, name, ndim=None, shape=None, finite=True, allow_empty=False):
         except (ValueError, TypeError) as err:
             raise TypeError(f"{name}: expected a floating-point array, got {type(x).__name__}"
                             f" that NumPy cannot convert ({err})") from None
-    if x.dtype.kind != "f":
+    if x.dtype not in (np.float32, np.float64):
         hint = " (scale images with tinyconv.to_float)" if x.dtype.kind in "ui" else ""
         raise TypeError(f"{name}: expected a floating-point array (float32 or float64), "
                         f"got dtype {x.dtype}{hint}")

@@ -18,8 +18,17 @@ or is skipped (col2im, max-pool). The max-pool *switches* hold, for each pooled 
 position ``row * W + col`` of its maximum in the unpadded input (Zeiler & Fergus 2014, §2.1).
 """
 
+import os
+
 import numpy as np
 from numba import njit, prange
+
+# numba runs prange loops on an OpenMP pool whose idle threads spin by default; when other
+# processes share the cores, every parallel call then waits for a spinning thread to be
+# scheduled (milliseconds for a microsecond kernel). Idle threads that sleep avoid that. The
+# OpenMP runtime reads this when numba first loads it, after this import; a value the user
+# set is kept.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # --------------------------------------------------------------------------- im2col
 
@@ -121,18 +130,20 @@ def col2im(cols, N, H, W, C, kh, kw, sh, sw, dh, dw, pad_top, pad_left, H_out, W
     # parallel over examples only: windows of one example overlap, so two threads must
     # never scatter into the same image
     for n in prange(N):
-        for oh in range(H_out):
-            for ow in range(W_out):
-                row = (n * H_out + oh) * W_out + ow
-                for i in range(kh):
+        # taps outermost, as in the reference: every pixel then receives its terms in the
+        # same (i, j) order, so the two sums agree to the last bit
+        for i in range(kh):
+            for j in range(kw):
+                base = (i * kw + j) * C
+                for oh in range(H_out):
                     r = oh * sh - pad_top + i * dh
                     if r < 0 or r >= H:
                         continue
-                    for j in range(kw):
+                    for ow in range(W_out):
                         c = ow * sw - pad_left + j * dw
                         if c < 0 or c >= W:
                             continue
-                        base = (i * kw + j) * C
+                        row = (n * H_out + oh) * W_out + ow
                         for ch in range(C):
                             x[n, r, c, ch] += cols[row, base + ch]
     return x

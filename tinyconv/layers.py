@@ -134,9 +134,14 @@ class Layer:
         """Compute in the parameters' dtype (float32 by default, float64 for gradient checks)."""
         return x if self.dtype is None or x.dtype == self.dtype else x.astype(self.dtype)
 
+    def _label(self):
+        """The name for messages: ``self.name``, or the class name before a model names it."""
+        return self.name or type(self).__name__
+
     def _need_cache(self, *names):
         if any(getattr(self, n, None) is None for n in names):
-            raise RuntimeError(f"{self.name or type(self).__name__}: backward() before forward()")
+            raise ValueError(f"dy: {self._label()} has no forward pass to go back through; "
+                             "call forward() before backward()")
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
@@ -215,10 +220,11 @@ class Conv2D(Layer):
 
     def output_shape(self, in_shape):
         if len(in_shape) != 3:
-            raise ValueError(f"{self.name}: expects (H, W, C) input, got shape {tuple(in_shape)}")
+            raise ValueError(f"{self._label()}: expects (H, W, C) input, got shape "
+                             f"{tuple(in_shape)}")
         H, W, C = in_shape
         if C != self.in_channels:
-            raise ValueError(f"{self.name}: in_channels is {self.in_channels}, "
+            raise ValueError(f"{self._label()}: in_channels is {self.in_channels}, "
                              f"but the input has {C} channels")
         out = []
         for n, k, s, d, (before, after), axis in zip(
@@ -227,7 +233,7 @@ class Conv2D(Layer):
             size = _window_out(n, k, s, d, before, after)
             if size < 1:
                 raise ValueError(
-                    f"{self.name}: kernel extent {d * (k - 1) + 1} is larger than the padded "
+                    f"{self._label()}: kernel extent {d * (k - 1) + 1} is larger than the padded "
                     f"input ({n} + {before + after} along {axis})")
             out.append(size)
         return out[0], out[1], self.out_channels
@@ -364,14 +370,15 @@ class MaxPool2D(Layer):
 
     def output_shape(self, in_shape):
         if len(in_shape) != 3:
-            raise ValueError(f"{self.name}: expects (H, W, C) input, got shape {tuple(in_shape)}")
+            raise ValueError(f"{self._label()}: expects (H, W, C) input, got shape "
+                             f"{tuple(in_shape)}")
         H, W, C = in_shape
         out = []
         for n, k, s, (before, after), axis in zip((H, W), self.size, self.stride,
                                                   self.pads(H, W), "HW", strict=True):
             size = _window_out(n, k, s, 1, before, after)
             if size < 1:
-                raise ValueError(f"{self.name}: window {k} is larger than the padded input "
+                raise ValueError(f"{self._label()}: window {k} is larger than the padded input "
                                  f"({n} + {before + after} along {axis})")
             out.append(size)
         return out[0], out[1], C
@@ -459,7 +466,7 @@ class Dense(Layer):
 
     def output_shape(self, in_shape):
         if tuple(in_shape) != (self.in_features,):
-            raise ValueError(f"{self.name}: in_features is {self.in_features}, but its input "
+            raise ValueError(f"{self._label()}: in_features is {self.in_features}, but its input "
                              f"has shape {tuple(in_shape)} (flattened: {int(np.prod(in_shape))})"
                              " — put a Flatten before it or fix in_features")
         return (self.out_features,)

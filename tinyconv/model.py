@@ -38,7 +38,7 @@ class Sequential:
             if not isinstance(layer, Layer):
                 raise TypeError(f"layers[{i}]: expected a tinyconv layer, got "
                                 f"{type(layer).__name__}")
-        if not isinstance(input_shape, (tuple, list)) or not all(
+        if not isinstance(input_shape, (tuple, list)) or len(input_shape) != 3 or not all(
                 isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d > 0
                 for d in input_shape):
             raise ValueError(f"input_shape: expected (H, W, C) positive ints, got {input_shape!r}")
@@ -104,7 +104,7 @@ class Sequential:
             return self.names.index(layer)
         if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)):
             raise TypeError(f"layer: expected a layer name or number, got {type(layer).__name__}")
-        l = int(layer) + (L + 1 if layer < 0 else 0)  # noqa: E741  (the lecture's l)
+        l = int(layer) + (L + 1 if layer < 0 else 0)
         if not 0 <= l <= L:
             raise ValueError(f"layer: expected a number in [0, {L}] (or a name in "
                              f"{self.names}), got {layer}")
@@ -138,7 +138,7 @@ class Sequential:
         """A table: layer number, name, type, output shape, number of parameters."""
         rows = [f"{'l':>3}  {'name':<10} {'type':<10} {'output shape':<16} params"]
         rows.append(f"{0:>3}  {'input':<10} {'':<10} {str(self.output_shapes[0]):<16} 0")
-        for l, layer in enumerate(self.layers, 1):  # noqa: E741
+        for l, layer in enumerate(self.layers, 1):
             n = sum(p.size for p in layer.params.values())
             rows.append(f"{l:>3}  {layer.name:<10} {type(layer).__name__:<10} "
                         f"{str(self.output_shapes[l]):<16} {n}")
@@ -206,6 +206,9 @@ class Sequential:
         """
         check_rule(rule)
         start = len(self.layers) if start is None else self.index(start)
+        if self._reached < 0:
+            raise ValueError("start: no forward pass has run yet, so there is nothing to go "
+                             "back through; call forward(x) before backward()")
         if start > self._reached:
             raise ValueError(f"start: the last forward pass stopped at layer {self._reached}, "
                              f"so it cannot go back from layer {start}; run forward first")

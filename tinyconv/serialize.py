@@ -8,7 +8,7 @@ to disk, then renamed over the target, so an interrupted save leaves the old fil
 
 import json
 import os
-import tempfile
+import uuid
 import zipfile
 from pathlib import Path
 
@@ -36,8 +36,13 @@ def model_from_spec(spec):
     if not isinstance(spec.get("version"), int) or spec["version"] > VERSION:
         raise ValueError(f"spec: format version {spec.get('version')!r} is newer than this "
                          f"tinyconv reads ({VERSION}); upgrade tinyconv")
+    entries = spec.get("layers")
+    if not isinstance(entries, list) or not all(
+            isinstance(e, dict) and isinstance(e.get("config"), dict) for e in entries):
+        raise ValueError("spec: 'layers' must be a list of {\"type\": …, \"config\": {…}} "
+                         "objects")
     layers = []
-    for i, entry in enumerate(spec["layers"]):
+    for i, entry in enumerate(entries):
         cls = LAYER_TYPES.get(entry.get("type"))
         if cls is None:
             raise ValueError(f"spec: layer {i + 1} has unknown type {entry.get('type')!r}")
@@ -61,10 +66,13 @@ def save(model, path):
         raise TypeError(f"model: expected a tinyconv Sequential, got {type(model).__name__}")
     path = Path(path)
     arrays = {"spec": np.frombuffer(json.dumps(model_spec(model)).encode(), dtype=np.uint8)}
-    for l, layer in enumerate(model.layers, 1):  # noqa: E741
+    for l, layer in enumerate(model.layers, 1):
         for key, value in layer.params.items():
             arrays[f"{l}/{key}"] = value
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    # a fresh name beside the target (same file system, so the rename is atomic); O_EXCL never
+    # reuses an existing file, and mode 0o666 lets the umask set the usual permissions
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
@@ -92,10 +100,17 @@ def load(path):
     if not path.is_file():
         raise FileNotFoundError(f"path: no model file at {str(path)!r}")
     try:
-        with np.load(path, allow_pickle=False) as f:
+        f = np.load(path, allow_pickle=False)
+        if not isinstance(f, np.lib.npyio.NpzFile):     # a bare .npy array
+            raise ValueError(f"a single {type(f).__name__}, not an .npz archive")
+        with f:
             arrays = {name: f[name] for name in f.files}
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as err:
         raise ValueError(f"{path}: not a readable tinyconv model file ({err})") from None
+    # NpzFile hands back raw bytes for zip members that are not .npy arrays
+    odd = sorted(name for name, value in arrays.items() if not isinstance(value, np.ndarray))
+    if odd:
+        raise ValueError(f"{path}: not a tinyconv model file (members {odd} are not arrays)")
     if "spec" not in arrays:
         raise ValueError(f"{path}: not a tinyconv model file (no architecture spec)")
     try:
@@ -103,7 +118,7 @@ def load(path):
         model = model_from_spec(spec)
     except (ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
         raise ValueError(f"{path}: bad architecture spec ({err})") from None
-    expected = {f"{l}/{key}": layer for l, layer in enumerate(model.layers, 1)  # noqa: E741
+    expected = {f"{l}/{key}": layer for l, layer in enumerate(model.layers, 1)
                 for key in layer.params}
     missing = sorted(set(expected) - set(arrays))
     extra = sorted(set(arrays) - set(expected))

@@ -5,6 +5,7 @@ A step whose loss, gradients or updated weights are not finite raises ``Floating
 before anything is written, so a diverging run never leaves NaN weights behind.
 """
 
+import numbers
 import time
 
 import numpy as np
@@ -55,7 +56,7 @@ class Optimizer:
     """Updates ``layer.params[key]`` from ``layer.grads[key]`` for every parameter of a model."""
 
     def __init__(self, model, lr):
-        if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not lr > 0 \
+        if not isinstance(lr, numbers.Real) or isinstance(lr, bool) or not lr > 0 \
                 or not np.isfinite(lr):
             raise ValueError(f"lr: expected a positive finite number, got {lr!r}")
         self.model, self.lr = model, float(lr)
@@ -143,6 +144,12 @@ def train_step(model, optimizer, xb, yb):
     Returns ``(loss, number of correct predictions)``.
     """
     logits = model.forward(xb)
+    # weights that are huge but finite overflow here first: report the divergence, not the
+    # non-finite logits that cross_entropy would reject as bad input
+    if not np.isfinite(logits).all():
+        raise FloatingPointError(f"training diverged: the logits overflowed to NaN/inf "
+                                 f"(lr={optimizer.lr}); nothing was written — lower the "
+                                 "learning rate")
     loss, dlogits = cross_entropy(logits, yb)
     if not np.isfinite(loss):
         raise FloatingPointError(f"training diverged: the loss is {loss} (lr={optimizer.lr}); "

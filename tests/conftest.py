@@ -1,0 +1,26 @@
+"""Shared test set-up: hypothesis profiles and small fixtures.
+
+Two hypothesis profiles, chosen by the ``HYPOTHESIS_PROFILE`` environment variable:
+``dev`` (the default; quick) and ``ci`` (more examples). Both are derandomized, so a run is
+reproducible, and have no deadline, because the first call of a numba kernel compiles it.
+"""
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "dev", max_examples=15, deadline=None, derandomize=True, print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile(
+    "ci", max_examples=100, deadline=None, derandomize=True, print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+@pytest.fixture
+def rng():
+    """A fresh, fixed-seed generator for each test (tests never share random state)."""
+    return np.random.default_rng(20140101)

@@ -1,0 +1,124 @@
+"""The numba kernels and their NumPy references on small cases worked out by hand.
+
+Random configurations (all strides, paddings, dilations, float32 / float64) are compared
+kernel-against-reference in test_properties.py; here each case has a known answer.
+"""
+
+import numpy as np
+import pytest
+
+from tinyconv import kernels
+
+IM2COL = [kernels.im2col, kernels.im2col_reference]
+COL2IM = [kernels.col2im, kernels.col2im_reference]
+MAXPOOL = [kernels.maxpool, kernels.maxpool_reference]
+UNPOOL = [kernels.unpool, kernels.unpool_reference]
+
+
+def ids(fns):
+    return [f.__name__ for f in fns]
+
+
+@pytest.mark.parametrize("im2col", IM2COL, ids=ids(IM2COL))
+def test_im2col_rows_are_windows(im2col):
+    # x[0, r, c, 0] = 10 r + c on a 2 x 3 image; 2 x 2 windows, stride 1, no padding
+    x = (10 * np.arange(2)[:, None] + np.arange(3)[None, :]).astype(np.float64)[None, :, :, None]
+    cols = im2col(x, 2, 2, 1, 1, 1, 1, 0, 0, 1, 2)
+    np.testing.assert_array_equal(cols, [[0, 1, 10, 11], [1, 2, 11, 12]])
+
+
+@pytest.mark.parametrize("im2col", IM2COL, ids=ids(IM2COL))
+def test_im2col_padding_reads_zero_and_columns_are_tap_major(im2col):
+    # 1 x 1 image with 2 channels, 2 x 2 kernel, padding 1 before: 2 x 2 outputs
+    x = np.array([[[[1.0, 2.0]]]])
+    cols = im2col(x, 2, 2, 1, 1, 1, 1, 1, 1, 2, 2)
+    assert cols.shape == (4, 2 * 2 * 2)
+    # output (oh, ow) sees the pixel at tap (1 - oh, 1 - ow); column (i*kw + j)*C + c
+    for oh in range(2):
+        for ow in range(2):
+            want = np.zeros(8)
+            tap = (1 - oh) * 2 + (1 - ow)
+            want[2 * tap:2 * tap + 2] = [1, 2]
+            np.testing.assert_array_equal(cols[oh * 2 + ow], want)
+
+
+@pytest.mark.parametrize("im2col", IM2COL, ids=ids(IM2COL))
+def test_im2col_dilation_and_stride_per_axis(im2col):
+    x = np.arange(5 * 7, dtype=np.float64).reshape(1, 5, 7, 1)      # x = 7 r + c
+    # kernel 2 x 2, stride (1, 3), dilation (2, 3): taps at rows r, r+2 and cols c, c+3
+    cols = im2col(x, 2, 2, 1, 3, 2, 3, 0, 0, 3, 2)
+    assert cols.shape == (6, 4)
+    np.testing.assert_array_equal(cols[0], [0, 3, 14, 17])          # (oh, ow) = (0, 0)
+    np.testing.assert_array_equal(cols[1], [3, 6, 17, 20])          # (0, 1): cols 3, 6
+    np.testing.assert_array_equal(cols[5], [17, 20, 31, 34])        # (2, 1): rows 2, 4
+
+
+@pytest.mark.parametrize("col2im", COL2IM, ids=ids(COL2IM))
+def test_col2im_of_ones_counts_the_windows_covering_each_pixel(col2im):
+    # 3 x 3 kernel, stride 1, padding 1 on a 3 x 4 image: 3 x 4 outputs
+    cols = np.ones((3 * 4, 9))
+    counts = col2im(cols, 1, 3, 4, 1, 3, 3, 1, 1, 1, 1, 1, 1, 3, 4)[0, :, :, 0]
+    np.testing.assert_array_equal(counts, [[4, 6, 6, 4], [6, 9, 9, 6], [4, 6, 6, 4]])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kernels_keep_the_dtype(dtype):
+    x = np.ones((1, 4, 3, 2), dtype=dtype)
+    args = (2, 2, 1, 1, 1, 1, 0, 0, 3, 2)
+    for im2col in IM2COL:
+        assert im2col(x, *args).dtype == dtype
+    for col2im in COL2IM:
+        assert col2im(np.ones((6, 8), dtype=dtype), 1, 4, 3, 2, *args).dtype == dtype
+    for maxpool in MAXPOOL:
+        y, s = maxpool(x, 2, 2, 2, 2, 0, 0, 2, 1)
+        assert y.dtype == dtype and s.dtype == np.int64
+    for unpool in UNPOOL:
+        assert unpool(y, s, 4, 3).dtype == dtype
+
+
+@pytest.mark.parametrize("maxpool", MAXPOOL, ids=ids(MAXPOOL))
+def test_maxpool_padding_never_wins(maxpool):
+    # all values negative; a 3 x 3 window with padding 1 still returns a real pixel
+    x = -np.arange(1, 7, dtype=np.float64).reshape(1, 2, 3, 1)      # -1 … -6
+    y, s = maxpool(x, 3, 3, 1, 1, 1, 1, 2, 3)
+    np.testing.assert_array_equal(y[0, :, :, 0], [[-1, -1, -2], [-1, -1, -2]])
+    np.testing.assert_array_equal(s[0, :, :, 0], [[0, 0, 1], [0, 0, 1]])
+
+
+@pytest.mark.parametrize("maxpool", MAXPOOL, ids=ids(MAXPOOL))
+def test_maxpool_ties_keep_the_first_in_row_major_order(maxpool):
+    x = np.array([[0.0, 7.0, 7.0],
+                  [7.0, 7.0, 1.0]])[None, :, :, None]
+    # 2 x 2 windows, stride 1: (0, 0) and (0, 1) both see a four-way or three-way tie
+    y, s = maxpool(x, 2, 2, 1, 1, 0, 0, 1, 2)
+    np.testing.assert_array_equal(y.ravel(), [7, 7])
+    np.testing.assert_array_equal(s.ravel(), [0 * 3 + 1, 0 * 3 + 1])
+
+
+@pytest.mark.parametrize("maxpool", MAXPOOL, ids=ids(MAXPOOL))
+def test_maxpool_channels_are_independent(maxpool):
+    x = np.zeros((1, 2, 2, 2))
+    x[0, 1, 0, 0] = 1        # channel 0: max at (1, 0)
+    x[0, 0, 1, 1] = 1        # channel 1: max at (0, 1)
+    _, s = maxpool(x, 2, 2, 2, 2, 0, 0, 1, 1)
+    np.testing.assert_array_equal(s[0, 0, 0], [1 * 2 + 0, 0 * 2 + 1])
+
+
+@pytest.mark.parametrize("unpool", UNPOOL, ids=ids(UNPOOL))
+def test_unpool_adds_where_overlapping_windows_share_a_maximum(unpool):
+    # 1 x 3 input whose middle pixel is the max of both overlapping 1 x 2 windows
+    x = np.array([1.0, 5.0, 2.0]).reshape(1, 1, 3, 1)
+    y, s = kernels.maxpool(x, 1, 2, 1, 1, 0, 0, 1, 2)
+    np.testing.assert_array_equal(s.ravel(), [1, 1])
+    dx = unpool(np.array([3.0, 4.0]).reshape(1, 1, 2, 1), s, 1, 3)
+    np.testing.assert_array_equal(dx.ravel(), [0, 7, 0])
+
+
+def test_reference_and_kernel_agree_on_a_fixed_case():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 6, 5, 3))
+    args = (3, 2, 2, 1, 1, 2, 1, 0, 3, 3)
+    cols = kernels.im2col(x, *args)
+    np.testing.assert_array_equal(cols, kernels.im2col_reference(x, *args))
+    np.testing.assert_array_equal(kernels.col2im(cols, 2, 6, 5, 3, *args),
+                                  kernels.col2im_reference(cols, 2, 6, 5, 3, *args))

@@ -1,0 +1,186 @@
+"""Sequential: construction checks, names and indices, activations, backward from any layer."""
+
+import numpy as np
+import pytest
+
+import tinyconv as tc
+
+
+def small_model(seed=0):
+    return tc.Sequential([
+        tc.Conv2D(2, 4, (3, 2), padding="same"), tc.ReLU(), tc.MaxPool2D(2),
+        tc.Conv2D(4, 3, 2, stride=(1, 2), name="top"), tc.ReLU(),
+        tc.Flatten(), tc.Dense(3 * 2 * 3, 5, name="logits"),
+    ], input_shape=(8, 10, 2), seed=seed)
+
+
+@pytest.fixture
+def model():
+    return small_model()
+
+
+# --------------------------------------------------------------------------- structure
+
+
+def test_names_indices_and_shapes(model):
+    assert model.names == ["input", "conv1", "relu1", "pool1", "top", "relu2", "flatten1",
+                           "logits"]
+    assert len(model) == 7
+    assert model.index("input") == 0 and model.index("top") == 4 and model.index(-1) == 7
+    assert model.index(np.int64(3)) == 3 and model.index(-8) == 0
+    assert model.output_shapes == [(8, 10, 2), (8, 10, 4), (8, 10, 4), (4, 5, 4), (3, 2, 3),
+                                   (3, 2, 3), (18,), (5,)]
+    assert model.spatial("pool1") and not model.spatial("logits")
+    summary = model.summary()
+    assert "logits" in summary and "(3, 2, 3)" in summary
+    assert "Conv2D" in repr(model)
+
+
+def test_activations_match_output_shapes_and_forward(model, rng):
+    x = rng.standard_normal((3, 8, 10, 2)).astype(np.float32)
+    ys = model.activations(x)
+    assert len(ys) == len(model) + 1
+    np.testing.assert_array_equal(ys[0], x)
+    assert [y.shape[1:] for y in ys] == model.output_shapes
+    np.testing.assert_array_equal(model(x), ys[-1])
+    np.testing.assert_array_equal(model.forward(x, upto="pool1"), ys[3])
+    assert len(model.activations(x, upto=2)) == 3
+
+
+def test_same_seed_same_parameters():
+    a, b, c = small_model(7), small_model(7), small_model(8)
+    for (la, key), (lb, _), (lc, _) in zip(a.parameters(), b.parameters(), c.parameters(),
+                                            strict=True):
+        np.testing.assert_array_equal(la.params[key], lb.params[key])
+        assert la.params[key].dtype == np.float32
+        if key == "W":
+            assert not np.array_equal(la.params[key], lc.params[key])
+
+
+def test_astype_float64_and_input_cast(model, rng):
+    x = rng.standard_normal((2, 8, 10, 2))
+    assert model.dtype == np.float32 and model(x).dtype == np.float32
+    model.astype(np.float64)
+    assert model.dtype == np.float64 and model(x.astype(np.float32)).dtype == np.float64
+    with pytest.raises(TypeError, match="dtype"):
+        model.astype(np.int32)
+
+
+# --------------------------------------------------------------------------- backward
+
+
+def test_backward_is_the_chain_of_layer_backwards(model, rng):
+    model.astype(np.float64)
+    x = rng.standard_normal((2, 8, 10, 2))
+    for rule in ("gradient", "deconvnet", "guided"):
+        for start in (7, "top", 2, 1):
+            l = model.index(start)
+            ys = model.activations(x)
+            dy = rng.standard_normal(ys[l].shape)
+            got = model.backward(dy, rule=rule, start=start)
+            want = dy
+            for layer in reversed(model.layers[:l]):
+                want = layer.backward(want, rule=rule)
+            np.testing.assert_array_equal(got, want)
+            assert got.shape == x.shape
+    ys = model.activations(x)
+    dy = rng.standard_normal(x.shape)
+    np.testing.assert_array_equal(model.backward(dy, start=0), dy)
+
+
+def test_backward_needs_a_forward_pass_that_reached_start(model, rng):
+    with pytest.raises(ValueError, match="start: no forward pass"):
+        model.backward(np.ones((1, 5)))
+    model.forward(rng.standard_normal((1, 8, 10, 2)), upto="pool1")
+    with pytest.raises(ValueError, match="start: the last forward pass stopped at layer 3"):
+        model.backward(np.ones((1, 5)))
+    model.backward(np.ones((1, 4, 5, 4)), start="pool1")
+
+
+def test_backward_checks_dy_and_rule(model, rng):
+    model.forward(rng.standard_normal((2, 8, 10, 2)))
+    with pytest.raises(ValueError, match=r"dy: expected shape \(2, 5\)"):
+        model.backward(np.ones((2, 6)))
+    with pytest.raises(ValueError, match="dy: expected 2 dimensions"):
+        model.backward(np.ones((2, 5, 1)))
+    with pytest.raises(TypeError, match="dy"):
+        model.backward(np.ones((2, 5), dtype=np.int64))
+    with pytest.raises(ValueError, match="dy: expected finite"):
+        model.backward(np.full((2, 5), np.nan))
+    with pytest.raises(ValueError, match="rule"):
+        model.backward(np.ones((2, 5)), rule="lrp")
+    with pytest.raises(ValueError, match="layer"):
+        model.backward(np.ones((2, 5)), start=9)
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("make, error, match", [
+    (lambda: tc.Sequential([], (4, 4, 1)), ValueError, "layers"),
+    (lambda: tc.Sequential([tc.ReLU(), "relu"], (4, 4, 1)), TypeError, r"layers\[1\]"),
+    (lambda: tc.Sequential([tc.ReLU(name="a"), tc.ReLU(name="a")], (4, 4, 1)), ValueError,
+     "layers: names must be unique"),
+    (lambda: tc.Sequential([tc.ReLU(name="input")], (4, 4, 1)), ValueError, "reserved"),
+    (lambda: tc.Sequential([tc.ReLU()], (4, 4)), ValueError, "input_shape"),
+    (lambda: tc.Sequential([tc.ReLU()], (4, 0, 1)), ValueError, "input_shape"),
+    (lambda: tc.Sequential([tc.ReLU()], (4, 4.0, 1)), ValueError, "input_shape"),
+    (lambda: tc.Sequential([tc.Conv2D(3, 2, 3)], (8, 8, 1)), ValueError,
+     "conv1: in_channels is 3, but the input has 1 channels"),
+    (lambda: tc.Sequential([tc.Conv2D(1, 2, (3, 9))], (8, 8, 1)), ValueError,
+     "conv1: kernel extent 9 is larger than the padded input"),
+    (lambda: tc.Sequential([tc.Flatten(), tc.Dense(63, 2, name="fc")], (8, 8, 1)), ValueError,
+     "fc: in_features is 63, but its input has shape"),
+    (lambda: tc.Sequential([tc.Conv2D(1, 2, 3), tc.Dense(72, 2)], (8, 8, 1)), ValueError,
+     "in_features"),
+])
+def test_bad_stacks_fail_at_construction(make, error, match):
+    with pytest.raises(error, match=match):
+        make()
+
+
+def test_unknown_layer_names_and_numbers(model):
+    with pytest.raises(ValueError, match="layer: expected one of .*'logits'.*got 'conv9'"):
+        model.index("conv9")
+    with pytest.raises(ValueError, match=r"layer: expected a number in \[0, 7\]"):
+        model.index(8)
+    with pytest.raises(ValueError, match="layer"):
+        model.index(-9)
+    with pytest.raises(TypeError, match="layer"):
+        model.index(True)
+    with pytest.raises(TypeError, match="layer"):
+        model.index(1.0)
+    with pytest.raises(ValueError, match="layer"):
+        model.forward(np.zeros((1, 8, 10, 2), np.float32), upto="nope")
+
+
+@pytest.mark.parametrize("x, error, match", [
+    (np.zeros((8, 10, 2)), ValueError, "x: expected 4 dimensions"),
+    (np.zeros((1, 8, 10, 3)), ValueError, r"x: expected examples of shape \(8, 10, 2\)"),
+    (np.zeros((1, 10, 8, 2)), ValueError, r"x: expected examples of shape \(8, 10, 2\)"),
+    (np.zeros((0, 8, 10, 2)), ValueError, "x: expected a non-empty array"),
+    (np.full((1, 8, 10, 2), np.inf), ValueError, "x: expected finite"),
+    (np.zeros((1, 8, 10, 2), np.uint8), TypeError, "x: .*tinyconv.to_float"),
+    (np.zeros((1, 8, 10, 2), bool), TypeError, "x: expected a floating-point array"),
+    (np.zeros((1, 8, 10, 2), complex), TypeError, "x: expected a floating-point array"),
+    (np.zeros((1, 8, 10, 2), object), TypeError, "x: expected a floating-point array"),
+    ([[1, [2]]], TypeError, "x: expected a floating-point array"),
+])
+def test_bad_input_names_x(model, x, error, match):
+    with pytest.raises(error, match=match):
+        model.forward(x)
+    with pytest.raises(error, match=match):
+        model.activations(x)
+
+
+def test_views_work_like_contiguous_copies(model, rng):
+    x = rng.standard_normal((4, 8, 10, 2))
+    for view in (x[::-1], x[::2], x[:, ::-1, ::-1], np.asfortranarray(x)):
+        copy = np.ascontiguousarray(view)
+        np.testing.assert_array_equal(model(view), model(copy))
+        ys = model.activations(view)
+        dy = rng.standard_normal((2 * len(view), 5))[::-2]
+        dx = model.backward(dy, rule="guided")
+        model.activations(copy)
+        np.testing.assert_array_equal(dx, model.backward(np.ascontiguousarray(dy), rule="guided"))
+        np.testing.assert_array_equal(ys[-1], model(copy))

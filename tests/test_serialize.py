@@ -1,0 +1,249 @@
+"""save / load: exact round trips, atomic writes, and every kind of bad file refused cleanly."""
+
+import json
+import os
+import pathlib
+import stat
+
+import numpy as np
+import pytest
+
+import tinyconv as tc
+from tinyconv.serialize import model_spec
+
+
+def make_model(seed=0):
+    return tc.Sequential([
+        tc.Conv2D(1, 4, (3, 2), stride=(1, 2), padding="same", dilation=(2, 1), name="conv"),
+        tc.ReLU(), tc.MaxPool2D((2, 3), stride=(2, 1), padding=(1, 0)),
+        tc.Conv2D(4, 2, 2, padding=(1, 0), bias=False),
+        tc.ReLU(), tc.Flatten(), tc.Dense(5 * 2 * 2, 3, name="logits"),
+    ], input_shape=(7, 10, 1), seed=seed)
+
+
+@pytest.fixture
+def saved(tmp_path):
+    path = tmp_path / "model.npz"
+    tc.save(make_model(), path)
+    return path
+
+
+def arrays_of(path):
+    with np.load(path, allow_pickle=False) as f:
+        return {name: f[name] for name in f.files}
+
+
+def spec_array(spec):
+    return np.frombuffer(json.dumps(spec).encode(), dtype=np.uint8)
+
+
+# --------------------------------------------------------------------------- round trips
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_round_trip_gives_identical_predictions_and_architecture(tmp_path, rng, dtype):
+    model = make_model().astype(dtype)
+    x = rng.standard_normal((5, 7, 10, 1))
+    path = tmp_path / "m.npz"
+    tc.save(model, path)
+    again = tc.load(path)
+    assert model_spec(again) == model_spec(model)
+    assert repr(again) == repr(model) and again.output_shapes == model.output_shapes
+    assert again.dtype == dtype
+    np.testing.assert_array_equal(again(x), model(x))          # bit for bit
+    for (a, key), (b, _) in zip(model.parameters(), again.parameters(), strict=True):
+        np.testing.assert_array_equal(a.params[key], b.params[key])
+        assert b.params[key].dtype == dtype
+
+
+def test_a_trained_model_round_trips(tmp_path, rng):
+    model = make_model()
+    X, y = rng.standard_normal((32, 7, 10, 1)), rng.integers(0, 3, 32)
+    tc.fit(model, X, y, epochs=1, batch_size=8)
+    tc.save(model, tmp_path / "t.npz")
+    np.testing.assert_array_equal(tc.load(tmp_path / "t.npz")(X), model(X))
+
+
+def test_save_accepts_str_paths_and_overwrites(tmp_path, rng):
+    path = str(tmp_path / "m.npz")
+    tc.save(make_model(0), path)
+    tc.save(make_model(1), path)
+    x = rng.standard_normal((1, 7, 10, 1))
+    np.testing.assert_array_equal(tc.load(path)(x), make_model(1)(x))
+    assert os.listdir(tmp_path) == ["m.npz"]
+
+
+def test_saved_files_get_the_usual_permissions(tmp_path, saved):
+    plain = tmp_path / "plain"
+    plain.write_bytes(b"")
+    assert stat.S_IMODE(saved.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode)
+
+
+def test_save_refuses_what_is_not_a_model(tmp_path):
+    with pytest.raises(TypeError, match="model"):
+        tc.save([tc.ReLU()], tmp_path / "m.npz")
+
+
+# --------------------------------------------------------------------------- atomic writes
+
+
+def test_a_save_that_fails_midway_keeps_the_old_file(tmp_path, saved, monkeypatch, rng):
+    old = saved.read_bytes()
+
+    def broken_savez(file, **arrays):
+        file.write(b"PK\x03\x04 half a zip")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", broken_savez)
+    with pytest.raises(OSError, match="disk full"):
+        tc.save(make_model(1), saved)
+    monkeypatch.undo()
+    assert saved.read_bytes() == old
+    assert os.listdir(tmp_path) == ["model.npz"]            # no temporary left behind
+    x = rng.standard_normal((2, 7, 10, 1))
+    np.testing.assert_array_equal(tc.load(saved)(x), make_model()(x))
+
+
+def test_an_interrupted_save_of_a_new_file_leaves_nothing(tmp_path, monkeypatch):
+    def interrupted(file, **arrays):
+        file.write(b"PK")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "savez", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        tc.save(make_model(), tmp_path / "new.npz")
+    assert os.listdir(tmp_path) == []
+
+
+# --------------------------------------------------------------------------- bad files
+
+
+def test_a_missing_file_is_file_not_found(tmp_path):
+    with pytest.raises(FileNotFoundError, match="path"):
+        tc.load(tmp_path / "nothing.npz")
+    with pytest.raises(FileNotFoundError, match="path"):
+        tc.load(tmp_path)                                   # a folder is not a model file
+
+
+def test_a_truncated_file(saved):
+    data = saved.read_bytes()
+    for cut in (len(data) // 2, len(data) - 10, 30):
+        saved.write_bytes(data[:cut])
+        with pytest.raises(ValueError, match="not a readable tinyconv model file"):
+            tc.load(saved)
+
+
+def test_files_that_are_not_npz(tmp_path):
+    text = tmp_path / "model.npz"
+    text.write_text("conv1: 3x3\n")
+    with pytest.raises(ValueError, match="not a readable tinyconv model file"):
+        tc.load(text)
+    bare = tmp_path / "bare.npy"
+    np.save(bare, np.zeros(3))
+    with pytest.raises(ValueError, match="not an .npz archive"):
+        tc.load(bare)
+    empty = tmp_path / "empty.npz"
+    empty.write_bytes(b"")
+    with pytest.raises(ValueError, match="not a readable"):
+        tc.load(empty)
+
+
+def test_a_zip_whose_members_are_not_arrays(tmp_path):
+    import zipfile
+    path = tmp_path / "m.npz"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("spec", json.dumps(model_spec(make_model())))
+    with pytest.raises(ValueError, match="not arrays"):
+        tc.load(path)
+
+
+def test_an_npz_without_a_spec(tmp_path, saved):
+    arrays = arrays_of(saved)
+    del arrays["spec"]
+    np.savez(tmp_path / "nospec.npz", **arrays)
+    with pytest.raises(ValueError, match="no architecture spec"):
+        tc.load(tmp_path / "nospec.npz")
+
+
+@pytest.mark.parametrize("change, match", [
+    (lambda spec: spec.update(version=2), "newer than this tinyconv reads"),
+    (lambda spec: spec.update(version="1"), "version"),
+    (lambda spec: spec.update(format="keras"), "not a tinyconv-model spec"),
+    (lambda spec: spec["layers"][0].update(type="Conv3D"), "unknown type 'Conv3D'"),
+    (lambda spec: spec["layers"][0]["config"].update(kernel=0), "kernel"),
+    (lambda spec: spec["layers"][0]["config"].update(eval="os.system"), "eval"),
+    (lambda spec: spec.update(layers="conv"), "layers"),
+    (lambda spec: spec.update(layers=[1, 2]), "layers"),
+    (lambda spec: spec.update(input_shape=[7, 10]), "input_shape"),
+    (lambda spec: spec.update(dtype="int8"), "dtype"),
+    (lambda spec: spec.pop("layers"), "layers"),
+])
+def test_a_bad_spec(tmp_path, saved, change, match):
+    arrays = arrays_of(saved)
+    spec = json.loads(arrays["spec"].tobytes())
+    change(spec)
+    arrays["spec"] = spec_array(spec)
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(ValueError, match=f"bad architecture spec .*{match}"):
+        tc.load(tmp_path / "bad.npz")
+
+
+def test_a_spec_that_is_not_json(tmp_path, saved):
+    arrays = arrays_of(saved)
+    for spec in (np.frombuffer(b"{not json", dtype=np.uint8), np.array([0xff, 0xfe], np.uint8)):
+        arrays["spec"] = spec
+        np.savez(tmp_path / "bad.npz", **arrays)
+        with pytest.raises(ValueError, match="bad architecture spec"):
+            tc.load(tmp_path / "bad.npz")
+
+
+def test_a_missing_or_extra_array(tmp_path, saved):
+    arrays = arrays_of(saved)
+    del arrays["1/b"]
+    np.savez(tmp_path / "missing.npz", **arrays)
+    with pytest.raises(ValueError, match=r"missing \['1/b'\]"):
+        tc.load(tmp_path / "missing.npz")
+    arrays = arrays_of(saved)
+    arrays["4/b"] = np.zeros(2, np.float32)                 # conv 4 has no bias
+    np.savez(tmp_path / "extra.npz", **arrays)
+    with pytest.raises(ValueError, match=r"unexpected \['4/b'\]"):
+        tc.load(tmp_path / "extra.npz")
+
+
+@pytest.mark.parametrize("name, value, match", [
+    ("1/W", np.zeros((3, 2, 1, 5), np.float32), r"1/W \(conv\) should be float \(3, 2, 1, 4\)"),
+    ("7/W", np.zeros((30,), np.float32), r"7/W \(logits\) should be float \(20, 3\)"),
+    ("7/b", np.zeros(3, np.int64), "7/b .* found int64"),
+    ("7/b", np.array([0, np.nan, 0], np.float32), "NaN or inf"),
+])
+def test_a_wrong_array(tmp_path, saved, name, value, match):
+    arrays = arrays_of(saved)
+    arrays[name] = value
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(ValueError, match=match):
+        tc.load(tmp_path / "bad.npz")
+
+
+class Payload:
+    """Unpickling this calls ``Path.touch(marker)``: proof that code ran."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return pathlib.Path.touch, (pathlib.Path(self.marker),)
+
+
+def test_a_pickle_bearing_npz_is_refused_without_running_it(tmp_path, saved):
+    marker = tmp_path / "executed"
+    for name in ("1/W", "spec"):
+        arrays = arrays_of(saved)
+        arrays[name] = np.array([Payload(marker)], dtype=object)
+        np.savez(tmp_path / "evil.npz", **arrays)
+        with pytest.raises(ValueError, match="not a readable tinyconv model file"):
+            tc.load(tmp_path / "evil.npz")
+        assert not marker.exists()
+    # the payload is real: a careless reader would have run it
+    with np.load(tmp_path / "evil.npz", allow_pickle=True) as f:
+        f["spec"]
+    assert marker.exists()
