@@ -1,0 +1,375 @@
+"""Tests for the ``tinyconv`` command: ``main([...])`` in-process, plus the installed entry points.
+
+No test touches the network: the full-MNIST cases use an empty cache folder and a mirror on a
+closed local port.
+"""
+
+import gzip
+import hashlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import tinyconv as tc
+from tinyconv import cli
+from tinyconv import data as tcdata
+from tinyconv.architectures import build
+from tinyconv.receptive_field import format_table
+
+
+def run(capsys, *argv):
+    """``main(argv)`` -> (exit status, stdout, stderr)."""
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code, out, err, expected_code=None):
+    assert code != 0
+    if expected_code is not None:
+        assert code == expected_code
+    assert "Traceback" not in err
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("tinyconv: error: ")
+    assert out == ""
+
+
+@pytest.fixture(scope="module")
+def small_model_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("models") / "small.npz"
+    tc.save(build("small", seed=1), path)
+    return path
+
+
+def epoch_rows(out):
+    """The per-epoch lines of ``train``: ``{epoch: [loss, acc, held-out loss, held-out acc]}``
+    (``None`` for the '-' of epoch 0, before training)."""
+    rows = {}
+    for line in out.splitlines():
+        fields = line.split()
+        if len(fields) == 6 and fields[0].isdigit():
+            rows[int(fields[0])] = [None if f == "-" else float(f) for f in fields[1:5]]
+    return rows
+
+
+# ------------------------------------------------------------------ train
+
+
+def test_train_the_default_architecture_and_see_the_loss_fall(capsys, tmp_path):
+    out_file = tmp_path / "m.npz"
+    code, out, err = run(capsys, "train", "--arch", "mnist", "--limit", 300, "--epochs", 1,
+                         "--out", out_file)
+    assert code == 0, err
+    rows = epoch_rows(out)
+    assert sorted(rows) == [0, 1]
+    before, after = rows[0][2], rows[1][2]
+    assert before > 2.0                      # untrained: about log(10) = 2.30
+    assert after < before - 0.3              # one epoch on 300 digits already helps
+    assert "the first 300 of the 4,000 bundled training digits" in out
+    assert f"saved {out_file}" in out
+    model = tc.load(out_file)
+    assert model.names == build("mnist").names
+
+
+def test_train_is_deterministic_and_saves_a_loadable_model(capsys, tmp_path):
+    paths = [tmp_path / "a.npz", tmp_path / "b.npz"]
+    for path in paths:
+        code, out, err = run(capsys, "train", "--arch", "small", "--limit", 200, "--epochs", 2,
+                             "--seed", 5, "--out", path)
+        assert code == 0, err
+        assert sorted(epoch_rows(out)) == [0, 1, 2]
+        assert re.search(r"held-out accuracy: \d+\.\d\d% \(\d+ of 1,000", out)
+    a, b = (tc.load(p) for p in paths)
+    for la, lb in zip(a.layers, b.layers, strict=True):
+        for key in la.params:
+            np.testing.assert_array_equal(la.params[key], lb.params[key])
+
+
+def test_train_with_augmentation_and_decay(capsys, tmp_path):
+    code, out, err = run(capsys, "train", "--arch", "small", "--limit", 128, "--epochs", 2,
+                         "--augment", 2, "--decay", 0.5, "--out", tmp_path / "m.npz")
+    assert code == 0, err
+    assert "lr=0.002 x 0.5 per epoch" in out and "random shifts <= 2 px" in out
+    assert sorted(epoch_rows(out)) == [0, 1, 2]
+
+
+def test_train_without_augmentation_or_decay(capsys, tmp_path):
+    code, out, err = run(capsys, "train", "--arch", "small", "--limit", 128, "--epochs", 2,
+                         "--augment", 0, "--decay", 1, "--lr", "1e-3", "--batch-size", 64,
+                         "--out", tmp_path / "m.npz")
+    assert code == 0, err
+    assert "Adam lr=0.001, batch size 64, 2 epochs, seed 0\n" in out
+    assert sorted(epoch_rows(out)) == [0, 1, 2]
+
+
+def test_ctrl_c_saves_nothing(capsys, tmp_path, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "fit", interrupted)
+    out_file = tmp_path / "m.npz"
+    code, out, err = run(capsys, "train", "--arch", "small", "--out", out_file)
+    assert code == 130
+    assert err.strip() == "interrupted; nothing saved"
+    assert not out_file.exists()
+    assert list(tmp_path.iterdir()) == []       # no temporary left either
+
+
+@pytest.mark.skipif(os.name != "posix", reason="sends SIGINT")
+def test_a_real_ctrl_c_in_a_subprocess(tmp_path):
+    command = [sys.executable, "-u", "-m", "tinyconv", "train", "--arch", "small",
+               "--epochs", "50", "--out", str(tmp_path / "m.npz")]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True) as proc:
+        for line in proc.stdout:                # wait until training has started
+            if line.split()[:1] == ["0"]:
+                break
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert err.strip().splitlines()[-1] == "interrupted; nothing saved"
+    assert "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_diverging_run_keeps_the_old_file(capsys, tmp_path, monkeypatch):
+    def diverge(*args, **kwargs):
+        raise FloatingPointError("training diverged: the loss is nan (lr=1000.0); "
+                                 "nothing was written — lower the learning rate")
+
+    monkeypatch.setattr(cli, "fit", diverge)
+    out_file = tmp_path / "m.npz"
+    out_file.write_bytes(b"old")
+    code, out, err = run(capsys, "train", "--arch", "small", "--lr", 1000, "--out", out_file)
+    assert code == 1
+    assert "Traceback" not in err and err.count("\n") == 1
+    assert "training diverged" in err
+    assert out_file.read_bytes() == b"old"
+
+
+def test_unexpected_errors_are_one_line_unless_debugging(capsys, tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("something broke")
+
+    monkeypatch.setattr(cli, "fit", broken)
+    argv = ["train", "--arch", "small", "--out", str(tmp_path / "m.npz")]
+    monkeypatch.delenv(cli.DEBUG_ENV, raising=False)
+    code, out, err = run(capsys, *argv)
+    assert code == 1
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "RuntimeError: something broke" in err
+    assert "unexpected; run with TINYCONV_DEBUG=1" in err
+    monkeypatch.setenv(cli.DEBUG_ENV, "1")
+    with pytest.raises(RuntimeError, match="something broke"):
+        cli.main(argv)
+
+
+# ------------------------------------------------------------------ evaluate, rf, info
+
+
+def test_evaluate_prints_accuracy_and_a_confusion_matrix(capsys, small_model_file):
+    code, out, err = run(capsys, "evaluate", small_model_file)
+    assert code == 0, err
+    assert re.search(r"accuracy \d+\.\d\d% \(\d+ of 1,000 held-out bundled digits\)", out)
+    lines = out.splitlines()
+    top = lines.index("confusion matrix (rows: true digit, columns: predicted digit)")
+    header, rows = lines[top + 1].split(), lines[top + 2:top + 12]
+    assert header == ["true", *map(str, range(10)), "acc"]
+    counts = np.array([[int(n) for n in row.split()[1:11]] for row in rows])
+    assert [int(row.split()[0]) for row in rows] == list(range(10))
+    assert counts.sum() == 1000
+    assert (counts.sum(axis=1) == 100).all()    # the bundled test split: 100 per class
+
+
+def test_evaluate_the_shipped_model(capsys):
+    code, out, err = run(capsys, "evaluate", "mnist")
+    assert code == 0, err
+    accuracy = float(re.search(r"accuracy (\d+\.\d\d)%", out).group(1))
+    assert accuracy >= 97.0
+
+
+def test_format_confusion_handles_an_empty_row():
+    text = cli.format_confusion(np.array([[3, 1], [0, 0]]))
+    assert text.splitlines()[2].split() == ["0", "3", "1", "75.0%"]
+    assert text.splitlines()[3].split() == ["1", "0", "0", "-"]
+
+
+def test_rf_prints_the_table(capsys, small_model_file):
+    code, out, err = run(capsys, "rf", "mnist")
+    assert code == 0, err
+    assert "conv1" in out and "pool3" in out and "28x28" in out and "24x24" in out
+    assert out.strip() == format_table(tc.pretrained("mnist")).strip()
+    code, out, err = run(capsys, "rf", small_model_file)
+    assert code == 0 and "10x10" in out
+
+
+def test_info_prints_the_summary(capsys):
+    code, out, err = run(capsys, "info", "mnist")
+    assert code == 0, err
+    assert "logits" in out and "(3, 3, 64)" in out
+    assert re.search(r"[\d,]+ parameters, float32", out)
+
+
+def test_help(capsys):
+    code, out, _ = run(capsys, "--help")
+    assert code == 0
+    for name in cli.COMMANDS:
+        assert name in out
+    code, out, _ = run(capsys, "train", "--help")
+    assert code == 0 and "--epochs" in out and "--limit" in out
+
+
+# ------------------------------------------------ bad input: one line, no traceback
+
+
+@pytest.fixture
+def bad_files(tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("not a model\n")
+    npz = tmp_path / "arrays.npz"
+    np.savez(npz, a=np.zeros(3))
+    rgb = tmp_path / "rgb.npz"
+    tc.save(tc.Sequential([tc.Conv2D(3, 4, 3), tc.Flatten(), tc.Dense(6 * 6 * 4, 10)],
+                          input_shape=(8, 8, 3)), rgb)
+    five = tmp_path / "five.npz"
+    tc.save(tc.Sequential([tc.Flatten(), tc.Dense(784, 5)], input_shape=(28, 28, 1)), five)
+    return {"TEXT": text, "NPZ": npz, "RGB": rgb, "FIVE": five,
+            "MISSING": tmp_path / "missing.npz", "DIR": tmp_path,
+            "NODIR": tmp_path / "no" / "such" / "m.npz", "OUT": tmp_path / "m.npz"}
+
+
+BAD = [
+    # (argv, exit status, a piece of the message)
+    ([], 2, "choose a command"),
+    (["fly"], 2, "invalid choice"),
+    (["evaluate"], 2, "MODEL"),
+    (["evaluate", "MISSING"], 1, "no model file"),
+    (["evaluate", "DIR"], 1, "no model file"),
+    (["evaluate", "TEXT"], 1, "not a tinyconv model file"),
+    (["rf", "TEXT"], 1, "not a tinyconv model file"),
+    (["info", "NPZ"], 1, "not a tinyconv model file"),
+    (["evaluate", "RGB"], 1, "(8, 8, 3)"),
+    (["evaluate", "FIVE"], 1, "10 classes"),
+    (["evaluate", "mnist", "--data", "huge"], 2, "invalid choice"),
+    (["train", "--epochs", "0", "--out", "OUT"], 2, "--epochs"),
+    (["train", "--epochs", "-3", "--out", "OUT"], 2, "--epochs"),
+    (["train", "--epochs", "two", "--out", "OUT"], 2, "--epochs"),
+    (["train", "--batch-size", "0", "--out", "OUT"], 2, "--batch-size"),
+    (["train", "--lr", "0", "--out", "OUT"], 2, "--lr"),
+    (["train", "--lr", "-0.1", "--out", "OUT"], 2, "--lr"),
+    (["train", "--lr", "inf", "--out", "OUT"], 2, "--lr"),
+    (["train", "--limit", "0", "--out", "OUT"], 2, "--limit"),
+    (["train", "--decay", "0", "--out", "OUT"], 2, "--decay"),
+    (["train", "--decay", "1.5", "--out", "OUT"], 2, "--decay"),
+    (["train", "--augment", "-1", "--out", "OUT"], 2, "--augment"),
+    (["train", "--seed", "-1", "--out", "OUT"], 2, "--seed"),
+    (["train", "--arch", "lenet", "--out", "OUT"], 2, "'mnist'"),
+    (["train", "--data", "huge", "--out", "OUT"], 2, "invalid choice"),
+    (["train", "--cache-dir", "TEXT", "--out", "OUT"], 2, "is a file"),
+    (["train", "--out", "NODIR"], 2, "does not exist"),
+    (["train", "--out", "DIR"], 2, "is a directory"),
+    (["train", "--no-download", "--data", "full", "--cache-dir", "DIR", "--out", "OUT"], 1,
+     "not in the cache"),
+]
+
+
+@pytest.mark.parametrize(("argv", "status", "message"), BAD,
+                         ids=[" ".join(a) or "nothing" for a, _, _ in BAD])
+def test_bad_input_is_one_line(capsys, bad_files, argv, status, message):
+    argv = [str(bad_files.get(a, a)) for a in argv]
+    code, out, err = run(capsys, *argv)
+    assert_one_line_error(code, out, err, status)
+    assert message in err
+    assert not bad_files["OUT"].exists()
+
+
+def write_idx(path, array):
+    """A gzip IDX file (unsigned bytes): magic 0x0000080N, N big-endian uint32 sizes, data."""
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    path.write_bytes(gzip.compress(header + array.astype(np.uint8).tobytes()))
+
+
+def test_train_and_evaluate_on_full_mnist_from_the_cache(capsys, tmp_path, monkeypatch):
+    # a stand-in "full MNIST" made of bundled digits, cached with matching checksums
+    images, labels = tc.load_mnist("bundled")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    parts = {"train": slice(0, 300), "test": slice(300, 400)}
+    sums = {}
+    for part, (images_file, labels_file) in tcdata.FILES.items():
+        write_idx(cache / images_file, images[parts[part], :, :, 0])
+        write_idx(cache / labels_file, labels[parts[part]])
+        for name in (images_file, labels_file):
+            sums[name] = hashlib.sha256((cache / name).read_bytes()).hexdigest()
+    monkeypatch.setattr(tcdata, "SHA256", sums)
+    out_file = tmp_path / "m.npz"
+    code, out, err = run(capsys, "train", "--data", "full", "--cache-dir", cache, "--arch",
+                         "small", "--epochs", 1, "--no-download", "--out", out_file)
+    assert code == 0, err
+    assert "on 300 MNIST training digits; testing on 100 MNIST test digits" in out
+    code, out, err = run(capsys, "evaluate", out_file, "--data", "full", "--cache-dir", cache,
+                         "--no-download")
+    assert code == 0, err
+    assert re.search(r"of 100 MNIST test digits\)", out)
+
+
+def test_download_failure_is_one_line(capsys, tmp_path, monkeypatch):
+    # port 9 (discard) on localhost: nothing listens, the connection is refused at once
+    monkeypatch.setenv("TINYCONV_MNIST_MIRRORS", "http://127.0.0.1:9/,http://127.0.0.1:9/b/")
+    code, out, err = run(capsys, "train", "--data", "full", "--cache-dir", tmp_path / "cache",
+                         "--out", tmp_path / "m.npz")
+    assert_one_line_error(code, "", err, 1)
+    assert "could not download train-images-idx3-ubyte.gz" in err
+    assert err.count("127.0.0.1:9") == 2        # both mirrors' failures, on the one line
+
+
+def test_unwritable_cache_dir(capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr(cli, "is_writable", lambda folder: False)
+    code, out, err = run(capsys, "train", "--data", "full", "--cache-dir", tmp_path,
+                         "--out", tmp_path / "m.npz")
+    assert_one_line_error(code, out, err, 2)
+    assert "not writable" in err
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0,
+                    reason="needs POSIX permissions that apply (not root)")
+def test_unwritable_cache_dir_by_permissions(capsys, tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        code, out, err = run(capsys, "train", "--data", "full", "--cache-dir", locked / "mnist",
+                             "--out", tmp_path / "m.npz")
+    finally:
+        locked.chmod(0o700)
+    assert_one_line_error(code, out, err, 2)
+    assert "not writable" in err
+
+
+def test_one_line_folds_multi_line_messages():
+    assert cli.one_line("a:\n  b: x\n  c: y\n") == "a: b: x; c: y"
+    assert cli.one_line("single") == "single"
+
+
+# ------------------------------------------------------------------ the installed command
+
+
+def test_installed_command_and_python_dash_m():
+    exe = shutil.which("tinyconv")
+    commands = [[sys.executable, "-m", "tinyconv"]] + ([[exe]] if exe else [])
+    for command in commands:
+        done = subprocess.run([*command, "--help"], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.startswith("usage: tinyconv")
+        done = subprocess.run([*command, "rf", "no-such-model.npz"], capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 1
+        assert done.stderr.startswith("tinyconv: error: no model file")
+        assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr

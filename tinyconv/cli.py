@@ -1,0 +1,395 @@
+"""The ``tinyconv`` command: train, evaluate and inspect MNIST models from a shell.
+
+::
+
+    tinyconv train --out model.npz    # the shipped model's recipe: 4,000 bundled digits, no network
+    tinyconv evaluate model.npz       # accuracy on the 1,000 held-out digits + confusion matrix
+    tinyconv rf mnist                 # receptive field of every layer of the shipped model
+    tinyconv info mnist               # its layers, output shapes and parameter counts
+
+The defaults of ``train`` are the recipe of the shipped ``tinyconv/data/mnist_cnn.npz``
+(``build("mnist", seed=0)``; Adam, lr 2e-3 times 0.85 per epoch, batch 32, 15 epochs, each
+on digits shifted by up to 2 pixels): on the same machine and library versions, running
+it with them writes the same weights bit for bit.
+
+Every subcommand is a pair of small functions (one adds its arguments, one runs it) listed
+in :data:`COMMANDS`; :func:`main` builds the parser from that table.
+
+Errors are one line on stderr, ``tinyconv: error: …``, never a traceback. Exit codes:
+0 success, 1 a failure while working (a file that is not a model, a failed download,
+a diverging run), 2 a bad command line (checked before any work starts), 130 Ctrl-C.
+``TINYCONV_DEBUG=1`` re-raises the exception instead, traceback and all.
+"""
+
+import argparse
+import math
+import os
+import sys
+import time
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .architectures import ARCHITECTURES, INPUT_SHAPE, N_CLASSES, build, shift_images
+from .data import load_mnist, to_float
+from .pretrained import MODELS, pretrained
+from .receptive_field import format_table
+from .serialize import load, save
+from .training import Adam, evaluate, fit
+
+DEBUG_ENV = "TINYCONV_DEBUG"
+EXPECTED_ERRORS = (ValueError, TypeError, OSError, FloatingPointError)
+
+
+class UsageError(Exception):
+    """A bad command line: reported as one line, exit status 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error raises :class:`UsageError` instead of printing the usage
+    block and exiting, so that :func:`main` reports every error the same way."""
+
+    def error(self, message):
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+# --------------------------------------------------------------------------- argument types
+
+
+def number_type(convert, accept, expected):
+    """An argparse ``type=``: ``convert(text)``, kept if ``accept(value)``; otherwise the
+    one-line message ``expected <expected>, got '<text>'``."""
+    def parse(text):
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not accept(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+    return parse
+
+
+positive_int = number_type(int, lambda v: v >= 1, "a whole number >= 1")     # --epochs, --limit
+natural_int = number_type(int, lambda v: v >= 0, "a whole number >= 0")      # --seed, --augment
+positive_float = number_type(float, lambda v: math.isfinite(v) and v > 0,    # --lr
+                             "a positive number")
+unit_float = number_type(float, lambda v: 0 < v <= 1, "a number in (0, 1]")  # --decay
+
+
+def add_data_arguments(parser):
+    """``--data``, ``--cache-dir`` and ``--download/--no-download`` (train and evaluate)."""
+    parser.add_argument("--data", choices=("bundled", "full"), default="bundled",
+                        help="bundled: the 5,000 shipped digits (4,000 train / 1,000 held out), "
+                             "no network; full: MNIST's 60,000 / 10,000, downloaded once and "
+                             "cached (default: %(default)s)")
+    parser.add_argument("--cache-dir", type=Path, default=None, metavar="DIR",
+                        help="where full MNIST is cached (default: $TINYCONV_CACHE, else "
+                             "~/.cache/tinyconv/mnist)")
+    parser.add_argument("--download", action=argparse.BooleanOptionalAction, default=True,
+                        help="fetch missing full-MNIST files (default: yes)")
+
+
+# --------------------------------------------------------------------------- checks and loading
+
+
+def check_cache_dir(args):
+    """Refuse a ``--cache-dir`` that is a file, or that a download could not write to."""
+    folder = args.cache_dir
+    if folder is None:
+        return
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"--cache-dir {folder} is a file, not a directory")
+    if args.data == "full" and args.download:
+        # the folder, or the nearest ancestor that exists (the download creates the rest)
+        existing = next(p for p in (folder, *folder.absolute().parents) if p.exists())
+        if not existing.is_dir() or not is_writable(existing):
+            raise UsageError(f"--cache-dir {folder} is not writable; choose another directory "
+                             "or pass --no-download to read an existing cache")
+
+
+def is_writable(folder):
+    """Whether files can be created in ``folder`` (a directory that exists)."""
+    return os.access(folder, os.W_OK | os.X_OK)
+
+
+def check_out(path):
+    """Refuse an ``--out`` that cannot be written, before hours of training are spent."""
+    folder = path.parent
+    if not folder.is_dir():
+        raise UsageError(f"--out {path}: the directory {str(folder)!r} does not exist")
+    if path.is_dir():
+        raise UsageError(f"--out {path} is a directory; give a file name such as model.npz")
+    if not is_writable(folder):
+        raise UsageError(f"--out {path}: the directory {str(folder)!r} is not writable")
+
+
+def load_digits(args, part):
+    """``(images float32 (N, 28, 28, 1), labels (N,), description)`` for ``part`` in
+    ``{"train", "test"}`` of ``--data``."""
+    if args.data == "bundled":
+        split = {"train": "bundled-train", "test": "bundled-test"}[part]
+        images, labels = load_mnist(split)
+        what = {"train": "bundled training", "test": "held-out bundled"}[part]
+    else:
+        images, labels = load_mnist(part, download=args.download, cache_dir=args.cache_dir)
+        what = {"train": "MNIST training", "test": "MNIST test"}[part]
+    return to_float(images), labels, f"{len(labels):,} {what} digits"
+
+
+def load_model(name_or_path):
+    """A model from a ``.npz`` path, or the shipped model by name (``"mnist"``)."""
+    path = Path(name_or_path)
+    if name_or_path in MODELS and not path.exists():
+        return pretrained(name_or_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no model file at {name_or_path!r}; give a .npz written by "
+                                f"'tinyconv train', or one of {', '.join(MODELS)} for the "
+                                "shipped model")
+    if not zipfile.is_zipfile(path):  # NumPy's own message would suggest unpickling it
+        raise ValueError(f"{name_or_path}: not a tinyconv model file (not an .npz archive)")
+    return load(path)
+
+
+def check_mnist_model(model, where):
+    """Refuse a model that does not take MNIST digits or does not give 10 logits."""
+    if model.input_shape != INPUT_SHAPE:
+        raise ValueError(f"{where}: the model takes inputs of shape {model.input_shape}, "
+                         f"but MNIST digits are {INPUT_SHAPE}")
+    if model.output_shapes[-1] != (N_CLASSES,):
+        raise ValueError(f"{where}: the model outputs shape {model.output_shapes[-1]}, "
+                         f"but MNIST has {N_CLASSES} classes")
+
+
+def count_parameters(model):
+    return sum(p.size for layer in model.layers for p in layer.params.values())
+
+
+# --------------------------------------------------------------------------- train
+
+
+def train_arguments(parser):
+    parser.add_argument("--arch", choices=list(ARCHITECTURES), default="mnist",
+                        help="; ".join(f"{name}: {text}"
+                                       for name, (_, text) in ARCHITECTURES.items())
+                        + " (default: %(default)s)")
+    add_data_arguments(parser)
+    parser.add_argument("--epochs", type=positive_int, default=15,
+                        help="passes over the training digits (default: %(default)s)")
+    parser.add_argument("--batch-size", type=positive_int, default=32, metavar="N",
+                        help="digits per Adam step (default: %(default)s)")
+    parser.add_argument("--lr", type=positive_float, default=2e-3,
+                        help="Adam learning rate of the first epoch (default: %(default)s)")
+    parser.add_argument("--decay", type=unit_float, default=0.85, metavar="FACTOR",
+                        help="multiply the learning rate by FACTOR after each epoch "
+                             "(default: %(default)s)")
+    parser.add_argument("--seed", type=natural_int, default=0,
+                        help="seeds the weights, the shuffling and --augment; one seed, one "
+                             "model bit for bit (default: %(default)s)")
+    parser.add_argument("--limit", type=positive_int, default=None, metavar="N",
+                        help="train on the first N training digits only")
+    parser.add_argument("--augment", type=natural_int, default=2, metavar="PIXELS",
+                        help="shift each training digit by up to PIXELS pixels, redrawn every "
+                             "epoch; 0 turns this off (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=Path("model.npz"),
+                        help="where to save the trained model (default: %(default)s)")
+
+
+def run_train(args):
+    """Train ``--arch`` with Adam, printing one line per epoch, then save atomically."""
+    check_cache_dir(args)
+    check_out(args.out)
+    X, y, train_text = load_digits(args, "train")
+    if args.limit is not None:
+        X, y = X[:args.limit], y[:args.limit]
+        train_text = f"the first {len(y):,} of the {train_text}"
+    X_test, y_test, test_text = load_digits(args, "test")
+    model = build(args.arch, seed=args.seed)
+    optimizer = Adam(model, lr=args.lr)
+    print(f"training {args.arch!r} ({count_parameters(model):,} parameters) on {train_text}; "
+          f"testing on {test_text}")
+    print(f"Adam lr={args.lr:g}" + (f" x {args.decay:g} per epoch" if args.decay < 1 else "")
+          + f", batch size {args.batch_size}, "
+          f"{args.epochs} epoch{'s' * (args.epochs > 1)}, seed {args.seed}"
+          + (f", random shifts <= {args.augment} px" if args.augment else ""))
+    print(f"{'epoch':>5}  {'loss':>7}  {'train acc':>9}  {'held-out loss':>13}  "
+          f"{'held-out acc':>12}  {'seconds':>7}")
+    before = evaluate(model, X_test, y_test)
+    print(f"{0:>5}  {'-':>7}  {'-':>9}  {before['loss']:>13.4f}  "
+          f"{before['accuracy']:>12.4f}  {'-':>7}")
+    start = time.perf_counter()
+    history = train_epochs(model, optimizer, X, y, (X_test, y_test), args)
+    seconds = time.perf_counter() - start
+    final = history[-1]["val_accuracy"]
+    print(f"held-out accuracy: {final:.2%} ({round(final * len(y_test)):,} of {test_text}); "
+          f"training took {seconds:.0f} s")
+    save(model, args.out)
+    print(f"saved {args.out}")
+    return 0
+
+
+def train_epochs(model, optimizer, X, y, validation, args):
+    """One :func:`~tinyconv.training.fit` call per epoch, so that each epoch can have its own
+    learning rate ``lr * decay^(epoch - 1)`` and, with ``--augment``, its own shifted digits.
+    The shifts and the shuffling come from ``--seed``, so one seed fixes the run."""
+    rng = np.random.default_rng(args.seed)
+    history = []
+    for epoch in range(1, args.epochs + 1):
+        optimizer.lr = args.lr * args.decay ** (epoch - 1)
+        X_epoch = shift_images(X, args.augment, rng) if args.augment else X
+        record = fit(model, X_epoch, y, epochs=1, batch_size=args.batch_size,
+                     optimizer=optimizer, seed=(args.seed, epoch), validation=validation)[0]
+        record["epoch"] = epoch
+        print_epoch(record)
+        history.append(record)
+    return history
+
+
+def print_epoch(record):
+    print(f"{record['epoch']:>5}  {record['loss']:>7.4f}  {record['accuracy']:>9.4f}  "
+          f"{record['val_loss']:>13.4f}  {record['val_accuracy']:>12.4f}  "
+          f"{record['seconds']:>7.1f}", flush=True)
+
+
+# --------------------------------------------------------------------------- evaluate
+
+
+def evaluate_arguments(parser):
+    model_argument(parser)
+    add_data_arguments(parser)
+
+
+def run_evaluate(args):
+    """Accuracy on the held-out digits and the confusion matrix."""
+    check_cache_dir(args)
+    model = load_model(args.model)
+    check_mnist_model(model, args.model)
+    X, y, text = load_digits(args, "test")
+    scores = evaluate(model, X, y)
+    correct = int((scores["predictions"] == y).sum())
+    print(f"{args.model}: accuracy {scores['accuracy']:.2%} ({correct:,} of {text}), "
+          f"loss {scores['loss']:.4f}")
+    print()
+    print(format_confusion(scores["confusion"]))
+    return 0
+
+
+def format_confusion(confusion):
+    """Rows: true class, columns: predicted class, and each row's accuracy (its recall)."""
+    K = len(confusion)
+    width = max(4, len(str(confusion.max())) + 1)
+    lines = ["confusion matrix (rows: true digit, columns: predicted digit)",
+             "true" + "".join(f"{k:>{width}}" for k in range(K)) + "     acc"]
+    for k, row in enumerate(confusion):
+        total = row.sum()
+        acc = f"{row[k] / total:8.1%}" if total else f"{'-':>8}"
+        lines.append(f"{k:>4}" + "".join(f"{n:>{width}}" for n in row) + acc)
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- rf, info
+
+
+def model_argument(parser):
+    parser.add_argument("model", metavar="MODEL",
+                        help="a saved model (.npz), or 'mnist' for the shipped one")
+
+
+def run_rf(args):
+    """The receptive field of every layer: r (size), S (jump), P (padding)."""
+    print(format_table(load_model(args.model)))
+    return 0
+
+
+def run_info(args):
+    """The layers, their output shapes and parameter counts."""
+    model = load_model(args.model)
+    print(model.summary())
+    print(f"{count_parameters(model):,} parameters, {model.dtype}")
+    return 0
+
+
+# --------------------------------------------------------------------------- the table
+
+
+@dataclass(frozen=True)
+class Command:
+    """One subcommand: its help line, a function adding its arguments, and its runner
+    ``run(args) -> exit status``. ``interrupted`` is what Ctrl-C prints."""
+
+    help: str
+    arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+    interrupted: str = "interrupted"
+
+
+COMMANDS = {
+    "train": Command("train a model on MNIST digits and save it", train_arguments, run_train,
+                     interrupted="interrupted; nothing saved"),
+    "evaluate": Command("accuracy and confusion matrix on the held-out digits",
+                        evaluate_arguments, run_evaluate),
+    "rf": Command("receptive field of every layer (size r, jump S, padding P)",
+                  model_argument, run_rf),
+    "info": Command("layers, output shapes and parameter counts", model_argument, run_info),
+}
+
+
+def build_parser():
+    parser = Parser(prog="tinyconv", description="A readable CNN engine for interpreting "
+                    "convolutional networks: train, evaluate and inspect MNIST models.",
+                    epilog=f"Set {DEBUG_ENV}=1 to see the traceback of an error.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    for name, command in COMMANDS.items():
+        command.arguments(sub.add_parser(name, help=command.help, description=command.help))
+    return parser
+
+
+def one_line(message):
+    """Fold a multi-line message (e.g. one failure per download mirror) onto one line."""
+    lines = [line.strip() for line in str(message).splitlines() if line.strip()]
+    if len(lines) <= 1:
+        return "".join(lines)
+    return lines[0] + " " + "; ".join(lines[1:])
+
+
+def report(message):
+    print(f"tinyconv: error: {one_line(message)}", file=sys.stderr)
+
+
+def main(argv=None):
+    """Run the command line ``argv`` (default ``sys.argv[1:]``) and return its exit status."""
+    debug = bool(os.environ.get(DEBUG_ENV))
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as err:
+        report(err)
+        return 2
+    except SystemExit as exit_:  # --help and --version print, then "exit"
+        return exit_.code if isinstance(exit_.code, int) else 0
+    if args.command is None:
+        report(f"choose a command: {', '.join(COMMANDS)} (see 'tinyconv --help')")
+        return 2
+    command = COMMANDS[args.command]
+    try:
+        return command.run(args)
+    except UsageError as err:
+        report(err)
+        return 2
+    except KeyboardInterrupt:
+        print(command.interrupted, file=sys.stderr)
+        return 130
+    except EXPECTED_ERRORS as err:
+        if debug:
+            raise
+        report(err)
+        return 1
+    except Exception as err:
+        if debug:
+            raise
+        report(f"{type(err).__name__}: {err} "
+               f"(unexpected; run with {DEBUG_ENV}=1 for the traceback)")
+        return 1
