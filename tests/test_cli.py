@@ -252,8 +252,8 @@ BAD = [
     (["evaluate"], 2, "MODEL"),
     (["evaluate", "MISSING"], 1, "no model file"),
     (["evaluate", "DIR"], 1, "no model file"),
-    (["evaluate", "TEXT"], 1, "not a tinyconv model file"),
-    (["rf", "TEXT"], 1, "not a tinyconv model file"),
+    (["evaluate", "TEXT"], 1, "not a readable tinyconv model file"),
+    (["rf", "TEXT"], 1, "not a readable tinyconv model file"),
     (["info", "NPZ"], 1, "not a tinyconv model file"),
     (["evaluate", "RGB"], 1, "(8, 8, 3)"),
     (["evaluate", "FIVE"], 1, "10 classes"),
@@ -373,3 +373,31 @@ def test_installed_command_and_python_dash_m():
         assert done.returncode == 1
         assert done.stderr.startswith("tinyconv: error: no model file")
         assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+
+
+def test_tour_command_writes_the_figures(tmp_path, capsys):
+    out = tmp_path / "tour"
+    assert cli.main(["tour", "--out", str(out), "--examples", "60"]) == 0
+    printed = capsys.readouterr().out
+    assert "index.html" in printed and (out / "index.html").is_file()
+    assert len(list(out.glob("*.png"))) == 9
+
+
+@pytest.mark.parametrize("argv, code, text", [
+    (["tour", "--digit", "11"], 2, "--digit"),
+    (["tour", "--layer", "conv9"], 1, "layer"),
+    (["tour", "--layer", "logits"], 1, "layer"),
+    (["tour", "--feature", "99"], 1, "feature"),
+])
+def test_tour_bad_input_is_one_line(tmp_path, capsys, argv, code, text):
+    assert cli.main([*argv, "--out", str(tmp_path / "t")]) == code
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and text in err and "Traceback" not in err
+
+
+def test_tour_out_that_is_a_file(tmp_path, capsys):
+    target = tmp_path / "taken"
+    target.write_text("x")
+    assert cli.main(["tour", "--out", str(target)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "out_dir" in err

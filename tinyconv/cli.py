@@ -26,7 +26,6 @@ import math
 import os
 import sys
 import time
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,9 +34,10 @@ import numpy as np
 
 from .architectures import ARCHITECTURES, INPUT_SHAPE, N_CLASSES, build, shift_images
 from .data import load_mnist, to_float
-from .pretrained import MODELS, pretrained
+from .pretrained import load_model
 from .receptive_field import format_table
-from .serialize import load, save
+from .serialize import save
+from .tour import add_tour_arguments, run_tour
 from .training import Adam, evaluate, fit
 
 DEBUG_ENV = "TINYCONV_DEBUG"
@@ -138,20 +138,6 @@ def load_digits(args, part):
         images, labels = load_mnist(part, download=args.download, cache_dir=args.cache_dir)
         what = {"train": "MNIST training", "test": "MNIST test"}[part]
     return to_float(images), labels, f"{len(labels):,} {what} digits"
-
-
-def load_model(name_or_path):
-    """A model from a ``.npz`` path, or the shipped model by name (``"mnist"``)."""
-    path = Path(name_or_path)
-    if name_or_path in MODELS and not path.exists():
-        return pretrained(name_or_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no model file at {name_or_path!r}; give a .npz written by "
-                                f"'tinyconv train', or one of {', '.join(MODELS)} for the "
-                                "shipped model")
-    if not zipfile.is_zipfile(path):  # NumPy's own message would suggest unpickling it
-        raise ValueError(f"{name_or_path}: not a tinyconv model file (not an .npz archive)")
-    return load(path)
 
 
 def check_mnist_model(model, where):
@@ -334,6 +320,8 @@ COMMANDS = {
     "rf": Command("receptive field of every layer (size r, jump S, padding P)",
                   model_argument, run_rf),
     "info": Command("layers, output shapes and parameter counts", model_argument, run_info),
+    "tour": Command("the interpretation tour: every figure as a PNG, plus index.html",
+                    add_tour_arguments, run_tour),
 }
 
 

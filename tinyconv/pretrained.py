@@ -7,6 +7,7 @@ The weights in ``tinyconv/data/mnist_cnn.npz`` were trained by ``tinyconv train`
 """
 
 from importlib import resources
+from pathlib import Path
 
 from .serialize import load
 
@@ -22,3 +23,14 @@ def pretrained(name="mnist"):
             raise FileNotFoundError(f"the shipped model file {path} is missing from this "
                                     "installation; reinstall tinyconv")
         return load(path)
+
+
+def load_model(name_or_path):
+    """A shipped model by name (``"mnist"``), or a model saved at a ``.npz`` path."""
+    if name_or_path in MODELS and not Path(name_or_path).exists():
+        return pretrained(name_or_path)
+    if not Path(name_or_path).is_file():
+        raise FileNotFoundError(f"no model file at {str(name_or_path)!r}; give a .npz written "
+                                f"by 'tinyconv train', or one of {', '.join(MODELS)} for the "
+                                "shipped model")
+    return load(name_or_path)

@@ -99,6 +99,8 @@ def load(path):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"path: no model file at {str(path)!r}")
+    if not zipfile.is_zipfile(path):     # NumPy's own message would suggest unpickling it
+        raise ValueError(f"{path}: not a readable tinyconv model file (not an .npz archive)")
     try:
         f = np.load(path, allow_pickle=False)
         if not isinstance(f, np.lib.npyio.NpzFile):     # a bare .npy array

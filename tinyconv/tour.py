@@ -23,8 +23,7 @@ from . import plots
 from .checks import check_int
 from .data import load_mnist, to_float
 from .max_activation import max_activating
-from .pretrained import MODELS, pretrained
-from .serialize import load
+from .pretrained import load_model, pretrained
 from .training import predict
 
 DPI = 110
@@ -286,13 +285,6 @@ def add_tour_arguments(parser):
     parser.add_argument("--model", default="mnist",
                         help="a saved model (.npz), or 'mnist' for the shipped one "
                              "(default: %(default)s)")
-
-
-def load_model(name_or_path):
-    """The shipped model by name (``"mnist"``), or a saved ``.npz``."""
-    if name_or_path in MODELS and not Path(name_or_path).exists():
-        return pretrained(name_or_path)
-    return load(name_or_path)
 
 
 def run_tour(args):
