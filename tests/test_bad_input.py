@@ -6,10 +6,18 @@ lists inputs that look odd but must *work* (non-contiguous and negative-stride v
 all-zero images, images of 255s).
 """
 
+import contextlib
+import io
+import os
+
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import tinyconv as tc
+from tinyconv import cli
+from tinyconv import tour as tour_module
 from tinyconv.architectures import build
 
 
@@ -227,3 +235,75 @@ def test_extreme_logits_give_a_finite_loss_and_gradient():
     assert np.isfinite(loss) and np.isfinite(grad).all()
     # row 0: logsumexp 1e4, picked -1e4; row 1: logsumexp 1e4 + log 2, picked -1e4
     assert loss == pytest.approx(2e4 + np.log(2) / 2)
+
+
+# --------------------------------------------------------------------------- the command line
+
+
+COMMANDS = ["train", "evaluate", "rf", "info", "tour", "nope", ""]
+OPTIONS = ["--arch", "--data", "--cache-dir", "--download", "--no-download", "--epochs",
+           "--batch-size", "--lr", "--decay", "--seed", "--limit", "--augment", "--out",
+           "--digit", "--layer", "--feature", "--examples", "--model", "--help", "-h",
+           "--bogus"]
+VALUES = ["0", "1", "-1", "3", "11", "1e400", "nan", "inf", "0.5", "abc", "", "mnist", "small",
+          "bundled", "full", "conv2", "logits", "flatten", "FILE", "DIR", "MISSING", "OUT",
+          "NOTMODEL"]
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory):
+    """Files the random command lines may name, in a folder of their own."""
+    root = tmp_path_factory.mktemp("argv")
+    (root / "file.txt").write_text("not a model")
+    (root / "dir").mkdir()
+    return {"FILE": str(root / "file.txt"), "DIR": str(root / "dir"),
+            "MISSING": str(root / "missing" / "m.npz"), "OUT": str(root / "dir" / "out.npz"),
+            "NOTMODEL": str(root / "file.txt"), "root": root}
+
+
+def fake_fit(model, X, y, epochs=1, validation=None, **kwargs):
+    """Training is tested elsewhere; here only what happens around it matters."""
+    return [{"epoch": 1, "loss": 1.0, "accuracy": 0.5, "val_loss": 1.0, "val_accuracy": 0.5,
+             "seconds": 0.0}]
+
+
+def fake_evaluate(model, X, y, batch_size=256):
+    K = 10
+    return {"loss": 1.0, "accuracy": 0.5, "predictions": np.zeros(len(y), np.int64),
+            "confusion": np.zeros((K, K), np.int64)}
+
+
+def fake_tour(out_dir, **kwargs):
+    return [out_dir]
+
+
+@settings(max_examples=60)
+@given(command=st.sampled_from(COMMANDS),
+       rest=st.lists(st.one_of(st.sampled_from(OPTIONS), st.sampled_from(VALUES)), max_size=6))
+def test_random_command_lines_exit_cleanly(sandbox, command, rest):
+    """Whatever the command line, the command exits 0, or with one line and no traceback."""
+    argv = [sandbox.get(t, t) for t in ([command] if command else []) + rest]
+    out, err = io.StringIO(), io.StringIO()
+    saved = {name: getattr(cli, name) for name in ("fit", "evaluate")}
+    saved_tour, saved_env, saved_cwd = tour_module.tour, dict(os.environ), os.getcwd()
+    try:
+        cli.fit, cli.evaluate, tour_module.tour = fake_fit, fake_evaluate, fake_tour
+        # downloads go to a closed local port and a private cache: nothing leaves the machine
+        os.environ["TINYCONV_MNIST_MIRRORS"] = "http://127.0.0.1:9/"
+        os.environ["TINYCONV_CACHE"] = str(sandbox["root"] / "cache")
+        os.environ.pop("TINYCONV_DEBUG", None)
+        os.chdir(sandbox["root"])
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = cli.main(argv)
+    finally:
+        cli.fit, cli.evaluate = saved["fit"], saved["evaluate"]
+        tour_module.tour = saved_tour
+        os.environ.clear()
+        os.environ.update(saved_env)
+        os.chdir(saved_cwd)
+    message = err.getvalue()
+    assert code in (0, 1, 2), (argv, code, message)
+    assert "Traceback" not in message, argv
+    if code:
+        assert message.count("\n") == 1 and message.startswith("tinyconv: error: "), \
+            (argv, message)
