@@ -1,0 +1,359 @@
+"""Conv2D speed: tinyconv (im2col + NumPy GEMM + col2im) against PyTorch and NumPy's own sgemm.
+
+For each NHWC float32 shape ``(N, H, W, C_in -> C_out, k, stride, pad)`` this measures
+
+- ``Conv2D.forward`` and ``forward`` + ``backward`` (dx, dW, db), called as ``Sequential``
+  calls them (``check=False``: input validation happens once, at the model's input);
+- ``torch.nn.functional.conv2d`` on the same data, in the same process, both with NCHW
+  contiguous tensors and with ``channels_last``; the faster layout is reported;
+- NumPy's sgemm alone on the im2col GEMM, ``(N*H_out*W_out, kh*kw*C_in) @ (kh*kw*C_in, C_out)``:
+  the best tinyconv's forward could do with the current algorithm;
+- where tinyconv's time goes: im2col, the three GEMMs, bias, db, col2im.
+
+FLOPs: ``2 * N * H_out * W_out * C_out * kh * kw * C_in`` per forward, three times that for
+forward + backward. The first numba call (compilation, or loading numba's on-disk cache) is
+never inside a timing; it is reported on its own, together with a compile from an empty cache
+in a fresh process.
+
+Run ``python benchmarks/bench_conv.py [--quick] [--markdown PATH] [--threads 2]``.
+"""
+
+import argparse
+import inspect
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import _setup  # first: re-executes without OPENBLAS_* variables before NumPy loads
+
+# isort: split
+import numpy as np
+
+from tinyconv import Conv2D, kernels
+
+# (N, H, W, C_in, C_out, k, stride, pad)
+SHAPES = [
+    (256, 28, 28, 1, 32, 3, 1, 1),
+    (256, 14, 14, 32, 64, 3, 1, 1),
+    (16, 56, 56, 64, 128, 3, 1, 1),
+    (16, 227, 227, 3, 96, 11, 4, 0),
+]
+QUICK_BATCH_DIVISOR = 8     # --quick keeps the spatial sizes and cuts the batch
+
+
+def shape_name(s):
+    N, H, W, C_in, C_out, k, stride, pad = s
+    return f"{N}x{H}x{W}x{C_in}->{C_out} k{k} s{stride} p{pad}"
+
+
+def conv_flops(s):
+    """``2 * N * H_out * W_out * C_out * kh * kw * C_in`` for one forward pass."""
+    N, H, W, C_in, C_out, k, stride, pad = s
+    H_out = (H + 2 * pad - k) // stride + 1
+    W_out = (W + 2 * pad - k) // stride + 1
+    return 2 * N * H_out * W_out * C_out * k * k * C_in
+
+
+def make_case(s, seed=0):
+    """A float32 Conv2D for shape ``s`` plus an input ``x`` and an upstream gradient ``dy``."""
+    N, H, W, C_in, C_out, k, stride, pad = s
+    rng = np.random.default_rng(seed)
+    layer = Conv2D(C_in, C_out, k, stride=stride, padding=pad, rng=seed)
+    layer.params["b"][:] = rng.standard_normal(C_out).astype(np.float32)
+    x = rng.standard_normal((N, H, W, C_in), dtype=np.float32)
+    H_out, W_out, _ = layer.output_shape((H, W, C_in))
+    dy = rng.standard_normal((N, H_out, W_out, C_out), dtype=np.float32)
+    return layer, x, dy
+
+
+# --------------------------------------------------------------------------- first calls
+
+
+def compile_probe():
+    """Time the first Conv2D forward / backward of this process on a tiny float32 input.
+
+    Returns a dict: seconds for each first call, and per kernel whether numba found it in its
+    on-disk cache (``hit``) or compiled it (``miss``).
+    """
+    layer, x, dy = make_case((1, 5, 6, 2, 3, 3, 1, 1))
+    fwd = _setup.first_call(lambda: layer.forward(x, check=False))
+    bwd = _setup.first_call(lambda: layer.backward(dy, check=False))
+    fwd2 = _setup.first_call(lambda: layer.forward(x, check=False))
+    bwd2 = _setup.first_call(lambda: layer.backward(dy, check=False))
+
+    def cache_state(kernel):
+        st = kernel.stats
+        hits, misses = sum(st.cache_hits.values()), sum(st.cache_misses.values())
+        return "hit" if hits and not misses else "miss" if misses and not hits else \
+            f"{hits} hit / {misses} miss"
+
+    return {"forward": fwd - fwd2, "backward": bwd - bwd2,
+            "im2col": cache_state(kernels.im2col), "col2im": cache_state(kernels.col2im),
+            "cache_dir": kernels.im2col.stats.cache_path}
+
+
+def cold_compile_probe(threads):
+    """Run :func:`compile_probe` in a fresh process whose numba cache directory is empty."""
+    with tempfile.TemporaryDirectory() as cache_dir:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
+        out = subprocess.run(
+            [sys.executable, os.path.abspath(__file__), "--compile-probe",
+             "--threads", str(threads)],
+            env=env, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# --------------------------------------------------------------------------- torch
+
+
+def torch_timings(s, layer, x, dy, quick):
+    """Best of NCHW-contiguous and channels_last for forward and forward + backward.
+
+    Returns ``{"forward": (Timing, layout), "fwd+bwd": (Timing, layout)}`` and the largest
+    differences from tinyconv (y, dx, dW) as a check that both compute the same thing.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    _, _, _, _, _, _, stride, pad = s
+    x_nchw = torch.from_numpy(x).permute(0, 3, 1, 2)                  # a view: NHWC strides
+    w_oihw = torch.from_numpy(layer.params["W"]).permute(3, 2, 0, 1)  # HWIO -> OIHW
+    b = torch.from_numpy(layer.params["b"]).clone()
+    dy_nchw = torch.from_numpy(dy).permute(0, 3, 1, 2)
+
+    best = {}
+    for layout, fmt in (("NCHW", torch.contiguous_format), ("channels_last",
+                                                            torch.channels_last)):
+        xt = x_nchw.clone(memory_format=fmt).requires_grad_(True)
+        wt = w_oihw.clone(memory_format=fmt).requires_grad_(True)
+        bt = b.clone().requires_grad_(True)
+        dyt = dy_nchw.clone(memory_format=fmt)
+
+        def fwd(xt=xt, wt=wt, bt=bt):
+            with torch.no_grad():
+                return F.conv2d(xt, wt, bt, stride=stride, padding=pad)
+
+        def fwd_bwd(xt=xt, wt=wt, bt=bt, dyt=dyt):
+            y = F.conv2d(xt, wt, bt, stride=stride, padding=pad)
+            return torch.autograd.grad(y, (xt, wt, bt), dyt)
+
+        for name, fn in (("forward", fwd), ("fwd+bwd", fwd_bwd)):
+            t = _setup.measure(fn, quick=quick)
+            if name not in best or t.median < best[name][0].median:
+                best[name] = (t, layout)
+        if layout == "NCHW":
+            y_t = fwd().permute(0, 2, 3, 1).numpy()
+            dx_t, dw_t, _ = (g.detach() for g in fwd_bwd())
+            dx_t = dx_t.permute(0, 2, 3, 1).numpy()
+            dw_t = dw_t.permute(2, 3, 1, 0).numpy()
+
+    y = layer.forward(x, check=False)
+    dx = layer.backward(dy, check=False)
+
+    def rel(a, ref):
+        return float(np.abs(a - ref).max() / max(np.abs(ref).max(), 1e-30))
+
+    err = {"y": rel(y, y_t), "dx": rel(dx, dx_t), "dW": rel(layer.grads["W"], dw_t)}
+    return best, err
+
+
+# --------------------------------------------------------------------------- phases
+
+
+def _takes_out(fn):
+    """Whether ``fn`` accepts an ``out=`` array to write into (a kept buffer, no page faults)."""
+    try:
+        return "out" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def phase_timings(layer, x, dy, quick):
+    """Each step of im2col convolution forward + backward, timed alone with the layer's
+    arguments: im2col, ``y = cols @ W``, ``+ b``, ``dW = cols^T dy``, ``db``, ``dcols = dy W^T``,
+    col2im. Where a kernel takes ``out=``, it writes into an array kept from run to run, as a
+    layer that keeps its buffers does.
+
+    Returns a dict ``phase -> Timing``, in the order a forward + backward runs them.
+    """
+    N, H, W, C = x.shape
+    H_out, W_out, C_out = layer.output_shape((H, W, C))
+    (pt, _), (pl, _) = layer.pads(H, W)
+    (kh, kw), (sh, sw), (dh, dw) = layer.kernel, layer.stride, layer.dilation
+    args = (kh, kw, sh, sw, dh, dw, pt, pl, H_out, W_out)
+    W2 = layer.params["W"].reshape(-1, C_out)           # (kh*kw*C_in, C_out)
+    b = layer.params["b"]
+    dy2 = dy.reshape(-1, C_out)                          # (N*H_out*W_out, C_out)
+    cols = kernels.im2col(x, *args)                      # (N*H_out*W_out, kh*kw*C_in)
+    y2 = cols @ W2
+    dcols = dy2 @ W2.T
+    dx = np.empty_like(x)
+
+    if _takes_out(kernels.im2col):
+        def im2col():
+            kernels.im2col(x, *args, out=cols)
+    else:
+        def im2col():
+            kernels.im2col(x, *args)
+    if _takes_out(kernels.col2im):
+        def col2im():
+            kernels.col2im(dcols, N, H, W, C, *args, out=dx)
+    else:
+        def col2im():
+            kernels.col2im(dcols, N, H, W, C, *args)
+
+    m = lambda fn: _setup.measure(fn, quick=quick)  # noqa: E731
+    return {
+        "im2col": m(im2col),
+        "GEMM y=cols@W": m(lambda: np.matmul(cols, W2, out=y2)),
+        "bias": m(lambda: y2.__iadd__(b)),
+        "GEMM dW=cols.T@dy": m(lambda: cols.T @ dy2),
+        "db": m(lambda: dy2.sum(axis=0)),
+        "GEMM dcols=dy@W.T": m(lambda: np.matmul(dy2, W2.T, out=dcols)),
+        "col2im": m(col2im),
+    }
+
+
+def sgemm_timing(s, quick):
+    """NumPy's sgemm on random float32 operands of the im2col GEMM's shape."""
+    N, H, W, C_in, C_out, k, stride, pad = s
+    H_out = (H + 2 * pad - k) // stride + 1
+    W_out = (W + 2 * pad - k) // stride + 1
+    M, K = N * H_out * W_out, k * k * C_in
+    rng = np.random.default_rng(1)
+    A = rng.standard_normal((M, K), dtype=np.float32)
+    B = rng.standard_normal((K, C_out), dtype=np.float32)
+    return (M, K, C_out), _setup.measure(lambda: A @ B, quick=quick)
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true",
+                    help=f"batch / {QUICK_BATCH_DIVISOR}, fewer runs, no cold-compile probe")
+    ap.add_argument("--markdown", metavar="PATH", help="also write the tables as markdown")
+    ap.add_argument("--threads", type=int, default=2, help="threads for BLAS, numba, torch")
+    ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
+    ap.add_argument("--compile-probe", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+
+    use_torch = not args.no_torch
+    if use_torch:
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            use_torch = False
+    header = _setup.configure(args.threads, torch=use_torch)
+    first = compile_probe()          # before anything else calls a kernel in this process
+    if args.compile_probe:
+        print(json.dumps(first))
+        return
+    header.append(_setup.idle_check())
+    monitor = _setup.LoadMonitor()
+
+    shapes = SHAPES
+    if args.quick:
+        shapes = [(max(1, s[0] // QUICK_BATCH_DIVISOR), *s[1:]) for s in SHAPES]
+    header.append("mode: " + ("quick (smaller batches, fewer runs)" if args.quick else "full")
+                  + "; times are medians over repeated runs after warm-up")
+
+    main_t = _setup.Table(
+        "Conv2D, float32 NHWC: tinyconv vs torch.nn.functional.conv2d",
+        ["shape (N x H x W x C_in->C_out)", "pass", "tinyconv ms", "tinyconv min", "GFLOP/s",
+         "torch ms", "torch min", "torch layout", "torch GFLOP/s", "tinyconv/torch"],
+        fmt={"tinyconv ms": "{:.2f}", "tinyconv min": "{:.2f}", "torch ms": "{:.2f}",
+             "torch min": "{:.2f}", "GFLOP/s": "{:.1f}", "torch GFLOP/s": "{:.1f}",
+             "tinyconv/torch": "{:.2f}"},
+        notes=["GFLOP/s counts 2*N*H_out*W_out*C_out*kh*kw*C_in per forward, x3 for fwd+bwd "
+               "(dx, dW, db), from the medians; torch: the faster (by median) of NCHW-contiguous "
+               "and channels_last; tinyconv/torch is the ratio of the medians."])
+    gemm_t = _setup.Table(
+        "Reference: NumPy sgemm on the im2col GEMM (M x K) @ (K x C_out)",
+        ["shape", "M x K x C_out", "sgemm ms", "sgemm GFLOP/s", "tinyconv fwd / sgemm"],
+        fmt={"sgemm ms": "{:.2f}", "sgemm GFLOP/s": "{:.1f}", "tinyconv fwd / sgemm": "{:.2f}"})
+    phase_t = None
+    errors = []
+
+    for s in shapes:
+        name = shape_name(s)
+        flops = conv_flops(s)
+        print(f"[bench_conv] {name} ...", file=sys.stderr, flush=True)
+        layer, x, dy = make_case(s)
+
+        def fwd(layer=layer, x=x):
+            return layer.forward(x, check=False)
+
+        def fwd_bwd(layer=layer, x=x, dy=dy):
+            layer.forward(x, check=False)
+            return layer.backward(dy, check=False)
+
+        tc = {"forward": _setup.measure(fwd, quick=args.quick),
+              "fwd+bwd": _setup.measure(fwd_bwd, quick=args.quick)}
+        th = {}
+        if use_torch:
+            th, err = torch_timings(s, layer, x, dy, args.quick)
+            errors.append(f"{name}: max rel. diff vs torch y {err['y']:.1e}, "
+                          f"dx {err['dx']:.1e}, dW {err['dW']:.1e}")
+        for pass_, mult in (("forward", 1), ("fwd+bwd", 3)):
+            t = tc[pass_]
+            gf = mult * flops / t.median / 1e9
+            if pass_ in th:
+                tt, layout = th[pass_]
+                main_t.add(name, pass_, t.ms, 1e3 * t.min, gf, tt.ms, 1e3 * tt.min, layout,
+                           mult * flops / tt.median / 1e9, t.median / tt.median)
+            else:
+                main_t.add(name, pass_, t.ms, 1e3 * t.min, gf, None, None, None, None, None)
+
+        (M, K, C_out), tg = sgemm_timing(s, args.quick)
+        gemm_t.add(name, f"{M} x {K} x {C_out}", tg.ms, flops / tg.median / 1e9,
+                   tc["forward"].median / tg.median)
+
+        phases = phase_timings(layer, x, dy, args.quick)
+        if phase_t is None:
+            cols = ["shape", *phases, "sum", "fwd+bwd", "other"]
+            phase_t = _setup.Table(
+                "Where tinyconv's fwd+bwd time goes (ms, each step of im2col convolution timed "
+                "alone)", cols,
+                fmt={c: "{:.2f}" for c in cols},
+                notes=["other = measured fwd+bwd - sum of steps: what running them back to "
+                       "back adds (cache misses, reshapes, and hand-offs between numba's and "
+                       "OpenBLAS' thread pools, whose idle threads spin for a while)."])
+        total = sum(p.median for p in phases.values())
+        phase_t.add(name, *(p.ms for p in phases.values()), 1e3 * total, tc["fwd+bwd"].ms,
+                    tc["fwd+bwd"].ms - 1e3 * total)
+        del layer, x, dy
+
+    share_t = _setup.Table(
+        "The same, as % of the sum of steps", ["shape", *list(phase_t.columns[1:8])],
+        fmt={c: "{:.0f}%" for c in phase_t.columns})
+    for row in phase_t.rows:
+        total = row[8]
+        share_t.add(row[0], *(100.0 * v / total for v in row[1:8]))
+    gemm_t.notes = errors
+
+    if args.quick:
+        cold = None
+    else:
+        cold = cold_compile_probe(args.threads)
+    comp_t = _setup.Table(
+        "First call in a fresh process (numba compile or cache load; excluded from all timings)",
+        ["call", "kernel", "this process s", "on-disk cache", "empty cache s"],
+        fmt={"this process s": "{:.2f}", "empty cache s": "{:.2f}"},
+        notes=[f"numba cache dir: {first['cache_dir']}; 'empty cache' = a fresh process with "
+               "NUMBA_CACHE_DIR pointing at an empty directory" +
+               (" (skipped in --quick)" if cold is None else "") + "; first call minus second."])
+    for call, kernel in (("Conv2D.forward", "im2col"), ("Conv2D.backward", "col2im")):
+        comp_t.add(call, kernel, first[call.split(".")[1]], first[kernel],
+                   None if cold is None else cold[call.split(".")[1]])
+
+    header.append(monitor.line())
+    _setup.report("bench_conv: Conv2D forward / backward", header,
+                  [main_t, gemm_t, phase_t, share_t, comp_t], args.markdown)
+
+
+if __name__ == "__main__":
+    main()
