@@ -122,3 +122,107 @@ def test_reference_and_kernel_agree_on_a_fixed_case():
     np.testing.assert_array_equal(cols, kernels.im2col_reference(x, *args))
     np.testing.assert_array_equal(kernels.col2im(cols, 2, 6, 5, 3, *args),
                                   kernels.col2im_reference(cols, 2, 6, 5, 3, *args))
+
+
+# --------------------------------------------------------------------------- fast paths
+
+
+@pytest.fixture(params=["one thread", "all threads"])
+def threads(request, monkeypatch):
+    """Small inputs run on one thread; lowering the threshold sends them through prange."""
+    if request.param == "all threads":
+        monkeypatch.setattr(kernels, "PARALLEL_MIN_SIZE", 0)
+    return request.param
+
+
+@pytest.mark.parametrize("C, kernel, stride, dilation, pads", [
+    (1, (3, 3), (1, 1), (1, 1), (1, 1)),     # one channel, stride 1: the column copies
+    (1, (5, 4), (2, 3), (1, 1), (2, 0)),     # one channel, strided
+    (3, (2, 3), (1, 2), (2, 1), (1, 2)),     # dilated rows
+    (8, (3, 2), (2, 1), (1, 2), (0, 1)),     # many channels, dilated columns
+    (7, (3, 3), (1, 1), (1, 1), (1, 1)),     # kw * C >= 16: the long runs
+])
+def test_kernels_equal_their_references_on_every_path(threads, C, kernel, stride, dilation,
+                                                      pads):
+    rng = np.random.default_rng(0)
+    (kh, kw), (sh, sw), (dh, dw), (pt, pl) = kernel, stride, dilation, pads
+    N, H, W = 3, 7, 9
+    H_out = (H + 2 * pt - dh * (kh - 1) - 1) // sh + 1
+    W_out = (W + 2 * pl - dw * (kw - 1) - 1) // sw + 1
+    args = (kh, kw, sh, sw, dh, dw, pt, pl, H_out, W_out)
+    x = rng.standard_normal((N, H, W, C))
+    cols = kernels.im2col_reference(x, *args)
+    np.testing.assert_array_equal(kernels.im2col(x, *args), cols)
+    dcols = rng.standard_normal(cols.shape)
+    back = kernels.col2im_reference(dcols, N, H, W, C, *args)
+    np.testing.assert_array_equal(kernels.col2im(dcols, N, H, W, C, *args), back)
+    # the same from and into column-major matrices (Conv2D's order for short tap rows)
+    np.testing.assert_array_equal(kernels.col2im(np.asfortranarray(dcols), N, H, W, C, *args),
+                                  back)
+    out = np.full(cols.shape, np.nan, order="F")
+    assert kernels.im2col(x, *args, out=out) is out
+    np.testing.assert_array_equal(out, cols)
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_im2col_into_a_view_leaves_the_rest_alone(threads, order):
+    # Conv2D's buffer: cols plus a column of ones that carries the bias through the GEMM
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 5, 4, 3))
+    args = (3, 3, 1, 1, 1, 1, 1, 1, 5, 4)
+    ext = np.empty((2 * 5 * 4, 3 * 3 * 3 + 1), order=order)
+    ext[:, -1] = 1
+    kernels.im2col(x, *args, out=ext[:, :-1])
+    np.testing.assert_array_equal(ext[:, :-1], kernels.im2col_reference(x, *args))
+    np.testing.assert_array_equal(ext[:, -1], 1)
+    same = kernels.im2col_reference(x, *args, out=np.empty_like(ext[:, :-1]))
+    np.testing.assert_array_equal(same, ext[:, :-1])
+
+
+def test_out_must_fit():
+    x = np.ones((1, 4, 3, 2))
+    args = (2, 2, 1, 1, 1, 1, 0, 0, 3, 2)
+    with pytest.raises(ValueError, match=r"out: expected a float64 array of shape \(6, 8\)"):
+        kernels.im2col(x, *args, out=np.empty((6, 7)))
+    with pytest.raises(ValueError, match="out: expected a float64"):
+        kernels.im2col(x, *args, out=np.empty((6, 8), dtype=np.float32))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        kernels.col2im(np.ones((6, 8)), 1, 4, 3, 2, *args, out=np.empty((1, 4, 3, 2), order="F"))
+
+
+def test_inside_is_the_range_of_outputs_whose_tap_is_in_the_image():
+    for shift in range(-4, 9):
+        for size in range(-1, 6):
+            for stride in (1, 2, 3):
+                for n_out in range(0, 6):
+                    want = [q for q in range(n_out) if 0 <= q * stride - shift < size]
+                    lo, hi = kernels._inside(shift, size, stride, n_out)
+                    assert list(range(lo, hi)) == want, (shift, size, stride, n_out)
+                    assert 0 <= lo <= hi <= n_out
+
+
+@pytest.mark.parametrize("fn", [kernels.im2col, kernels.col2im, kernels.maxpool, kernels.unpool],
+                         ids=lambda f: f.__name__)
+def test_each_kernel_shows_its_numba_functions(fn):
+    fn(*{"im2col": (np.ones((1, 3, 3, 1)), 2, 2, 1, 1, 1, 1, 0, 0, 2, 2),
+         "col2im": (np.ones((4, 4)), 1, 3, 3, 1, 2, 2, 1, 1, 1, 1, 0, 0, 2, 2),
+         "maxpool": (np.ones((1, 2, 2, 1)), 2, 2, 2, 2, 0, 0, 1, 1),
+         "unpool": (np.ones((1, 1, 1, 1)), np.zeros((1, 1, 1, 1), dtype=np.int64), 2, 2),
+         }[fn.__name__])
+    assert all(k.py_func.__name__.startswith("_" + fn.__name__) for k in fn.kernels)
+    # numba's compile statistics, summed over them: the call above compiled or loaded one
+    assert sum(fn.stats.cache_hits.values()) + sum(fn.stats.cache_misses.values()) >= 1
+    assert fn.stats.cache_path
+
+
+def test_pooling_on_all_threads_equals_the_reference(threads):
+    rng = np.random.default_rng(2)
+    x = rng.integers(-3, 4, (3, 9, 8, 5)).astype(np.float64)          # many ties
+    for args in [(2, 2, 2, 2, 0, 0, 4, 4), (3, 3, 2, 2, 1, 1, 5, 4), (3, 2, 1, 2, 0, 1, 7, 4)]:
+        y, s = kernels.maxpool(x, *args)
+        y_ref, s_ref = kernels.maxpool_reference(x, *args)
+        np.testing.assert_array_equal(y, y_ref)
+        np.testing.assert_array_equal(s, s_ref)
+        dy = rng.standard_normal(y.shape)
+        np.testing.assert_array_equal(kernels.unpool(dy, s, 9, 8),
+                                      kernels.unpool_reference(dy, s, 9, 8))

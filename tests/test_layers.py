@@ -5,6 +5,7 @@ import pytest
 from gradcheck import assert_gradient, check_layer, numerical_gradient, relative_error
 
 import tinyconv as tc
+from tinyconv import layers
 from tinyconv.layers import relu_backward, resolve_padding
 
 
@@ -238,6 +239,64 @@ def test_gradcheck_accepts_right_and_rejects_wrong_gradients(rng):
     dW[0, 0, 0, 0] *= -1
     with pytest.raises(AssertionError):
         assert_gradient(dW, numerical_gradient(lambda: conv.forward(x), conv.params["W"], dy))
+
+
+@pytest.mark.parametrize("C_in, kernel, stride, bias", [
+    (1, (3, 3), (2, 1), True),       # one channel, stride 1 along W: a column-major buffer
+    (1, (2, 3), (1, 2), True),       # strided: row-major
+    (6, (2, 3), (2, 1), True),       # few channels: row-major, tap rows copied as runs
+    (17, (3, 2), (2, 1), False),     # many channels; no bias: no column of ones
+])
+def test_conv2d_gradients_with_either_buffer(rng, C_in, kernel, stride, bias):
+    conv = tc.Conv2D(C_in, 3, kernel, stride=stride, padding=1, bias=bias, rng=0,
+                     dtype=np.float64)
+    if bias:
+        conv.params["b"][:] = rng.standard_normal(3)
+    x = rng.standard_normal((2, 5, 6, C_in))
+    dy = rng.standard_normal((2, *conv.output_shape((5, 6, C_in))))
+    check_layer(conv, x, dy)
+    ext = conv._buffers["cols"]
+    assert ext.flags.f_contiguous == (C_in == 1 and stride[1] == 1)
+    assert ext.shape[1] == kernel[0] * kernel[1] * C_in + bias
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 3000])
+def test_conv2d_in_chunks_of_examples_is_the_same_convolution(rng, monkeypatch, chunk_bytes):
+    """A batch split into chunks (one example each, or a few) gives the gradients of the
+    definition; backward walks the chunks last to first, reusing the forward's last cols."""
+    monkeypatch.setattr(layers, "CHUNK_BYTES", chunk_bytes)
+    conv = tc.Conv2D(2, 3, (3, 2), stride=(1, 2), padding=1, rng=0, dtype=np.float64)
+    conv.params["b"][:] = rng.standard_normal(3)
+    x = rng.standard_normal((5, 6, 7, 2))
+    dy = rng.standard_normal((5, *conv.output_shape((6, 7, 2))))
+    assert len(conv._chunks(5, 6 * 4, 3 * 2 * 2 + 1, 8)[0]) > 1
+    y = conv.forward(x)
+    np.testing.assert_allclose(y, conv_loops(x, conv.params["W"], conv.params["b"], conv.stride,
+                                             conv.pads(6, 7), conv.dilation), atol=1e-12)
+    check_layer(conv, x, dy)
+    for rule in ("deconvnet", "guided"):          # no dW: no im2col in the backward at all
+        conv.forward(x)
+        np.testing.assert_allclose(conv.backward(dy, rule=rule), conv.backward(dy), atol=1e-12)
+
+
+def test_conv2d_buffers_follow_the_batch(rng):
+    """Kept buffers never leak between calls: any batch size, in any order, and backward
+    goes through the latest forward."""
+    conv = tc.Conv2D(2, 3, 3, padding="same", rng=0, dtype=np.float64)
+    conv.params["b"][:] = rng.standard_normal(3)
+    fresh = tc.Conv2D(**conv.config(), dtype=np.float64)
+    fresh.params = {k: v.copy() for k, v in conv.params.items()}
+    xs = [rng.standard_normal((n, 6, 5, 2)) for n in (3, 1, 3)]
+    outputs = [conv.forward(x) for x in xs]
+    for x, y in zip(xs, outputs, strict=True):
+        np.testing.assert_array_equal(y, fresh.forward(x))      # results are not buffers
+    dy = rng.standard_normal(outputs[-1].shape)
+    dx = conv.backward(dy)
+    np.testing.assert_array_equal(dx, fresh.backward(dy))
+    for key in conv.grads:
+        np.testing.assert_array_equal(conv.grads[key], fresh.grads[key])
+    assert conv.backward(dy, input_grad=False) is None
+    np.testing.assert_array_equal(conv.grads["W"], fresh.grads["W"])
 
 
 def test_gradcheck_refuses_float32(rng):

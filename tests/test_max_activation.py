@@ -86,3 +86,22 @@ def test_rejects_integer_images():
     model = small_cnn(dtype=np.float32)
     with pytest.raises(TypeError, match="X"):
         tc.max_activating(model, np.zeros((2, *model.input_shape), np.uint8), "conv1")
+
+
+def test_a_memmap_is_read_batch_by_batch(tmp_path):
+    model = small_cnn(seed=7, dtype=np.float32)
+    X = random_input(model, 30, seed=8)
+    np.save(tmp_path / "X.npy", X)
+    mapped = np.load(tmp_path / "X.npy", mmap_mode="r")
+    got = tc.max_activating(model, mapped, "relu2", top=5, batch_size=7)
+    want = tc.max_activating(model, X, "relu2", top=5, batch_size=7)
+    np.testing.assert_array_equal(got.indices, want.indices)
+    np.testing.assert_array_equal(got.values, want.values)
+
+
+def test_nan_in_a_later_batch_names_X():
+    model = small_cnn(dtype=np.float32)
+    X = random_input(model, 10)
+    X[8, 0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="X: expected finite"):
+        tc.max_activating(model, X, "conv1", batch_size=4)

@@ -88,6 +88,28 @@ def test_backward_is_the_chain_of_layer_backwards(model, rng):
     np.testing.assert_array_equal(model.backward(dy, start=0), dy)
 
 
+def test_backward_without_input_grad_stops_at_the_lowest_parameters(model, rng):
+    """Training's backward: the same parameter gradients, no dx, nothing below conv1 run."""
+    model.astype(np.float64)
+    x = rng.standard_normal((2, 8, 10, 2))
+    dy = rng.standard_normal((2, 5))
+    model.forward(x)
+    dx = model.backward(dy)
+    want = {(layer.name, key): layer.grads[key].copy() for layer, key in model.parameters()}
+    for layer, key in model.parameters():
+        layer.grads[key][...] = np.nan
+    assert model.backward(dy, input_grad=False) is None
+    for layer, key in model.parameters():
+        np.testing.assert_array_equal(layer.grads[key], want[(layer.name, key)])
+    assert dx.shape == x.shape
+    # from a layer with no parameters below it there is nothing to do
+    model.forward(x, upto="relu1")
+    relu_only = tc.Sequential([tc.ReLU(), tc.Flatten()], input_shape=(2, 2, 1))
+    relu_only.forward(np.ones((1, 2, 2, 1)))
+    assert relu_only.backward(np.ones((1, 4)), input_grad=False) is None
+    assert model.backward(np.ones((2, 8, 10, 4)), start="relu1", input_grad=False) is None
+
+
 def test_backward_needs_a_forward_pass_that_reached_start(model, rng):
     with pytest.raises(ValueError, match="start: no forward pass"):
         model.backward(np.ones((1, 5)))

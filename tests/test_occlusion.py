@@ -1,9 +1,14 @@
+import importlib
+
 import numpy as np
 import pytest
 from toy_models import random_input, small_cnn
 
 import tinyconv as tc
 from tinyconv.occlusion import window_starts
+
+# the module itself (tc.occlusion is the function of the same name)
+module = importlib.import_module("tinyconv.occlusion")
 
 
 def naive_occlusion(score, x, size, stride, baseline):
@@ -136,3 +141,81 @@ def test_fast_path_in_float32_on_a_deeper_pooled_model():
         full = tc.occlusion(model, x, target, 4, baseline=0.5, fast=False)
         scale = np.abs(full.occluded).max()
         assert np.abs(fast.occluded - full.occluded).max() <= 1e-5 * scale
+
+
+def stacked_convs(seed=0):
+    """Stride-1 convolutions back to back (no pooling between them), so that a window's patch
+    leaves each one hanging over the map's edge into the next one's padding; one dilated,
+    one non-square, one padded more than 'same'."""
+    return tc.Sequential([
+        tc.Conv2D(2, 3, 3, padding="same", name="conv1"), tc.ReLU(name="relu1"),
+        tc.Conv2D(3, 4, (3, 5), padding="same", dilation=(2, 1), name="conv2"),
+        tc.ReLU(name="relu2"),
+        tc.Conv2D(4, 3, 3, padding=2, name="conv3"), tc.ReLU(name="relu3"),
+        tc.MaxPool2D(2, name="pool"), tc.Flatten(name="flatten"), tc.Dense(5 * 4 * 3, 3),
+    ], input_shape=(9, 7, 2), seed=seed).astype(np.float64)
+
+
+@pytest.mark.parametrize("size", [1, 2, (2, 3), (3, 1), 4])
+@pytest.mark.parametrize("target", [1, ("relu2", 2)])
+@pytest.mark.parametrize("batch_size", [1, 4, 9])
+def test_fast_path_through_the_change_of_stride_1_convolutions(size, target, batch_size,
+                                                               monkeypatch):
+    """Small windows go through stride-1 convolutions by their change (one GEMM with the
+    unrolled kernel), larger ones by recomputed blocks; both must equal the full
+    recomputation. Small batches hold windows of one edge only (a batch whose patches all
+    hang over the right edge, say), large ones mix them."""
+    calls = []
+    change = module.advance_change
+    monkeypatch.setattr(module, "advance_change", lambda *a: calls.append(1) or change(*a))
+    model = stacked_convs(seed=13)
+    X = random_input(model, 2, seed=14)
+    fast = tc.occlusion(model, X, target, size, baseline=0.3, batch_size=batch_size)
+    full = tc.occlusion(model, X, target, size, baseline=0.3, fast=False)
+    h, w = (size, size) if isinstance(size, int) else size
+    assert bool(calls) == (h * w <= 3 * 3)          # patches no larger than conv1's kernel
+    np.testing.assert_allclose(fast.occluded, full.occluded, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("kernel, dilation, size", [(5, 1, (4, 4)), ((3, 5), (2, 1), (2, 3)),
+                                                    (3, 2, (1, 2))])
+def test_unrolled_kernel_convolves_a_patch(kernel, dilation, size):
+    """delta (h*w*C_in) @ T = the convolution of delta surrounded by zeros: every output unit
+    it reaches, (h + k_eff - 1) x (w + k_eff - 1) of them."""
+    conv = tc.Conv2D(3, 4, kernel, padding="same", dilation=dilation, name="conv")
+    model = tc.Sequential([conv], input_shape=(8, 9, 3), seed=1).astype(np.float64)
+    step = module.clean_plan(model, random_input(model, 1)[0], 1).steps[0]
+    T = module.unrolled_conv(step, *size)
+    delta = random_input(tc.Sequential([tc.ReLU()], (*size, 3)), 2, seed=2)
+    full = tc.Conv2D(3, 4, kernel, padding=[d * (k - 1) for k, d in zip(
+        conv.kernel, conv.dilation, strict=True)], dilation=dilation, bias=False)
+    full.params["W"] = conv.params["W"]
+    expected = full.forward(delta)
+    np.testing.assert_allclose((delta.reshape(2, -1) @ T).reshape(expected.shape), expected,
+                               rtol=1e-12, atol=1e-12)
+
+
+def test_pixels_that_no_output_reads_change_nothing():
+    """A stride-2 kernel of 2 on 7 rows never reads row 6: occluding it changes nothing."""
+    model = tc.Sequential([tc.Conv2D(1, 2, 2, stride=2), tc.ReLU(), tc.Flatten(),
+                           tc.Dense(3 * 3 * 2, 2)], input_shape=(7, 7, 1), seed=4)
+    model.astype(np.float64)
+    x = random_input(model, 1, seed=5)[0] + 1.0
+    for fast in (True, False):
+        # zero up to round-off: the original score comes from a batch of one, the rest not
+        grid = tc.occlusion(model, x, 0, 1, fast=fast).grid
+        assert np.abs(grid[6]).max() < 1e-12 and np.abs(grid[:, 6]).max() < 1e-12
+        assert np.abs(grid[:6, :6]).max() > 1e-6
+
+
+@pytest.mark.parametrize("batch_size", [1, 6])
+def test_fast_path_when_the_last_spatial_layer_is_a_convolution(batch_size):
+    """The patches of a final stride-1 convolution hang over the map's edge into the Flatten."""
+    model = tc.Sequential([tc.Conv2D(2, 3, 3, padding="same"), tc.ReLU(), tc.Flatten(),
+                           tc.Dense(6 * 5 * 3, 2)], input_shape=(6, 5, 2), seed=6)
+    model.astype(np.float64)
+    X = random_input(model, 2, seed=7)
+    for target in (1, ("conv1", 2)):
+        fast = tc.occlusion(model, X, target, (1, 2), baseline=-1.0, batch_size=batch_size)
+        full = tc.occlusion(model, X, target, (1, 2), baseline=-1.0, fast=False)
+        np.testing.assert_allclose(fast.occluded, full.occluded, rtol=1e-12, atol=1e-12)

@@ -7,6 +7,8 @@ Gradients are checked in float64 against centred differences (see ``gradcheck.py
 inputs kept further than the step from ReLU kinks and pooling ties.
 """
 
+import contextlib
+
 import numpy as np
 from gradcheck import assert_gradient, check_layer, numerical_gradient
 from hypothesis import assume, given
@@ -65,6 +67,8 @@ def away_from_zero(rng, shape, margin=0.05):
 @st.composite
 def conv_cases(draw):
     N, H, W, C = draw(image_shapes())
+    # 6 more channels give kw * C >= 16 for most kernels: Conv2D's row-major buffers
+    C += draw(st.sampled_from([0, 6]))
     layer = tc.Conv2D(C, draw(small), kernel=draw(pair(1, 4)), stride=draw(pair(1, 3)),
                       padding=draw(paddings), dilation=draw(pair(1, 2)), bias=draw(st.booleans()),
                       rng=draw(seeds), dtype=np.float64)
@@ -186,6 +190,18 @@ def window_cases(draw, dilation=True, pads_below_window=False):
     return (N, H, W, C), (kh, kw, sh, sw, dh, dw, top, left, H_out, W_out), draw(seeds)
 
 
+@contextlib.contextmanager
+def threads(parallel):
+    """Run the kernels through prange on all threads (``parallel``) or on one, whatever the
+    input's size (small inputs otherwise always take one thread)."""
+    old = kernels.PARALLEL_MIN_SIZE
+    kernels.PARALLEL_MIN_SIZE = 0 if parallel else 2**62
+    try:
+        yield
+    finally:
+        kernels.PARALLEL_MIN_SIZE = old
+
+
 def assert_same(fast, ref, dtype):
     """Exact in float64; to 1e-6 in float32."""
     assert fast.dtype == ref.dtype == dtype
@@ -195,15 +211,21 @@ def assert_same(fast, ref, dtype):
         np.testing.assert_allclose(fast, ref, rtol=1e-6, atol=1e-6)
 
 
-@given(window_cases(), st.sampled_from([np.float64, np.float32]))
-def test_im2col_and_col2im_equal_their_references(case, dtype):
+@given(window_cases(), st.sampled_from([np.float64, np.float32]), st.booleans(),
+       st.sampled_from(["C", "F"]), st.sampled_from([0, 9]))
+def test_im2col_and_col2im_equal_their_references(case, dtype, parallel, order, more_channels):
+    """Every path: one thread or all, row- or column-major cols (Conv2D uses both), few
+    channels or many (col2im goes pixel by pixel from 8 on)."""
     (N, H, W, C), args, seed = case
+    C += more_channels
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((N, H, W, C)).astype(dtype)
-    cols = kernels.im2col(x, *args)
-    assert_same(cols, kernels.im2col_reference(x, *args), dtype)
-    dcols = rng.standard_normal(cols.shape).astype(dtype)
-    back = kernels.col2im(dcols, N, H, W, C, *args)
+    with threads(parallel):
+        cols = kernels.im2col(x, *args, out=np.empty((N * args[-2] * args[-1],
+                                                      args[0] * args[1] * C), dtype, order))
+        assert_same(cols, kernels.im2col_reference(x, *args), dtype)
+        dcols = np.asarray(rng.standard_normal(cols.shape).astype(dtype), order=order)
+        back = kernels.col2im(dcols, N, H, W, C, *args)
     assert_same(back, kernels.col2im_reference(dcols, N, H, W, C, *args), dtype)
     # if we im2col on the forward, we col2im on the backward: they are adjoint
     if dtype == np.float64:
@@ -211,21 +233,24 @@ def test_im2col_and_col2im_equal_their_references(case, dtype):
 
 
 @given(window_cases(dilation=False, pads_below_window=True),
-       st.sampled_from([np.float64, np.float32]), st.booleans())
-def test_maxpool_and_unpool_equal_their_references(case, dtype, with_ties):
+       st.sampled_from([np.float64, np.float32]), st.booleans(), st.booleans())
+def test_maxpool_and_unpool_equal_their_references(case, dtype, with_ties, parallel):
     (N, H, W, C), (kh, kw, sh, sw, _, _, top, left, H_out, W_out), seed = case
     rng = np.random.default_rng(seed)
     # few distinct values make ties common: both must pick the first maximum
     x = (rng.integers(-2, 3, (N, H, W, C)) if with_ties
          else rng.standard_normal((N, H, W, C))).astype(dtype)
     args = (kh, kw, sh, sw, top, left, H_out, W_out)
-    y, s = kernels.maxpool(x, *args)
+    with threads(parallel):
+        y, s = kernels.maxpool(x, *args)
     y_ref, s_ref = kernels.maxpool_reference(x, *args)
     assert_same(y, y_ref, dtype)
     np.testing.assert_array_equal(s, s_ref)
     assert s.min() >= 0          # every window holds a real pixel
     dy = rng.standard_normal(y.shape).astype(dtype)
-    assert_same(kernels.unpool(dy, s, H, W), kernels.unpool_reference(dy, s, H, W), dtype)
+    with threads(parallel):
+        dx = kernels.unpool(dy, s, H, W)
+    assert_same(dx, kernels.unpool_reference(dy, s, H, W), dtype)
 
 
 # --------------------------------------------------------------------------- whole models

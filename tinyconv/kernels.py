@@ -16,10 +16,23 @@ Layout, declared once for the whole package::
 Padding is never materialised: a kernel tap that falls outside the image reads as 0 (im2col)
 or is skipped (col2im, max-pool). The max-pool *switches* hold, for each pooled unit, the flat
 position ``row * W + col`` of its maximum in the unpadded input (Zeiler & Fergus 2014, §2.1).
+
+How the kernels are made fast, in one place:
+
+- Each public kernel is a thin Python function (shapes, the output buffer) around one
+  ``@njit(parallel=True)`` loop whose ``prange`` runs over rows of the array it *writes*, so
+  no two threads ever write the same element and no result depends on the thread count.
+- ``out=`` lets a layer hand in a buffer it keeps from call to call. A fresh array of tens of
+  megabytes is fresh memory: the operating system zeroes every page on first touch, which
+  costs more than the copy itself (a 58 MB im2col took 48 ms fresh, 7 ms into a kept buffer).
+- Small jobs run on one thread (:data:`PARALLEL_MIN_SIZE`): waking numba's sleeping worker
+  costs about 10 µs, more than a whole kernel on one example.
 """
 
 import os
+from collections import Counter
 
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -30,10 +43,85 @@ from numba import njit, prange
 # set is kept.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+#: Kernels whose output has fewer elements than this run on one thread (see the module notes).
+PARALLEL_MIN_SIZE = 1 << 15
+
+
+def _run(kernel, size, *args):
+    """``kernel(*args)``, on one thread if it writes fewer than :data:`PARALLEL_MIN_SIZE`
+    elements (numba's thread count is per calling thread, so this changes nothing else)."""
+    threads = numba.get_num_threads()
+    if size >= PARALLEL_MIN_SIZE or threads == 1:
+        kernel(*args)
+        return
+    numba.set_num_threads(1)
+    try:
+        kernel(*args)
+    finally:
+        numba.set_num_threads(threads)
+
+
+class _Stats:
+    """numba's compile statistics (``cache_path``, ``cache_hits``, ``cache_misses``) summed
+    over the numba functions behind one public kernel, read when asked."""
+
+    def __init__(self, kernels):
+        self.kernels = kernels
+
+    @property
+    def cache_path(self):
+        return self.kernels[0].stats.cache_path
+
+    @property
+    def cache_hits(self):
+        return sum((Counter(k.stats.cache_hits) for k in self.kernels), Counter())
+
+    @property
+    def cache_misses(self):
+        return sum((Counter(k.stats.cache_misses) for k in self.kernels), Counter())
+
+
+def _wraps(*kernels):
+    """Decorator: the Python function is the public face of the numba ``kernels``; it gets
+    ``.kernels`` and ``.stats`` (their compile and on-disk cache statistics, as numba
+    functions have)."""
+    def decorate(fn):
+        fn.kernels, fn.stats = kernels, _Stats(kernels)
+        return fn
+    return decorate
+
+
+def _output(out, shape, dtype):
+    """``out`` checked against ``shape`` and ``dtype``, or a new uninitialised array."""
+    if out is None:
+        return np.empty(shape, dtype=dtype)
+    if out.shape != tuple(shape) or out.dtype != dtype:
+        raise ValueError(f"out: expected a {np.dtype(dtype)} array of shape {tuple(shape)}, "
+                         f"got {out.dtype} {out.shape}")
+    return out
+
+
+def _into(out, result):
+    """What a reference returns: ``result``, or ``result`` copied into ``out``."""
+    if out is None:
+        return result
+    out[...] = result
+    return out
+
+
 # --------------------------------------------------------------------------- im2col
 
 
-def im2col_reference(x, kh, kw, sh, sw, dh, dw, pad_top, pad_left, H_out, W_out):
+@njit(cache=True)
+def _inside(shift, size, stride, n_out):
+    """The outputs ``q`` in ``[0, n_out)`` whose tap ``q * stride - shift`` is in ``[0, size)``,
+    as a range ``lo <= hi`` (both in ``[0, n_out]``)."""
+    lo = min(max(0, -((-shift) // stride)), n_out)          # ceil(shift / stride)
+    hi = max(lo, min(n_out, (size - 1 + shift) // stride + 1))
+    return lo, hi
+
+
+def im2col_reference(x, kh, kw, sh, sw, dh, dw, pad_top, pad_left, H_out, W_out, out=None):
     """Unfold every receptive window of ``x`` into one row (plain NumPy).
 
     Parameters
@@ -42,6 +130,7 @@ def im2col_reference(x, kh, kw, sh, sw, dh, dw, pad_top, pad_left, H_out, W_out)
     kh, kw, sh, sw, dh, dw : kernel size, stride and dilation per axis.
     pad_top, pad_left : zero padding before each axis (the amount after is implied by H_out).
     H_out, W_out : output size, ``(H + pad_top + pad_bottom - dh*(kh-1) - 1) // sh + 1``.
+    out : optional (N * H_out * W_out, kh * kw * C) array to write into (may be a view).
 
     Returns
     -------
@@ -60,16 +149,20 @@ def im2col_reference(x, kh, kw, sh, sw, dh, dw, pad_top, pad_left, H_out, W_out)
             ok_r, ok_c = (r >= 0) & (r < H), (c >= 0) & (c < W)
             patch = x[:, r[ok_r]][:, :, c[ok_c]]  # (N, #ok_r, #ok_c, C)
             cols[:, np.flatnonzero(ok_r)[:, None], np.flatnonzero(ok_c)[None, :], i, j] = patch
-    return cols.reshape(N * H_out * W_out, kh * kw * C)
+    return _into(out, cols.reshape(N * H_out * W_out, kh * kw * C))
+
+
+# Three loops fill cols, each the fastest for one kind of layer (measured; see
+# benchmarks/bench_kernels.py). All write the same numbers. numba vectorises a loop over
+# channels well when it is the innermost loop and a plain range, so many channels go tap by
+# tap; with few channels a window's tap row is one run of x, copied as a slice; with one
+# channel and stride 1, Conv2D keeps cols column-major and each column is a shifted row of x.
 
 
 @njit(cache=True, parallel=True)
-def im2col(x, kh, kw, sh, sw, dh, dw, pad_top, pad_left, H_out, W_out):
-    """numba twin of :func:`im2col_reference` (same signature, same result)."""
+def _im2col_by_tap(x, kh, kw, sh, sw, dh, dw, pad_top, pad_left, H_out, W_out, cols):
     N, H, W, C = x.shape
-    cols = np.empty((N * H_out * W_out, kh * kw * C), dtype=x.dtype)
-    # one parallel task per output row (n, oh): each writes its own W_out rows of cols
-    for t in prange(N * H_out):
+    for t in prange(N * H_out):                   # one output row (n, oh) per task
         n = t // H_out
         oh = t - n * H_out
         for ow in range(W_out):
@@ -85,13 +178,80 @@ def im2col(x, kh, kw, sh, sw, dh, dw, pad_top, pad_left, H_out, W_out):
                     else:
                         for ch in range(C):
                             cols[row, base + ch] = x[n, r, c, ch]
+
+
+@njit(cache=True, parallel=True)
+def _im2col_by_run(x, kh, kw, sh, sw, dh, dw, pad_top, pad_left, H_out, W_out, cols):
+    # needs dw == 1: then the taps (i, 0..kw-1) of a window are kw*C consecutive numbers of x
+    N, H, W, C = x.shape
+    x2 = x.reshape(N * H, W * C)                  # (N*H, W*C): one image row per line
+    L = kw * C
+    lo, hi = _inside(pad_left, W - kw + 1, sw, W_out)   # windows with no tap in the padding
+    for t in prange(N * H_out):
+        n = t // H_out
+        oh = t - n * H_out
+        for ow in range(W_out):
+            row = t * W_out + ow
+            for i in range(kh):
+                r = oh * sh - pad_top + i * dh
+                if r < 0 or r >= H:
+                    cols[row, i * L:(i + 1) * L] = 0
+                elif lo <= ow < hi:
+                    s = (ow * sw - pad_left) * C
+                    cols[row, i * L:(i + 1) * L] = x2[n * H + r, s:s + L]
+                else:
+                    for j in range(kw):
+                        c = ow * sw - pad_left + j
+                        for ch in range(C):
+                            inside = 0 <= c < W
+                            cols[row, (i * kw + j) * C + ch] = x[n, r, c, ch] if inside else 0
+
+
+@njit(cache=True, parallel=True)
+def _im2col_by_column(x, kh, kw, sh, sw, dh, dw, pad_top, pad_left, H_out, W_out, cols):
+    # needs C == 1 and sw == 1, and is fast when cols is column-major: column (i, j) of the
+    # block of output row (n, oh) is then image row r shifted by j*dw, one straight copy
+    N, H, W, _ = x.shape
+    x2 = x.reshape(N * H, W)
+    for t in prange(N * H_out):
+        n = t // H_out
+        oh = t - n * H_out
+        row0 = t * W_out
+        for i in range(kh):
+            r = oh * sh - pad_top + i * dh
+            if r < 0 or r >= H:                   # a row of padding
+                cols[row0:row0 + W_out, i * kw:(i + 1) * kw] = 0
+                continue
+            for j in range(kw):
+                q = i * kw + j
+                lo, hi = _inside(pad_left - j * dw, W, 1, W_out)
+                cols[row0:row0 + lo, q] = 0
+                s = lo - pad_left + j * dw        # x2[n*H + r, s] is what output lo sees
+                cols[row0 + lo:row0 + hi, q] = x2[n * H + r, s:s + hi - lo]
+                cols[row0 + hi:row0 + W_out, q] = 0
+
+
+@_wraps(_im2col_by_tap, _im2col_by_run, _im2col_by_column)
+def im2col(x, kh, kw, sh, sw, dh, dw, pad_top, pad_left, H_out, W_out, out=None):
+    """numba twin of :func:`im2col_reference` (same signature, same result)."""
+    x = np.ascontiguousarray(x)
+    N, H, W, C = x.shape
+    cols = _output(out, (N * H_out * W_out, kh * kw * C), x.dtype)
+    if C == 1 and sw == 1 and cols.strides[0] < cols.strides[1]:
+        kernel = _im2col_by_column
+    elif C < 16 and dw == 1:
+        kernel = _im2col_by_run
+    else:
+        kernel = _im2col_by_tap
+    _run(kernel, cols.size, x, kh, kw, sh, sw, dh, dw, pad_top, pad_left, H_out, W_out, cols)
     return cols
 
 
 # --------------------------------------------------------------------------- col2im
 
 
-def col2im_reference(cols, N, H, W, C, kh, kw, sh, sw, dh, dw, pad_top, pad_left, H_out, W_out):
+def col2im_reference(cols, N, H, W, C, kh, kw, sh, sw, dh, dw, pad_top, pad_left, H_out, W_out,
+                     out=None):
     """Fold rows back onto the image, summing overlaps: the adjoint of im2col (plain NumPy).
 
     If we im2col on the forward pass, we col2im on the backward pass: ``<im2col(x), cols> ==
@@ -101,11 +261,11 @@ def col2im_reference(cols, N, H, W, C, kh, kw, sh, sw, dh, dw, pad_top, pad_left
     ----------
     cols : (N * H_out * W_out, kh * kw * C) array
     N, H, W, C : shape of the image to rebuild.
-    the rest : as in :func:`im2col_reference`.
+    the rest : as in :func:`im2col_reference`; ``out`` an optional (N, H, W, C) array.
 
     Returns
     -------
-    x : (N, H, W, C) array
+    x : (N, H, W, C) array; each pixel sums its taps in (i, j) order.
     """
     x = np.zeros((N, H, W, C), dtype=cols.dtype)
     cols6 = cols.reshape(N, H_out, W_out, kh, kw, C)
@@ -120,32 +280,68 @@ def col2im_reference(cols, N, H, W, C, kh, kw, sh, sw, dh, dw, pad_top, pad_left
             # so a fancy-indexed += does not lose overlapping writes
             block = cols6[:, ok_r][:, :, ok_c, i, j]
             x[:, r[ok_r][:, None], c[ok_c][None, :]] += block
-    return x
+    return _into(out, x)
 
 
 @njit(cache=True, parallel=True)
-def col2im(cols, N, H, W, C, kh, kw, sh, sw, dh, dw, pad_top, pad_left, H_out, W_out):
-    """numba twin of :func:`col2im_reference` (same signature, same result)."""
-    x = np.zeros((N, H, W, C), dtype=cols.dtype)
-    # parallel over examples only: windows of one example overlap, so two threads must
-    # never scatter into the same image
-    for n in prange(N):
-        # taps outermost, as in the reference: every pixel then receives its terms in the
-        # same (i, j) order, so the two sums agree to the last bit
+def _col2im(cols, N, H, W, C, kh, kw, sh, sw, dh, dw, pad_top, pad_left, H_out, W_out, x):
+    # A gather, not a scatter: each task owns one image row (n, r) and collects the taps of
+    # every window that covers its pixels. Windows overlap, so scattering window by window
+    # would have two threads add into one pixel; gathering needs no locks, splits over any
+    # axis (here N*H rows, so one big image still uses every thread) and keeps the row in
+    # the L1 cache while its sums build up. Every pixel adds its taps in (i, j) order, as the
+    # reference does, so the two agree to the last bit.
+    x2 = x.reshape(N * H, W * C)                  # (N*H, W*C): one image row per line
+    L = kw * C
+    # windows with no tap in the padding; without dilation their tap row is L numbers of x
+    lo, hi = _inside(pad_left, W - kw + 1, sw, W_out) if dw == 1 else (0, 0)
+    for t in prange(N * H):
+        n = t // H
+        r = t - n * H
+        for c in range(W):
+            for ch in range(C):
+                x[n, r, c, ch] = 0
         for i in range(kh):
-            for j in range(kw):
-                base = (i * kw + j) * C
-                for oh in range(H_out):
-                    r = oh * sh - pad_top + i * dh
-                    if r < 0 or r >= H:
-                        continue
-                    for ow in range(W_out):
-                        c = ow * sw - pad_left + j * dw
-                        if c < 0 or c >= W:
-                            continue
-                        row = (n * H_out + oh) * W_out + ow
+            oh_s = r + pad_top - i * dh           # = oh * sh if tap i of row oh lands on r
+            if oh_s < 0 or oh_s % sh != 0 or oh_s // sh >= H_out:
+                continue
+            first = (n * H_out + oh_s // sh) * W_out       # cols row of (n, oh, ow = 0)
+            if C == 1 and sw == 1:
+                # one channel, stride 1 (Conv2D's column-major cols): tap j of the windows
+                # lo_j..hi_j-1 is a run of one column of cols, added to a run of the row
+                for j in range(kw):
+                    lo_j, hi_j = _inside(pad_left - j * dw, W, 1, W_out)
+                    d = j * dw - pad_left                 # pixel ow + d gets window ow's tap
+                    q = i * kw + j
+                    for ow in range(lo_j, hi_j):
+                        x2[t, ow + d] += cols[first + ow, q]
+                continue
+            # windows right to left, so that each pixel meets its taps j in rising order;
+            # the loop over channels innermost, which numba vectorises
+            for ow in range(W_out - 1, -1, -1):
+                row = first + ow
+                if lo <= ow < hi and C < 16:
+                    # few channels, a window inside the image: its tap row is one run
+                    s = (ow * sw - pad_left) * C
+                    for q in range(L):
+                        x2[t, s + q] += cols[row, i * L + q]
+                    continue
+                for j in range(kw):
+                    c = ow * sw - pad_left + j * dw
+                    if 0 <= c < W:
+                        base = (i * kw + j) * C
                         for ch in range(C):
                             x[n, r, c, ch] += cols[row, base + ch]
+
+
+@_wraps(_col2im)
+def col2im(cols, N, H, W, C, kh, kw, sh, sw, dh, dw, pad_top, pad_left, H_out, W_out, out=None):
+    """numba twin of :func:`col2im_reference` (same signature, same result)."""
+    x = _output(out, (N, H, W, C), cols.dtype)
+    if not x.flags.c_contiguous:
+        raise ValueError("out: expected a C-contiguous array")
+    _run(_col2im, cols.size, cols, N, H, W, C, kh, kw, sh, sw, dh, dw, pad_top, pad_left,
+         H_out, W_out, x)
     return x
 
 
@@ -188,32 +384,48 @@ def maxpool_reference(x, kh, kw, sh, sw, pad_top, pad_left, H_out, W_out):
 
 
 @njit(cache=True, parallel=True)
-def maxpool(x, kh, kw, sh, sw, pad_top, pad_left, H_out, W_out):
-    """numba twin of :func:`maxpool_reference` (same signature, same result)."""
+def _maxpool(x, kh, kw, sh, sw, pad_top, pad_left, H_out, W_out, y, switches):
     N, H, W, C = x.shape
-    y = np.empty((N, H_out, W_out, C), dtype=x.dtype)
-    switches = np.empty((N, H_out, W_out, C), dtype=np.int64)
-    for t in prange(N * H_out):
+    for t in prange(N * H_out):                   # one output row (n, oh) per task
         n = t // H_out
         oh = t - n * H_out
+        r0 = oh * sh - pad_top
+        i0 = max(0, -r0)                          # first window row inside the image
+        i1 = min(kh, H - r0)
         for ow in range(W_out):
+            c0 = ow * sw - pad_left
+            j0 = max(0, -c0)
+            j1 = min(kw, W - c0)
+            if i0 >= i1 or j0 >= j1:              # a window all padding: nothing wins
+                for ch in range(C):
+                    y[n, oh, ow, ch] = -np.inf
+                    switches[n, oh, ow, ch] = -1
+                continue
+            # the first real cell seeds the max; later cells need a strict '>' to replace
+            # it, so ties keep the first in row-major order. Channels innermost: the compare
+            # and the two selects run on whole vectors of channels.
+            pos = (r0 + i0) * W + c0 + j0
             for ch in range(C):
-                best = -np.inf
-                where = -1
-                for i in range(kh):
-                    r = oh * sh - pad_top + i
-                    if r < 0 or r >= H:
-                        continue
-                    for j in range(kw):
-                        c = ow * sw - pad_left + j
-                        if c < 0 or c >= W:
-                            continue
-                        v = x[n, r, c, ch]
-                        if v > best or where < 0:   # first cell seeds; then strict '>'
-                            best = v
-                            where = r * W + c
-                y[n, oh, ow, ch] = best
-                switches[n, oh, ow, ch] = where
+                y[n, oh, ow, ch] = x[n, r0 + i0, c0 + j0, ch]
+                switches[n, oh, ow, ch] = pos
+            for i in range(i0, i1):
+                for j in range(j0, j1):
+                    pos = (r0 + i) * W + c0 + j
+                    for ch in range(C):
+                        v = x[n, r0 + i, c0 + j, ch]
+                        better = v > y[n, oh, ow, ch]
+                        y[n, oh, ow, ch] = v if better else y[n, oh, ow, ch]
+                        switches[n, oh, ow, ch] = pos if better else switches[n, oh, ow, ch]
+
+
+@_wraps(_maxpool)
+def maxpool(x, kh, kw, sh, sw, pad_top, pad_left, H_out, W_out):
+    """numba twin of :func:`maxpool_reference` (same signature, same result)."""
+    x = np.ascontiguousarray(x)
+    N, _, _, C = x.shape
+    y = np.empty((N, H_out, W_out, C), dtype=x.dtype)
+    switches = np.empty((N, H_out, W_out, C), dtype=np.int64)
+    _run(_maxpool, y.size, x, kh, kw, sh, sw, pad_top, pad_left, H_out, W_out, y, switches)
     return y, switches
 
 
@@ -246,14 +458,22 @@ def unpool_reference(dy, switches, H, W):
 
 
 @njit(cache=True, parallel=True)
-def unpool(dy, switches, H, W):
-    """numba twin of :func:`unpool_reference` (same signature, same result)."""
+def _unpool(dy, switches, dx):
     N, H_out, W_out, C = dy.shape
-    dx = np.zeros((N, H, W, C), dtype=dy.dtype)
     for n in prange(N):             # one example per task: its scatter stays in its own image
+        for p in range(dx.shape[1]):
+            dx[n, p] = 0
         for oh in range(H_out):
             for ow in range(W_out):
                 for ch in range(C):
-                    s = switches[n, oh, ow, ch]
-                    dx[n, s // W, s % W, ch] += dy[n, oh, ow, ch]
+                    dx[n, switches[n, oh, ow, ch] * C + ch] += dy[n, oh, ow, ch]
+
+
+@_wraps(_unpool)
+def unpool(dy, switches, H, W):
+    """numba twin of :func:`unpool_reference` (same signature, same result)."""
+    dy = np.ascontiguousarray(dy)
+    N, _, _, C = dy.shape
+    dx = np.empty((N, H, W, C), dtype=dy.dtype)
+    _run(_unpool, dx.size, dy, np.ascontiguousarray(switches), dx.reshape(N, H * W * C))
     return dx

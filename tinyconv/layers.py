@@ -25,6 +25,12 @@ from .checks import check_array, check_int, check_pair
 
 RULES = ("gradient", "deconvnet", "guided")
 
+#: Conv2D goes through a batch a chunk of examples at a time, each chunk's im2col matrix at
+#: most this many bytes (one example at least), so that it is still in the cache when the
+#: GEMM reads it: a whole batch's im2col matrix, kh*kw times the input, would be written out
+#: to memory and read back.
+CHUNK_BYTES = 4 << 20
+
 
 def check_rule(rule):
     """Return ``rule`` if it is one of :data:`RULES`, else raise ``ValueError``."""
@@ -158,10 +164,13 @@ def _he_normal(rng, shape, fan_in, dtype):
 
 
 class Conv2D(Layer):
-    """2-D convolution (cross-correlation) by im2col + one GEMM.
+    """2-D convolution (cross-correlation) by im2col + GEMM.
 
     ``y[n, oh, ow, o] = b[o] + sum_{i,j,c} x[n, oh*sh - pt + i*dh, ow*sw - pl + j*dw, c]
-    * W[i, j, c, o]``, with zeros outside the image.
+    * W[i, j, c, o]``, with zeros outside the image. Computed as ``[cols, 1] @ [W2; b]``
+    (cols from :func:`tinyconv.kernels.im2col`, ``W2 = W.reshape(kh*kw*C_in, C_out)``), a
+    chunk of examples at a time (:data:`CHUNK_BYTES`); backward computes ``dW`` and ``db``
+    as ``[cols, 1]^T dy`` and ``dx`` as ``col2im(dy W2^T)``.
 
     Parameters
     ----------
@@ -192,7 +201,8 @@ class Conv2D(Layer):
         self.bias = bias
         self._dtype0 = np.dtype(dtype)
         self.init_params(rng)
-        self._cols = self._in_shape = None
+        self._x = self._in_buffer = None
+        self._buffers = {}
 
     def init_params(self, rng):
         kh, kw = self.kernel
@@ -249,39 +259,106 @@ class Conv2D(Layer):
         (kh, kw), (sh, sw), (dh, dw) = self.kernel, self.stride, self.dilation
         return kh, kw, sh, sw, dh, dw, pt, pl, H_out, W_out
 
+    def _chunks(self, N, P, K, itemsize):
+        """Example ranges ``(n0, n1)`` covering ``0..N``, each with at most
+        :data:`CHUNK_BYTES` of im2col matrix (``P`` rows of ``K`` numbers per example) and
+        at least one example; and the rows of the largest, the size of the kept buffers."""
+        step = max(1, CHUNK_BYTES // (P * K * itemsize))
+        return [(n0, min(N, n0 + step)) for n0 in range(0, N, step)], min(N, step) * P
+
+    def _buffer(self, name, shape, dtype, ones_column=False):
+        """A scratch matrix kept from call to call, new only when the shape or dtype changes.
+
+        A fresh array of megabytes costs a page fault per page on first touch (more than
+        filling it; see :mod:`tinyconv.kernels`). ``ones_column`` sets the last column to 1
+        once, when the array is made; im2col never writes it. The matrix is row-major,
+        except for one input channel and stride 1 along W: a window's rows are then only kw
+        numbers long, and in a column-major matrix each column of cols is one straight copy
+        of an image row (im2col and col2im both use that). NumPy's GEMM takes either order.
+        """
+        buf = self._buffers.get(name)
+        if buf is None or buf.shape != shape or buf.dtype != dtype:
+            by_column = self.in_channels == 1 and self.stride[1] == 1
+            buf = np.empty(shape, dtype=dtype, order="F" if by_column else "C")
+            if ones_column:
+                buf[:, -1] = 1
+            self._buffers[name] = buf
+        return buf
+
+    def _cols(self, x, n0, n1, args, rows, reuse=False):
+        """``[cols, 1]`` of examples ``n0:n1`` of ``x`` (``[cols]`` without bias), in the
+        kept buffer. With ``reuse``, im2col is skipped if the buffer already holds them
+        (the backward pass after a forward of the same ``x``)."""
+        K = args[0] * args[1] * self.in_channels
+        ext = self._buffer("cols", (rows, K + self.bias), x.dtype, ones_column=self.bias)
+        ext = ext[:(n1 - n0) * args[-2] * args[-1]]
+        held = self._in_buffer
+        if not (reuse and held is not None and held[0] is x and held[1:] == (n0, n1)):
+            kernels.im2col(x[n0:n1], *args, out=ext[:, :K])   # (n*H_out*W_out, K)
+            self._in_buffer = (x, n0, n1)
+        return ext
+
     def forward(self, x, check=True):
         """``y_(l) = conv(y_(l-1), W) + b``: ``(N, H, W, C_in) -> (N, H_out, W_out, C_out)``."""
         if check:
             x = check_array(x, "x", ndim=4, shape=(None, None, None, self.in_channels))
-        x = self._cast(x)
+        x = np.ascontiguousarray(self._cast(x))
         N, H, W, _ = x.shape
         args = self._im2col_args(H, W)
-        cols = kernels.im2col(np.ascontiguousarray(x), *args)  # (N*H_out*W_out, kh*kw*C_in)
-        W2 = self.params["W"].reshape(-1, self.out_channels)  # (kh*kw*C_in, C_out)
-        y = cols @ W2                                       # (N*H_out*W_out, C_out)
+        H_out, W_out, C_out = args[-2], args[-1], self.out_channels
+        P, K = H_out * W_out, args[0] * args[1] * self.in_channels
+        W2 = self.params["W"].reshape(K, C_out)             # (kh*kw*C_in, C_out)
         if self.bias:
-            y += self.params["b"]
-        self._cols, self._in_shape = cols, x.shape
-        return y.reshape(N, args[-2], args[-1], self.out_channels)
+            # cols gets one more column, of ones, and W2 the bias as one more row:
+            # [cols, 1] @ [W2; b] = cols @ W2 + b in the one GEMM, with no second pass over y;
+            # the backward's GEMM then gives db as the last row of [cols, 1]^T dy
+            W2 = np.concatenate([W2, self.params["b"][None, :]])   # (K + 1, C_out)
+        y = np.empty((N * P, C_out), dtype=x.dtype)         # (N*H_out*W_out, C_out)
+        # A few examples at a time: im2col makes kh*kw copies of every input number, and a
+        # chunk's copies are still in the cache when the GEMM reads them; for the whole
+        # batch at once they would go out to memory and back (see CHUNK_BYTES)
+        chunks, rows = self._chunks(N, P, K + 1, x.itemsize)
+        for n0, n1 in chunks:
+            ext = self._cols(x, n0, n1, args, rows)         # (n*H_out*W_out, K [+ 1])
+            np.matmul(ext, W2, out=y[n0 * P:n1 * P])
+        self._x = x         # for the backward pass (by reference, as Dense and ReLU keep theirs)
+        return y.reshape(N, H_out, W_out, C_out)
 
-    def backward(self, dy, rule="gradient", check=True):
+    def backward(self, dy, rule="gradient", check=True, input_grad=True):
         """Transposed convolution: ``dx = col2im(dy W^T)``; with ``rule="gradient"`` also
-        ``dW = cols^T dy`` and ``db = sum dy``. ``(N, H_out, W_out, C_out) -> (N, H, W, C_in)``.
+        ``dW = cols^T dy`` and ``db = sum dy``. ``(N, H_out, W_out, C_out) -> (N, H, W, C_in)``;
+        ``input_grad=False`` skips ``dx`` and returns None.
         """
         check_rule(rule)
-        self._need_cache("_cols")
-        N, H, W, C = self._in_shape
+        self._need_cache("_x")
+        x = self._x
+        N, H, W, C = x.shape
         args = self._im2col_args(H, W)
         if check:
             dy = check_array(dy, "dy", shape=(N, args[-2], args[-1], self.out_channels))
-        dy2 = self._cast(dy).reshape(-1, self.out_channels)  # (N*H_out*W_out, C_out)
-        W2 = self.params["W"].reshape(-1, self.out_channels)
+        dy2 = np.ascontiguousarray(self._cast(dy)).reshape(-1, self.out_channels)
+        P, K = args[-2] * args[-1], args[0] * args[1] * C   # dy2: (N*H_out*W_out, C_out)
+        W2 = self.params["W"].reshape(K, self.out_channels)
+        grads = np.zeros((K + self.bias, self.out_channels), dtype=dy2.dtype)
+        dx = np.empty(x.shape, dtype=dy2.dtype) if input_grad else None
+        chunks, rows = self._chunks(N, P, K + 1, x.itemsize)
+        # last chunk first: the forward pass left its cols in the buffer
+        for n0, n1 in reversed(chunks):
+            dy_c = dy2[n0 * P:n1 * P]                       # (n*H_out*W_out, C_out)
+            if rule == "gradient":
+                ext = self._cols(x, n0, n1, args, rows, reuse=True)
+                grads += ext.T @ dy_c                       # (K [+ 1], C_out)
+            if input_grad:
+                # if we im2col on the forward, we col2im on the backward: dcols = dy W2^T,
+                # then each window's row is folded back onto the image
+                dcols = self._buffer("dcols", (rows, K), dy2.dtype)[:len(dy_c)]
+                np.matmul(dy_c, W2.T, out=dcols)
+                kernels.col2im(dcols, n1 - n0, H, W, C, *args, out=dx[n0:n1])
         if rule == "gradient":
-            self.grads["W"] = (self._cols.T @ dy2).reshape(self.params["W"].shape)
+            self.grads["W"] = grads[:K].reshape(self.params["W"].shape)
             if self.bias:
-                self.grads["b"] = dy2.sum(axis=0)
-        dcols = dy2 @ W2.T                                  # (N*H_out*W_out, kh*kw*C_in)
-        return kernels.col2im(dcols, N, H, W, C, *args)
+                self.grads["b"] = grads[K]                  # sum of dy over locations
+        return dx
 
 
 # --------------------------------------------------------------------------- ReLU
@@ -482,8 +559,9 @@ class Dense(Layer):
         self._x = x
         return x @ self.params["W"] + self.params["b"]
 
-    def backward(self, dy, rule="gradient", check=True):
-        """``dx = dy W^T``; with ``rule="gradient"`` also ``dW = x^T dy``, ``db = sum dy``."""
+    def backward(self, dy, rule="gradient", check=True, input_grad=True):
+        """``dx = dy W^T``; with ``rule="gradient"`` also ``dW = x^T dy``, ``db = sum dy``
+        (``input_grad=False``: no ``dx``, returns None)."""
         check_rule(rule)
         self._need_cache("_x")
         if check:
@@ -492,7 +570,7 @@ class Dense(Layer):
         if rule == "gradient":
             self.grads["W"] = self._x.T @ dy
             self.grads["b"] = dy.sum(axis=0)
-        return dy @ self.params["W"].T
+        return dy @ self.params["W"].T if input_grad else None
 
 
 LAYER_TYPES = {cls.__name__: cls for cls in (Conv2D, ReLU, MaxPool2D, Flatten, Dense)}

@@ -78,7 +78,8 @@ def max_activating(model, X, layer, k=None, top=9, batch_size=256, descending=Tr
     Parameters
     ----------
     model : :class:`~tinyconv.model.Sequential`.
-    X : (N, H, W, C_0) data set, streamed in batches of ``batch_size``.
+    X : (N, H, W, C_0) data set, streamed in batches of ``batch_size``; an ``np.memmap``
+        (e.g. ``np.load(path, mmap_mode="r")``) is read one batch at a time.
     layer : name or number ``l``.
     k : a feature index, a list of them, or None for all ``C_l`` features.
     top : how many examples to keep per feature (capped at N), or None for the whole ranking.
@@ -93,7 +94,9 @@ def max_activating(model, X, layer, k=None, top=9, batch_size=256, descending=Tr
     ``(K, top, 2)``. Ties are broken by the smaller example index, so the result does not
     depend on ``batch_size``.
     """
-    X = check_array(X, "X", ndim=4)
+    # dtype and shape now; finiteness batch by batch below, so that an np.memmap on disk is
+    # read one batch at a time and never held in memory whole
+    X = check_array(X, "X", ndim=4, finite=False)
     l = model.index(layer)
     shape = model.output_shapes[l]
     head = l == len(model.layers) and len(shape) == 1
@@ -115,7 +118,7 @@ def max_activating(model, X, layer, k=None, top=9, batch_size=256, descending=Tr
     best_loc = np.empty((0, K, 2), dtype=np.int64)
     with Progress(len(X), f"MaxAct {model.names[l]}", enabled=progress) as bar:
         for start in range(0, len(X), batch_size):
-            y = model.forward(X[start:start + batch_size], upto=l)
+            y = model.forward(check_array(X[start:start + batch_size], "X"), upto=l)
             values, locations = example_scores(y, features, score)
             val = np.concatenate([best_val, values])                       # (top + B, K)
             idx = np.concatenate([best_idx, np.broadcast_to(

@@ -188,7 +188,7 @@ class Sequential:
 
     __call__ = forward
 
-    def backward(self, dy, rule="gradient", start=None):
+    def backward(self, dy, rule="gradient", start=None, input_grad=True):
         """Send ``dy`` (shaped like ``y_(start)``) back to the input.
 
         Parameters
@@ -198,11 +198,15 @@ class Sequential:
         rule : ``"gradient"``, ``"deconvnet"`` or ``"guided"`` (only ReLU differs).
         start : layer name or number ``l``; defaults to ``L``. The last forward pass must have
             reached it.
+        input_grad : False to stop once every parameter has its gradient: the layers below
+            the lowest one with parameters are skipped, and that one computes no ``dx``
+            (training never uses ``d loss / d x``, and for a first convolution on one input
+            channel it is a large part of the whole backward pass).
 
         Returns
         -------
-        dx : (N, H, W, C_0) array. With ``rule="gradient"`` the layers' ``grads`` hold the
-        parameter gradients of this pass.
+        dx : (N, H, W, C_0) array, or None if ``input_grad`` is False. With
+        ``rule="gradient"`` the layers' ``grads`` hold the parameter gradients of this pass.
         """
         check_rule(rule)
         start = len(self.layers) if start is None else self.index(start)
@@ -213,14 +217,20 @@ class Sequential:
             raise ValueError(f"start: the last forward pass stopped at layer {self._reached}, "
                              f"so it cannot go back from layer {start}; run forward first")
         if start == 0:
-            return check_array(dy, "dy", shape=(None, *self.input_shape))
-        top = self.layers[start - 1]
-        # the top layer checks dy against its cached forward shape; the rest trust each other
-        dy = top.backward(check_array(dy, "dy", ndim=len(self.output_shapes[start]) + 1),
-                          rule=rule)
-        for layer in reversed(self.layers[:start - 1]):
-            dy = layer.backward(dy, rule=rule, check=False)
-        return dy
+            dy = check_array(dy, "dy", shape=(None, *self.input_shape))
+            return dy if input_grad else None
+        # without input_grad, go down to the lowest layer with parameters and no further
+        bottom = 0 if input_grad else next(
+            (i for i, layer in enumerate(self.layers[:start]) if layer.params), start)
+        dy = check_array(dy, "dy", ndim=len(self.output_shapes[start]) + 1)
+        for i in reversed(range(bottom, start)):
+            layer = self.layers[i]
+            # the top layer checks dy against its cached forward shape; the rest trust each other
+            if i == bottom and not input_grad:
+                layer.backward(dy, rule=rule, check=i == start - 1, input_grad=False)
+                return None
+            dy = layer.backward(dy, rule=rule, check=i == start - 1)
+        return dy if input_grad else None
 
     # ------------------------------------------------------------------ conversions
 

@@ -15,12 +15,12 @@ model output.
 
 import copy
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from .checks import check_array, check_int, check_pair
-from .layers import MaxPool2D, softmax
+from .layers import Conv2D, MaxPool2D, softmax
 from .progress import Progress
 
 
@@ -86,7 +86,7 @@ def score_function(model, target):
     return (lambda y: softmax(y.astype(np.float64))[:, c]), L
 
 
-def occlusion(model, x, target, size, stride=1, baseline=0.0, relative=False, batch_size=256,
+def occlusion(model, x, target, size, stride=1, baseline=0.0, relative=False, batch_size=None,
               fast=True, progress=None):
     """Occlusion sensitivity of ``target`` to a ``size`` window slid over ``x``.
 
@@ -99,7 +99,10 @@ def occlusion(model, x, target, size, stride=1, baseline=0.0, relative=False, ba
     size, stride : int or ``(h, w)``; ``1 <= size <= (H, W)``, ``stride >= 1``.
     baseline : the occluder's value: a number or an array broadcastable to ``(H, W, C_0)``.
     relative : divide each change by the original score (the "relative decrease").
-    batch_size : occluded copies evaluated per forward pass.
+    batch_size : at most this many occluded copies per forward pass (the windows are
+        split into batches of equal size); None: 1024 with ``fast`` (a copy carries only a
+        patch, so all the windows of a small image go at once) and 256 without (a copy is a
+        whole image).
     fast : recompute only the units each window can reach (its projective field, from the
         analytic receptive fields) and copy the rest from the clean pass; ``False`` runs every
         occluded copy through the whole model (the plain reference, same result to round-off).
@@ -118,7 +121,8 @@ def occlusion(model, x, target, size, stride=1, baseline=0.0, relative=False, ba
     if sh > H or sw > W:
         raise ValueError(f"size: the window ({sh}, {sw}) is larger than the image ({H}, {W})")
     st = check_pair(stride, "stride", minimum=1)
-    batch_size = check_int(batch_size, "batch_size", minimum=1)
+    batch_size = (1024 if fast else 256) if batch_size is None else \
+        check_int(batch_size, "batch_size", minimum=1)
     base = check_array(np.asarray(baseline, dtype=np.float64), "baseline").astype(x.dtype)
     try:
         base = np.broadcast_to(base, (H, W, C))
@@ -128,19 +132,25 @@ def occlusion(model, x, target, size, stride=1, baseline=0.0, relative=False, ba
     f, upto = score_function(model, target)
 
     rows, cols = window_starts(H, sh, st[0]), window_starts(W, sw, st[1])
-    windows = [(r, c) for r in rows for c in cols]
+    n = len(rows) * len(cols)
+    windows = np.stack(np.meshgrid(rows, cols, indexing="ij"), axis=-1).reshape(n, 2)
+    # batches of one size (the last window repeated to fill the last one), so that the
+    # layers reuse their scratch arrays from batch to batch instead of making new ones
+    n_batches = -(-n // batch_size)
+    B = -(-n // n_batches)
+    windows = np.concatenate([windows, np.repeat(windows[-1:], n_batches * B - n, axis=0)])
     N = len(x)
     original = f(model.forward(x, upto=upto))
-    occluded = np.empty((N, len(windows)))
-    scores = occluded_scores_fast if fast else occluded_scores
-    with Progress(N * len(windows), "occlusion", enabled=progress) as bar:
+    occluded = np.empty((N, n_batches * B))
+    with Progress(N * n, "occlusion", enabled=progress) as bar:
         for i in range(N):
-            for start in range(0, len(windows), batch_size):
-                chunk = np.array(windows[start:start + batch_size]).reshape(-1, 2)
-                occluded[i, start:start + len(chunk)] = scores(model, x[i], chunk, (sh, sw),
-                                                               base, f, upto)
-                bar.update(len(chunk))
-    occluded = occluded.reshape(N, len(rows), len(cols))
+            plan = clean_plan(model, x[i], upto) if fast else None
+            for start in range(0, n, B):
+                args = (model, x[i], windows[start:start + B], (sh, sw), base, f, upto)
+                occluded[i, start:start + B] = \
+                    occluded_scores_fast(*args, plan) if fast else occluded_scores(*args)
+                bar.update(min(B, n - start))
+    occluded = occluded[:, :n].reshape(N, len(rows), len(cols))
     grid = original[:, None, None] - occluded
     if relative:
         if np.any(original == 0):
@@ -173,20 +183,22 @@ def occluded_scores(model, x, windows, size, base, f, upto):
     return f(model.forward(batch, upto=upto))
 
 
-def occluded_scores_fast(model, x, windows, size, base, f, upto):
+def occluded_scores_fast(model, x, windows, size, base, f, upto, plan=None):
     """:func:`occluded_scores`, recomputing only what each window can change.
 
     A window changes, in layer ``l``, only the units whose receptive field meets it. Going
     up layer by layer, each occluded copy carries just a *patch* of ``y_(l)`` — a block of
     the same size for every window of the batch, placed where that window reaches — and
-    everything outside the patch is the clean activation. To advance a patch through a
-    conv or pooling layer we cut from the clean (padded) input map the block those output
-    units read, paste the patch over it, and run the layer without padding on the block.
-    After the last spatial layer the patches are pasted into full copies of the clean map
-    and the rest of the model runs as usual.
+    everything outside the patch is the clean activation. :func:`advance` carries a patch
+    through one layer; after the last spatial layer the patches are pasted into full copies
+    of the clean map and the rest of the model runs as usual.
+
+    Parameters
+    ----------
+    as :func:`occluded_scores`; plan : :func:`clean_plan` of ``x`` (made here if None), the
+        clean pass that every batch of windows of one image shares.
     """
-    ys = model.activations(x[None], upto=upto)                   # clean y_(0) ... y_(upto)
-    B = len(windows)
+    plan = clean_plan(model, x, upto) if plan is None else plan
     H, W, _ = x.shape
     # layer 0: the patch is the window itself, moved inside the image where it is cut
     start = np.minimum(windows, np.array([H - size[0], W - size[1]]))      # (B, 2)
@@ -195,25 +207,108 @@ def occluded_scores_fast(model, x, windows, size, base, f, upto):
     rows = start[:, 0, None] + np.arange(size[0]) >= windows[:, 0, None]   # (B, h)
     cols = start[:, 1, None] + np.arange(size[1]) >= windows[:, 1, None]   # (B, w)
     patch = np.where((rows[:, :, None] & cols[:, None, :])[..., None], occ, patch)
-    l = 0
-    for layer in model.layers[:upto]:
+    for step in plan.steps:
+        patch, start = advance(step, patch, start)
+    return f(plan.finish(patch, start))
+
+
+@dataclass
+class Step:
+    """One spatial layer of :func:`clean_plan`: what :func:`advance` needs to carry a patch.
+
+    Attributes
+    ----------
+    layer : a copy of the layer without padding (same parameters, its own caches).
+    geometry : per axis ``(k, s, pad_before, d)``.
+    padded : (H + pads, W + pads, C) the clean input ``y_(l-1)``, padded as the layer pads it
+        (with -inf for a max-pool: padding never wins a max), so blocks are plain slices.
+    pads : ``(pad_top, pad_left)``; shape : ``(H, W)`` of ``y_(l-1)``.
+    last : per axis, the last unit of ``y_(l)`` that the output can depend on.
+    out : the clean output ``y_(l)`` with a margin of ``k_eff - 1`` zeros on every side, for
+        :func:`advance_change` (None for layers that it does not handle).
+    """
+
+    layer: object
+    geometry: tuple
+    padded: np.ndarray
+    pads: tuple
+    shape: tuple
+    last: tuple
+    out: np.ndarray = None
+    unrolled: dict = field(default_factory=dict)     # (h, w) -> matrix, see unrolled_conv
+
+
+@dataclass
+class Plan:
+    """The clean pass of one image, shared by every batch of its windows.
+
+    ``steps``: one :class:`Step` per leading spatial layer; ``top``: (H_l, W_l, C_l) the clean
+    output of the last of them; ``rest``: the layers after it, up to ``upto``.
+    """
+
+    steps: list
+    top: np.ndarray
+    rest: list
+
+    def finish(self, patch, start):
+        """Paste each patch into a copy of the clean ``top`` and run the remaining layers.
+
+        A patch may hang over the map's edge (see :func:`advance_change`); what lies outside
+        is cut off, so the map is padded by the patch size while the patches go in.
+        """
+        (B, h, w, _), (H, W, _) = patch.shape, self.top.shape
+        m = max(0, -start.min(), (start + [h, w] - [H, W]).max())     # the largest overhang
+        y = np.repeat(np.pad(self.top, ((m, m), (m, m), (0, 0)))[None], B, axis=0)
+        scatter(y, patch, start + m)
+        y = np.ascontiguousarray(y[:, m:m + H, m:m + W])                  # (B, H_l, W_l, C_l)
+        for layer in self.rest:
+            y = layer.forward(y, check=False)
+        return y
+
+
+def clean_plan(model, x, upto):
+    """The clean activations of ``x`` (H, W, C), cut and padded once for :func:`advance`."""
+    ys = model.activations(x[None], upto=upto)                   # clean y_(0) ... y_(upto)
+    layers = model.layers[:upto]
+    n = 0
+    while n < len(layers) and layers[n].geometry(model.output_shapes[n]) is not None:
+        n += 1
+    # the units the output can depend on: going down from the last spatial layer (all of
+    # it), a layer needs of its input only what its needed units read. A unit outside is
+    # never read again, so a window's patch may stop at the needed ones.
+    last = [np.array(model.output_shapes[n][:2]) - 1]
+    for l in range(n, 0, -1):
+        geometry = layers[l - 1].geometry(model.output_shapes[l - 1])
+        reach = [u * s - p + d * (k - 1) for u, (k, s, p, d) in zip(last[0], geometry,
+                                                                   strict=True)]
+        last.insert(0, np.minimum(reach, np.array(model.output_shapes[l - 1][:2]) - 1))
+    steps = []
+    for l, layer in enumerate(layers[:n]):
+        (pt, pb), (pl, pr) = layer.pads(*ys[l].shape[1:3]) if hasattr(layer, "pads") else \
+            ((0, 0), (0, 0))                         # ReLU keeps every unit in place
+        fill = -np.inf if isinstance(layer, MaxPool2D) else 0.0
+        padded = np.pad(ys[l][0], ((pt, pb), (pl, pr), (0, 0)), constant_values=fill)
+        valid = copy.deepcopy(layer)     # its own caches and scratch space, never the model's
+        if hasattr(valid, "padding"):
+            valid.padding = (0, 0)
         geometry = layer.geometry(model.output_shapes[l])
-        if geometry is None:
-            break
-        patch, start = advance(layer, geometry, ys[l][0], ys[l + 1].shape[1:3], patch, start)
-        l += 1
-    y = np.repeat(ys[l], B, axis=0)                                         # (B, *shape_l)
-    scatter(y, patch, start)
-    for layer in model.layers[l:upto]:
-        y = layer.forward(y, check=False)
-    return f(y)
+        step = Step(valid, geometry, padded, (pt, pl), ys[l].shape[1:3],
+                    tuple(int(v) for v in last[l + 1]))
+        if isinstance(layer, Conv2D) and layer.stride == (1, 1):
+            m = [d * (k - 1) for k, _, _, d in geometry]
+            step.out = np.pad(ys[l + 1][0], ((m[0], m[0]), (m[1], m[1]), (0, 0)))
+        steps.append(step)
+    return Plan(steps, ys[n][0], layers[n:])
 
 
 def gather(a, start, size):
-    """Blocks ``a[r:r+h, c:c+w]`` for every ``(r, c)`` of ``start``: ``(B, h, w, C)``."""
-    r = start[:, 0, None] + np.arange(size[0])                  # (B, h)
-    c = start[:, 1, None] + np.arange(size[1])                  # (B, w)
-    return a[r[:, :, None], c[:, None, :]]
+    """Blocks ``a[r:r+h, c:c+w]`` for every ``(r, c)`` of ``start``: ``(B, h, w, C)``.
+
+    ``a`` is (H, W, C). A sliding-window view of ``a`` holds every ``h x w`` block without
+    copying; indexing it with the corners copies each block whole (C innermost).
+    """
+    blocks = np.lib.stride_tricks.sliding_window_view(a, size, axis=(0, 1))  # (H', W', C, h, w)
+    return blocks.transpose(0, 1, 3, 4, 2)[start[:, 0], start[:, 1]]
 
 
 def scatter(y, patch, start):
@@ -224,63 +319,151 @@ def scatter(y, patch, start):
     y[np.arange(B)[:, None, None], r[:, :, None], c[:, None, :]] = patch
 
 
-def advance(layer, geometry, clean_in, out_hw, patch, start):
-    """Carry a patch of ``y_(l-1)`` through ``layer`` to a patch of ``y_(l)``.
+def paste(block, patch, offset):
+    """Write each ``patch[b]`` over ``block[b]`` with its corner at ``offset[b]`` (in place),
+    cut where it hangs over the block's edge.
+
+    Windows of a batch share few offsets (those of the interior ones are all the same), so
+    this loops over the distinct offsets and copies slices.
+    """
+    (_, th, tw, _), (_, h, w, _) = block.shape, patch.shape
+    low = offset.min(axis=0)
+    span = int(offset[:, 1].max() - low[1]) + 1
+    key = (offset[:, 0] - low[0]) * span + offset[:, 1] - low[1]   # one int per offset
+    distinct, group = np.unique(key, return_inverse=True)
+    for g, k in enumerate(distinct):
+        dr, dc = int(k // span + low[0]), int(k % span + low[1])
+        r0, r1, c0, c1 = max(dr, 0), min(dr + h, th), max(dc, 0), min(dc + w, tw)
+        if r0 < r1 and c0 < c1:
+            b = np.flatnonzero(group == g)
+            block[b, r0:r1, c0:c1] = patch[b, r0 - dr:r1 - dr, c0 - dc:c1 - dc]
+
+
+def advance(step, patch, start):
+    """Carry a patch of ``y_(l-1)`` through one layer to a patch of ``y_(l)``.
 
     Parameters
     ----------
-    layer : the layer; geometry : its per-axis ``(k, s, pad_before, d)``.
-    clean_in : (H, W, C) clean ``y_(l-1)``; out_hw : ``(H_l, W_l)``.
+    step : the layer's :class:`Step`.
     patch : (B, h, w, C) changed block of ``y_(l-1)`` per window, at ``start`` (B, 2).
 
     Returns
     -------
-    (patch, start) for ``y_(l)``: every unit that may differ from the clean pass lies inside.
+    (patch, start) for ``y_(l)``: every unit that may differ from the clean pass, and that
+    the output can depend on (up to ``step.last``), lies inside.
     """
+    if step.geometry == ((1, 1, 0, 1), (1, 1, 0, 1)):
+        # one input unit per output unit, in place (ReLU): the patch goes through alone
+        return step.layer.forward(patch, check=False), start
+    (h, w), (H, W) = patch.shape[1:3], step.shape
+    inside = start.min() >= 0 and bool(np.all(start + [h, w] <= [H, W]))
+    if inside and step.out is not None and unrolled_conv(step, h, w) is not None:
+        return advance_change(step, patch, start)
+    if not inside and step.padded.shape[:2] != (H, W):
+        # a patch that hangs over the map's edge into the layer's padding: there, it is padding
+        fill = -np.inf if isinstance(step.layer, MaxPool2D) else 0.0
+        rows = (start[:, 0, None] + np.arange(h) >= 0) & (start[:, 0, None] + np.arange(h) < H)
+        cols = (start[:, 1, None] + np.arange(w) >= 0) & (start[:, 1, None] + np.arange(w) < W)
+        patch = np.where((rows[:, :, None] & cols[:, None, :])[..., None], patch, fill)
+    return advance_block(step, patch, start)
+
+
+def advance_block(step, patch, start):
+    """:func:`advance` by recomputing: cut from the clean (padded) input map the block that
+    the reached output units read, paste the patch over it, and run the layer without
+    padding on the block."""
     h_in = patch.shape[1:3]
-    lo, size_out, take = [], [], []
-    for axis, (k, s, p, d) in enumerate(geometry):
+    lo, take = [], []
+    for axis, (k, s, p, d) in enumerate(step.geometry):
         k_eff = d * (k - 1) + 1
         o = start[:, axis]
         # units u whose inputs [u s - p, u s - p + k_eff) meet [o, o + h)
         u0 = np.maximum(-((p - k_eff + 1 + o) // -s), 0)          # ceil division
-        u1 = np.minimum((o + h_in[axis] - 1 + p) // s, out_hw[axis] - 1)
-        n = int((u1 - u0).max()) + 1
-        u0 = np.minimum(u0, out_hw[axis] - n)                     # same block size for all
+        u1 = np.minimum((o + h_in[axis] - 1 + p) // s, step.last[axis])
+        n = max(int((u1 - u0).max()) + 1, 1)
+        u0 = np.minimum(u0, step.last[axis] + 1 - n)              # same block size for all
         lo.append(u0)
-        size_out.append(n)
         take.append((n - 1) * s + k_eff)                          # input rows those units read
-    # the clean input, padded as the layer pads it, so blocks are plain slices
-    # (layers without padding, like ReLU, have no pads())
-    (pt, pb), (pl, pr) = layer.pads(*clean_in.shape[:2]) if hasattr(layer, "pads") else \
-        ((0, 0), (0, 0))
-    fill = -np.inf if isinstance(layer, MaxPool2D) else 0.0     # padding never wins a max
-    padded = np.pad(clean_in, ((pt, pb), (pl, pr), (0, 0)), constant_values=fill)
-    origin = np.stack([lo[0] * geometry[0][1], lo[1] * geometry[1][1]], axis=1)  # padded coords
-    block = gather(padded, origin, take)                                     # (B, th, tw, C)
-    # paste the patch where it overlaps the block (its position in padded coordinates)
-    offset = start + np.array([pt, pl]) - origin                             # (B, 2)
-    r = np.arange(take[0])[None, :] - offset[:, 0, None]                     # patch row index
-    c = np.arange(take[1])[None, :] - offset[:, 1, None]
-    inside = ((r >= 0) & (r < h_in[0]))[:, :, None] & ((c >= 0) & (c < h_in[1]))[:, None, :]
-    src = patch[np.arange(len(patch))[:, None, None], np.clip(r, 0, h_in[0] - 1)[:, :, None],
-                np.clip(c, 0, h_in[1] - 1)[:, None, :]]
-    block = np.where(inside[..., None], src, block)
-    valid = copy.copy(layer)                   # same parameters, no padding, own caches
-    if hasattr(valid, "padding"):
-        valid.padding = (0, 0)
-    out = valid.forward(np.ascontiguousarray(block), check=False)   # (B, *size_out, C_l)
+    origin = np.stack([lo[0] * step.geometry[0][1], lo[1] * step.geometry[1][1]], axis=1)
+    offset = start + np.array(step.pads) - origin                 # of the patch in the block
+    if list(h_in) == take and not offset.any():
+        block = patch                       # the patch is the whole block (deep layers)
+    else:
+        block = gather(step.padded, origin, take)                 # (B, th, tw, C), padded coords
+        paste(block, patch, offset)
+    layer = step.layer
+    if isinstance(layer, MaxPool2D) and layer.size == layer.stride:
+        # windows that tile the block: the max of the strided slices, one per window cell,
+        # and no switches (nothing goes back through them)
+        sh, sw = layer.size
+        out = block[:, ::sh, ::sw].copy()
+        for i, j in np.ndindex(sh, sw):
+            np.maximum(out, block[:, i::sh, j::sw], out=out)
+    else:
+        out = layer.forward(block, check=False)                   # (B, *size_out, C_l)
     return out, np.stack(lo, axis=1)
 
 
+def advance_change(step, patch, start):
+    """:func:`advance` for a stride-1 convolution, through the *change* of its input.
+
+    A convolution is linear: ``conv(clean + delta) = conv(clean) + conv(delta)``, and the
+    change ``delta`` is zero outside the ``h x w`` patch. It reaches the
+    ``(h + k_eff - 1) x (w + k_eff - 1)`` output units around the patch — the same units,
+    relative to the patch, for every window — so one matrix ``T`` (:func:`unrolled_conv`)
+    maps the flattened change of every window to the change of those units: one GEMM,
+    ``(B, h*w*C_in) @ (h*w*C_in, n_r*n_c*C_out)``. The output patch may hang over the map's
+    edge (those units do not exist; the next step cuts them off).
+    """
+    B, h, w, _ = patch.shape
+    T = unrolled_conv(step, h, w)
+    delta = patch - gather(step.padded, start + np.array(step.pads), (h, w))   # (B, h, w, C)
+    (kh, _, _, dh), (kw, _, _, dw) = step.geometry
+    n_r, n_c = h + dh * (kh - 1), w + dw * (kw - 1)
+    # output units from (start + pad - k_eff + 1); in step.out, shifted by its margin k_eff - 1
+    out_start = start + np.array(step.pads) - [dh * (kh - 1), dw * (kw - 1)]
+    clean = gather(step.out, out_start + [dh * (kh - 1), dw * (kw - 1)], (n_r, n_c))
+    out = (delta.reshape(B, -1) @ T).reshape(clean.shape)                 # the change
+    out += clean
+    return out, out_start
+
+
+def unrolled_conv(step, h, w):
+    """The matrix ``T`` of :func:`advance_change` for an ``h x w`` patch, or None when
+    it would cost more than recomputing blocks (a patch of more positions than the kernel
+    has taps) or hold more than 2**23 numbers.
+
+    ``T[(a, b, c), (u, v, o)] = W[i, j, c, o]`` where input unit ``(a, b)`` of the patch
+    reaches output unit ``(u, v)`` through tap ``(i, j)``: ``u = a + d (kh - 1) - d i``.
+    """
+    if (h, w) not in step.unrolled:
+        W = step.layer.params["W"]
+        kh, kw, C_in, C_out = W.shape
+        (_, _, _, dh), (_, _, _, dw) = step.geometry
+        n_r, n_c = h + dh * (kh - 1), w + dw * (kw - 1)
+        T = None
+        if h * w <= kh * kw and h * w * C_in * n_r * n_c * C_out <= 2 ** 23:
+            T = np.zeros((h, w, C_in, n_r, n_c, C_out), W.dtype)
+            a, b = np.arange(h)[:, None], np.arange(w)[None, :]
+            for i in range(kh):
+                for j in range(kw):
+                    T[a, b, :, a + dh * (kh - 1 - i), b + dw * (kw - 1 - j), :] = W[i, j]
+            T = T.reshape(h * w * C_in, n_r * n_c * C_out)
+        step.unrolled[(h, w)] = T
+    return step.unrolled[(h, w)]
+
+
 def per_pixel_mean(grid, rows, cols, size, shape):
-    """Spread each window's value over its pixels and average: ``(N, nr, nc) -> (N, H, W)``."""
-    N = len(grid)
-    total = np.zeros((N, *shape))
-    count = np.zeros(shape)
-    for a, r in enumerate(rows):
-        for b, c in enumerate(cols):
-            total[:, r:r + size[0], c:c + size[1]] += grid[:, a, b, None, None]
-            count[r:r + size[0], c:c + size[1]] += 1
+    """Spread each window's value over its pixels and average: ``(N, nr, nc) -> (N, H, W)``.
+
+    Window ``(a, b)`` covers pixel ``(r, c)`` when ``A[r, a]`` and ``B[c, b]``, with
+    ``A[r, a] = rows[a] <= r < rows[a] + h`` (likewise ``B``), so the sum over the windows
+    covering each pixel is ``A @ grid @ B^T`` and their number ``A @ 1 @ B^T``.
+    """
+    A = (rows <= np.arange(shape[0])[:, None]) & (np.arange(shape[0])[:, None] < rows + size[0])
+    B = (cols <= np.arange(shape[1])[:, None]) & (np.arange(shape[1])[:, None] < cols + size[1])
+    A, B = A.astype(np.float64), B.astype(np.float64)                # (H, nr), (W, nc)
+    total = A @ grid @ B.T                                              # (N, H, W)
+    count = A.sum(axis=1)[:, None] * B.sum(axis=1)[None, :]
     with np.errstate(invalid="ignore"):
         return total / count

@@ -154,7 +154,7 @@ def train_step(model, optimizer, xb, yb):
     if not np.isfinite(loss):
         raise FloatingPointError(f"training diverged: the loss is {loss} (lr={optimizer.lr}); "
                                  "nothing was written — lower the learning rate")
-    model.backward(dlogits, rule="gradient")
+    model.backward(dlogits, rule="gradient", input_grad=False)   # d loss / d x is not needed
     optimizer.step()
     return loss, int((logits.argmax(axis=1) == yb).sum())
 

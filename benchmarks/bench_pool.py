@@ -1,0 +1,168 @@
+"""MaxPool2D speed: tinyconv's max-pool with switches and its unpool against PyTorch's max_pool2d.
+
+For each NHWC float32 shape ``(N, H, W, C)`` and window ``(size, stride)`` this measures
+
+- ``MaxPool2D.forward`` (the max and its switches, as training and the deconvnet need them)
+  and ``forward`` + ``backward`` (unpooling ``dy`` through the switches), called with
+  ``check=False`` as ``Sequential`` calls them;
+- ``torch.nn.functional.max_pool2d`` on the same numbers in the same process: forward under
+  ``no_grad``, and forward + ``autograd.grad`` (torch then records its own argmax indices),
+  with NCHW-contiguous and with ``channels_last`` tensors; the faster layout is reported.
+
+GB/s counts the bytes each pass must move at least: forward reads ``x`` and writes ``y`` and
+the int64 switches; backward reads ``dy`` and the switches and writes ``dx``. Both libraries
+are checked against each other in the same run (``y`` and ``dx``; the inputs have no ties).
+
+Run ``python benchmarks/bench_pool.py [--quick] [--markdown PATH] [--threads 2]``.
+"""
+
+import argparse
+import sys
+
+import _setup  # first: re-executes without OPENBLAS_* variables before NumPy loads
+
+# isort: split
+import numpy as np
+
+from tinyconv import MaxPool2D
+
+# (N, H, W, C, size, stride)
+SHAPES = [
+    (256, 28, 28, 16, 2, 2),     # pool1 of the MNIST network on a big batch
+    (256, 14, 14, 32, 2, 2),     # its pool2
+    (128, 55, 55, 96, 3, 2),     # AlexNet / ZF-net pool1: overlapping 3 x 3 windows, stride 2
+]
+QUICK_BATCH_DIVISOR = 8
+TARGET = 1.5                     # fwd+bwd ratio tinyconv / torch the project aims at
+
+
+def shape_name(s):
+    N, H, W, C, k, stride = s
+    return f"{N}x{H}x{W}x{C} pool {k}/{stride}"
+
+
+def make_case(s, seed=0):
+    """A MaxPool2D for shape ``s``, an input without ties and an upstream gradient."""
+    N, H, W, C, k, stride = s
+    rng = np.random.default_rng(seed)
+    layer = MaxPool2D(k, stride=stride)
+    # distinct values: no two cells of a window tie, so both libraries pick the same max
+    x = rng.permutation(N * H * W * C).astype(np.float32).reshape(N, H, W, C)
+    x /= x.size
+    H_out, W_out, _ = layer.output_shape((H, W, C))
+    dy = rng.standard_normal((N, H_out, W_out, C), dtype=np.float32)
+    return layer, x, dy
+
+
+def torch_timings(s, x, dy, quick):
+    """Best of NCHW and channels_last for forward and forward + backward, plus torch's y, dx."""
+    import torch
+    import torch.nn.functional as F
+
+    _, _, _, _, k, stride = s
+    best = {}
+    for layout, fmt in (("NCHW", torch.contiguous_format),
+                        ("channels_last", torch.channels_last)):
+        xt = torch.from_numpy(x).permute(0, 3, 1, 2).clone(memory_format=fmt)
+        xt.requires_grad_(True)
+        dyt = torch.from_numpy(dy).permute(0, 3, 1, 2).clone(memory_format=fmt)
+
+        def fwd(xt=xt):
+            with torch.no_grad():
+                return F.max_pool2d(xt, k, stride)
+
+        def fwd_bwd(xt=xt, dyt=dyt):
+            y = F.max_pool2d(xt, k, stride)
+            return torch.autograd.grad(y, xt, dyt)[0]
+
+        for name, fn in (("forward", fwd), ("fwd+bwd", fwd_bwd)):
+            t = _setup.measure(fn, quick=quick)
+            if name not in best or t.median < best[name][0].median:
+                best[name] = (t, layout)
+        if layout == "NCHW":
+            y_t = fwd().permute(0, 2, 3, 1).numpy()
+            dx_t = fwd_bwd().permute(0, 2, 3, 1).numpy()
+    return best, y_t, dx_t
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true",
+                    help=f"batch / {QUICK_BATCH_DIVISOR}, fewer runs")
+    ap.add_argument("--markdown", metavar="PATH", help="also write the tables as markdown")
+    ap.add_argument("--threads", type=int, default=2, help="threads for BLAS, numba, torch")
+    ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
+    args = ap.parse_args(argv)
+
+    use_torch = not args.no_torch
+    if use_torch:
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            use_torch = False
+    header = _setup.configure(args.threads, torch=use_torch)
+    # first calls (numba loads or compiles the kernels) stay out of every timing
+    layer, x, dy = make_case((1, 4, 4, 1, 2, 2))
+    layer.forward(x, check=False)
+    layer.backward(dy, check=False)
+    header.append(_setup.idle_check())
+    monitor = _setup.LoadMonitor()
+    shapes = SHAPES
+    if args.quick:
+        shapes = [(max(1, s[0] // QUICK_BATCH_DIVISOR), *s[1:]) for s in SHAPES]
+    header.append("mode: " + ("quick (smaller batches, fewer runs)" if args.quick else "full")
+                  + "; times are medians over repeated runs after warm-up")
+
+    table = _setup.Table(
+        "MaxPool2D, float32 NHWC: tinyconv (max + switches, unpool) vs torch max_pool2d",
+        ["shape", "pass", "tinyconv ms", "tinyconv min", "GB/s", "torch ms", "torch min",
+         "torch layout", "torch GB/s", "tinyconv/torch"],
+        fmt={"tinyconv ms": "{:.2f}", "tinyconv min": "{:.2f}", "torch ms": "{:.2f}",
+             "torch min": "{:.2f}", "GB/s": "{:.1f}", "torch GB/s": "{:.1f}",
+             "tinyconv/torch": "{:.2f}"},
+        notes=["GB/s: forward x + y + int64 switches, fwd+bwd adds dy + switches + dx, from the "
+               "medians (the same byte count for torch, whose indices are int64 too); torch: "
+               "the faster (by median) of NCHW and channels_last; tinyconv/torch is the ratio "
+               f"of the medians; the project's target for fwd+bwd is <= {TARGET}."])
+    checks = []
+    for s in shapes:
+        name = shape_name(s)
+        print(f"[bench_pool] {name} ...", file=sys.stderr, flush=True)
+        layer, x, dy = make_case(s)
+
+        def fwd(layer=layer, x=x):
+            return layer.forward(x, check=False)
+
+        def fwd_bwd(layer=layer, x=x, dy=dy):
+            layer.forward(x, check=False)
+            return layer.backward(dy, check=False)
+
+        tc = {"forward": _setup.measure(fwd, quick=args.quick),
+              "fwd+bwd": _setup.measure(fwd_bwd, quick=args.quick)}
+        y = fwd()
+        fwd_bytes = x.nbytes + y.nbytes + y.size * 8
+        nbytes = {"forward": fwd_bytes, "fwd+bwd": fwd_bytes + dy.nbytes + y.size * 8 + x.nbytes}
+        th = {}
+        if use_torch:
+            th, y_t, dx_t = torch_timings(s, x, dy, args.quick)
+            dx = fwd_bwd()
+            checks.append(f"{name}: y {'equal' if np.array_equal(y, y_t) else 'DIFFERENT'}, "
+                          f"dx max abs diff {np.abs(dx - dx_t).max():.1e}")
+        for pass_ in ("forward", "fwd+bwd"):
+            t = tc[pass_]
+            gbs = nbytes[pass_] / t.median / 1e9
+            if pass_ in th:
+                tt, layout = th[pass_]
+                table.add(name, pass_, t.ms, 1e3 * t.min, gbs, tt.ms, 1e3 * tt.min, layout,
+                          nbytes[pass_] / tt.median / 1e9, t.median / tt.median)
+            else:
+                table.add(name, pass_, t.ms, 1e3 * t.min, gbs, None, None, None, None, None)
+        del layer, x, dy
+    table.notes += checks
+    header.append(monitor.line())
+    _setup.report("bench_pool: MaxPool2D forward / unpool backward", header, [table],
+                  args.markdown)
+
+
+if __name__ == "__main__":
+    main()

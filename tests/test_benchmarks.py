@@ -1,0 +1,106 @@
+"""Smoke tests of the benchmark scripts: each runs with ``--quick``, exits 0 and prints its
+tables. Nothing here asserts a speed (timing lives in ``benchmarks/`` and only there); the
+tests keep the scripts working, with and without the optional torch and Captum.
+
+The scripts are started together, each in its own process, when the first test needs one:
+the whole module then takes about as long as the slowest script, not their sum.
+"""
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+HAVE_CAPTUM = all(importlib.util.find_spec(m) is not None for m in ("torch", "captum"))
+TIMEOUT = 600        # seconds per script: generous, a shared machine can be slow
+
+#: name -> the script and its options (besides --quick)
+RUNS = {
+    "methods": ["bench_methods.py"],
+    "methods without torch": ["bench_methods.py", "--no-torch"],
+    "startup": ["bench_startup.py", "--markdown", "{tmp}/startup.md"],
+    "memory": ["bench_memory.py"],
+    "conv": ["bench_conv.py"] + ([] if HAVE_CAPTUM else ["--no-torch"]),
+}
+
+
+@pytest.fixture(scope="module")
+def started(tmp_path_factory):
+    """Start every script of :data:`RUNS`; output goes to files (a full pipe would block)."""
+    tmp = tmp_path_factory.mktemp("benchmarks")
+    procs = {}
+    for name, (script, *args) in RUNS.items():
+        out = open(tmp / f"{name}.out", "w+")
+        err = open(tmp / f"{name}.err", "w+")
+        cmd = [sys.executable, str(BENCHMARKS / script), "--quick",
+               *(a.format(tmp=tmp) for a in args)]
+        procs[name] = (subprocess.Popen(cmd, stdout=out, stderr=err, text=True), out, err)
+    yield procs, tmp
+    for proc, out, err in procs.values():
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        out.close()
+        err.close()
+
+
+def finished(started, name):
+    """Wait for one script; its stdout, or a failure with the end of its stderr."""
+    procs, _ = started
+    proc, out, err = procs[name]
+    try:
+        proc.wait(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail(f"{name}: no exit within {TIMEOUT} s")
+    out.seek(0)
+    err.seek(0)
+    assert proc.returncode == 0, f"{name} exited {proc.returncode}:\n{err.read()[-3000:]}"
+    return out.read()
+
+
+def assert_tables(out, *titles):
+    """The header, each title, and a column rule under it were printed."""
+    assert out.startswith("bench_") and "threads:" in out
+    for title in titles:
+        assert title in out, f"missing table {title!r} in:\n{out}"
+        after = out[out.index(title):].splitlines()
+        assert after[2].startswith("---"), f"{title!r} has no column rule:\n{out}"
+
+
+def test_methods(started):
+    out = finished(started, "methods")
+    assert_tables(out, "Projections of the class logit", "Where tinyconv's guided backprop goes",
+                  "Occlusion of one digit", "Targets")
+    if HAVE_CAPTUM:
+        assert "GuidedBackprop" in out and "perturbations_per_eval=625" in out
+    else:
+        assert "not installed: skipped" in out
+
+
+def test_methods_without_torch_prints_skipped_rows(started):
+    out = finished(started, "methods without torch")
+    assert_tables(out, "Projections of the class logit", "Occlusion of one digit")
+    assert "--no-torch: skipped" in out and "fast=False" in out
+
+
+def test_startup(started):
+    out = finished(started, "startup")
+    assert_tables(out, "Import time", "Where import tinyconv spends its time",
+                  "First forward + backward")
+    assert "| CODE |" in (started[1] / "startup.md").read_text()
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc")
+def test_memory(started):
+    out = finished(started, "memory")
+    assert_tables(out, "tinyconv tour", "max_activating(model, X, 'conv2')")
+    assert "np.memmap" in out
+
+
+def test_conv(started):
+    out = finished(started, "conv")
+    assert_tables(out, "Conv2D, float32 NHWC")
