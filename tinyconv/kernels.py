@@ -19,9 +19,10 @@ position ``row * W + col`` of its maximum in the unpadded input (Zeiler & Fergus
 
 How the kernels are made fast, in one place:
 
-- Each public kernel is a thin Python function (shapes, the output buffer) around one
-  ``@njit(parallel=True)`` loop whose ``prange`` runs over rows of the array it *writes*, so
-  no two threads ever write the same element and no result depends on the thread count.
+- Each public kernel is a thin Python function (shapes, the output buffer, which loop to
+  run) around ``@njit(parallel=True)`` loops whose ``prange`` runs over rows of the array
+  they *write*, so no two threads ever write the same element and no result depends on the
+  thread count.
 - ``out=`` lets a layer hand in a buffer it keeps from call to call. A fresh array of tens of
   megabytes is fresh memory: the operating system zeroes every page on first touch, which
   costs more than the copy itself (a 58 MB im2col took 48 ms fresh, 7 ms into a kept buffer).

@@ -25,11 +25,12 @@ from .checks import check_array, check_int, check_pair
 
 RULES = ("gradient", "deconvnet", "guided")
 
-#: Conv2D goes through a batch a chunk of examples at a time, each chunk's im2col matrix at
-#: most this many bytes (one example at least), so that it is still in the cache when the
-#: GEMM reads it: a whole batch's im2col matrix, kh*kw times the input, would be written out
-#: to memory and read back.
-CHUNK_BYTES = 4 << 20
+#: Conv2D goes through a batch in chunks of examples whose im2col matrix (kh*kw times the
+#: input) is at most this many bytes, one example at least: the matrix lives in a buffer the
+#: layer keeps, and this bounds it. Smaller chunks, sized for the cache, were measured slower
+#: on the benchmark shapes: several small GEMMs cost more than one large one, and the
+#: backward pass has to im2col every chunk but the last again.
+CHUNK_BYTES = 64 << 20
 
 
 def check_rule(rule):
@@ -168,9 +169,9 @@ class Conv2D(Layer):
 
     ``y[n, oh, ow, o] = b[o] + sum_{i,j,c} x[n, oh*sh - pt + i*dh, ow*sw - pl + j*dw, c]
     * W[i, j, c, o]``, with zeros outside the image. Computed as ``[cols, 1] @ [W2; b]``
-    (cols from :func:`tinyconv.kernels.im2col`, ``W2 = W.reshape(kh*kw*C_in, C_out)``), a
-    chunk of examples at a time (:data:`CHUNK_BYTES`); backward computes ``dW`` and ``db``
-    as ``[cols, 1]^T dy`` and ``dx`` as ``col2im(dy W2^T)``.
+    (cols from :func:`tinyconv.kernels.im2col`, ``W2 = W.reshape(kh*kw*C_in, C_out)``), for
+    big batches a chunk of examples at a time (:data:`CHUNK_BYTES`); backward computes ``dW``
+    and ``db`` as ``[cols, 1]^T dy`` and ``dx`` as ``col2im(dy W2^T)``.
 
     Parameters
     ----------
@@ -314,9 +315,7 @@ class Conv2D(Layer):
             # the backward's GEMM then gives db as the last row of [cols, 1]^T dy
             W2 = np.concatenate([W2, self.params["b"][None, :]])   # (K + 1, C_out)
         y = np.empty((N * P, C_out), dtype=x.dtype)         # (N*H_out*W_out, C_out)
-        # A few examples at a time: im2col makes kh*kw copies of every input number, and a
-        # chunk's copies are still in the cache when the GEMM reads them; for the whole
-        # batch at once they would go out to memory and back (see CHUNK_BYTES)
+        # the whole batch in one GEMM, unless its im2col matrix would exceed CHUNK_BYTES
         chunks, rows = self._chunks(N, P, K + 1, x.itemsize)
         for n0, n1 in chunks:
             ext = self._cols(x, n0, n1, args, rows)         # (n*H_out*W_out, K [+ 1])
