@@ -28,8 +28,8 @@ IMPORT_RUNS, QUICK_IMPORT_RUNS = 9, 2
 TOP_IMPORTS = 15
 
 #: Run in a fresh process: import, then the first forward + backward per dtype; prints JSON.
-#: The model has a one-channel first convolution (like MNIST's) and a wider second one, so
-#: that every kernel a Conv2D or MaxPool2D can choose is called.
+#: The model has a one-channel convolution (like MNIST's first), a dilated one and a plain
+#: one, so that each way Conv2D can unfold its input (im2col) is called.
 PROBE = """
 import json, time
 t0 = time.perf_counter()
@@ -38,8 +38,9 @@ import tinyconv as tc
 out = {"import": time.perf_counter() - t0}
 for dtype in ("float32", "float64"):
     model = tc.Sequential([tc.Conv2D(1, 3, 3, padding="same"), tc.ReLU(), tc.MaxPool2D(2),
-                           tc.Conv2D(3, 4, 3, padding=1), tc.ReLU(), tc.Flatten(),
-                           tc.Dense(4 * 3 * 4, 4)],
+                           tc.Conv2D(3, 4, 3, padding=(1, 2), dilation=(1, 2)), tc.ReLU(),
+                           tc.Conv2D(4, 2, 3, padding=1), tc.ReLU(), tc.Flatten(),
+                           tc.Dense(4 * 3 * 2, 4)],
                           input_shape=(8, 6, 1), seed=0).astype(dtype)
     x = np.random.default_rng(0).standard_normal((2, 8, 6, 1)).astype(dtype)
     for key in (dtype, dtype + " again"):
@@ -164,13 +165,16 @@ def main(argv=None):
          "kernels called", "compiled", "loaded from disk", "process wall s"],
         fmt={"import s": "{:.2f}", "float32 first s": "{:.2f}", "float64 first s": "{:.2f}",
              "float32 second s": "{:.4f}", "process wall s": "{:.2f}"},
-        notes=["model: Conv2D(1->3, 3x3, same) - ReLU - MaxPool2D(2) - Conv2D(3->4, 3x3, pad 1) - "
-               "ReLU - Flatten - Dense on a 2x8x6x1 input; 'first' = the first forward + "
+        notes=["model: Conv2D(1->3, 3x3, same) - ReLU - MaxPool2D(2) - Conv2D(3->4, 3x3, "
+               "dilation (1, 2), same size) - ReLU - Conv2D(4->2, 3x3, pad 1) - ReLU - Flatten "
+               "- Dense on a 2x8x6x1 input; "
+               "'first' = the first forward + "
                "backward of that dtype in the process (numba compiles its kernels for that "
                "dtype, or loads them from its cache);",
-               "kernels called: numba functions in tinyconv.kernels that ran; compiled / loaded "
-               "= specialisations (one per kernel and dtype) numba compiled in the process / "
-               "found in its on-disk cache."])
+               "kernels called: numba functions in tinyconv.kernels that ran (a helper called "
+               "only from inside another kernel counts when it is compiled, not when its "
+               "caller is loaded from the cache); compiled / loaded = specialisations (one per "
+               "kernel and dtype) numba compiled in the process / found in its on-disk cache."])
     with tempfile.TemporaryDirectory() as cache_dir:
         empty = thread_env(args.threads, NUMBA_CACHE_DIR=cache_dir)
         cases = [("default (warm)", env)]

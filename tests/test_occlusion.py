@@ -219,3 +219,45 @@ def test_fast_path_when_the_last_spatial_layer_is_a_convolution(batch_size):
         fast = tc.occlusion(model, X, target, (1, 2), baseline=-1.0, batch_size=batch_size)
         full = tc.occlusion(model, X, target, (1, 2), baseline=-1.0, fast=False)
         np.testing.assert_allclose(fast.occluded, full.occluded, rtol=1e-12, atol=1e-12)
+
+
+def test_windows_that_change_nothing_score_the_original():
+    """Over a background equal to the occluder the window changes no pixel; after a max-pool
+    a window on a pixel that is not its cell's maximum changes nothing either. Both are
+    dropped on the way, and must still score exactly as the full recomputation."""
+    model = tc.Sequential([tc.MaxPool2D(2), tc.Conv2D(1, 3, 3, padding="same"), tc.ReLU(),
+                           tc.Flatten(), tc.Dense(4 * 5 * 3, 2)], input_shape=(8, 10, 1),
+                          seed=8).astype(np.float64)
+    rng = np.random.default_rng(9)
+    x = np.zeros(model.input_shape)
+    x[2:6, 2:8] = rng.uniform(0.1, 0.2, (4, 6, 1))
+    x[2:6:2, 2:8:2] = rng.uniform(1.0, 2.0, (2, 3, 1))     # the maximum of each 2x2 cell
+    dropped = []
+    change = module.advance_change
+
+    def spy(step, patch, start):
+        out = change(step, patch, start)
+        dropped.append(len(patch) - len(out[2]))
+        return out
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(module, "advance_change", spy)
+        fast = tc.occlusion(model, x, 1, 1, batch_size=16)
+    full = tc.occlusion(model, x, 1, 1, fast=False)
+    np.testing.assert_allclose(fast.occluded, full.occluded, rtol=1e-12, atol=1e-12)
+    assert np.all(fast.grid[x[..., 0] == 0] == 0)            # background: the original
+    assert sum(dropped) > 0                                  # non-maxima died in the pool
+    assert np.any(fast.grid != 0)
+
+
+@pytest.mark.parametrize("size, stride", [(4, 1), (7, 3)])
+def test_fast_path_on_the_shipped_model_and_a_digit(size, stride):
+    """The configuration of the tour: float32, a black background equal to the occluder."""
+    model = tc.pretrained("mnist")
+    images, labels = tc.load_mnist("bundled-test")
+    x = tc.to_float(images[:1])[0]
+    for target in (int(labels[0]), ("relu2", 5)):
+        fast = tc.occlusion(model, x, target, size, stride=stride)
+        full = tc.occlusion(model, x, target, size, stride=stride, fast=False)
+        scale = np.abs(full.occluded).max()
+        assert np.abs(fast.occluded - full.occluded).max() <= 1e-5 * scale

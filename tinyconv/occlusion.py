@@ -104,8 +104,9 @@ def occlusion(model, x, target, size, stride=1, baseline=0.0, relative=False, ba
         patch, so all the windows of a small image go at once) and 256 without (a copy is a
         whole image).
     fast : recompute only the units each window can reach (its projective field, from the
-        analytic receptive fields) and copy the rest from the clean pass; ``False`` runs every
-        occluded copy through the whole model (the plain reference, same result to round-off).
+        analytic receptive fields) and copy the rest from the clean pass, and skip the windows
+        that change nothing; ``False`` runs every occluded copy through the whole model (the
+        plain reference, same result to round-off). See :func:`occluded_scores_fast`.
     progress : True / False to force a progress bar; None shows it on a terminal.
 
     Returns
@@ -140,11 +141,14 @@ def occlusion(model, x, target, size, stride=1, baseline=0.0, relative=False, ba
     B = -(-n // n_batches)
     windows = np.concatenate([windows, np.repeat(windows[-1:], n_batches * B - n, axis=0)])
     N = len(x)
-    original = f(model.forward(x, upto=upto))
+    # the fast path scores each image's clean pass (which it needs anyway) as the original
+    original = np.empty(N) if fast else f(model.forward(x, upto=upto))
     occluded = np.empty((N, n_batches * B))
     with Progress(N * n, "occlusion", enabled=progress) as bar:
         for i in range(N):
-            plan = clean_plan(model, x[i], upto) if fast else None
+            if fast:
+                plan = clean_plan(model, x[i], upto)
+                original[i] = f(plan.output)[0]
             for start in range(0, n, B):
                 args = (model, x[i], windows[start:start + B], (sh, sw), base, f, upto)
                 occluded[i, start:start + B] = \
@@ -190,8 +194,11 @@ def occluded_scores_fast(model, x, windows, size, base, f, upto, plan=None):
     up layer by layer, each occluded copy carries just a *patch* of ``y_(l)`` — a block of
     the same size for every window of the batch, placed where that window reaches — and
     everything outside the patch is the clean activation. :func:`advance` carries a patch
-    through one layer; after the last spatial layer the patches are pasted into full copies
-    of the clean map and the rest of the model runs as usual.
+    through one layer (:func:`advance_block` recomputes the units it reaches,
+    :func:`advance_change` adds a convolution's change to them); after the last spatial layer
+    the patches are pasted into full copies of the clean map and the rest of the model runs
+    as usual. A window whose change is zero — it occludes pixels that already equal the
+    baseline, or its change died out on the way — scores the original and is dropped.
 
     Parameters
     ----------
@@ -202,14 +209,25 @@ def occluded_scores_fast(model, x, windows, size, base, f, upto, plan=None):
     H, W, _ = x.shape
     # layer 0: the patch is the window itself, moved inside the image where it is cut
     start = np.minimum(windows, np.array([H - size[0], W - size[1]]))      # (B, 2)
-    patch = gather(x, start, size)                                          # (B, h, w, C)
+    clean = gather(x, start, size)                                          # (B, h, w, C)
     occ = gather(np.asarray(base), start, size)
     rows = start[:, 0, None] + np.arange(size[0]) >= windows[:, 0, None]   # (B, h)
     cols = start[:, 1, None] + np.arange(size[1]) >= windows[:, 1, None]   # (B, w)
-    patch = np.where((rows[:, :, None] & cols[:, None, :])[..., None], occ, patch)
+    patch = np.where((rows[:, :, None] & cols[:, None, :])[..., None], occ, clean)
+    # a window that changes nothing (the image already equals the occluder there, like the
+    # black background of a digit under a black square) scores the original: only the
+    # windows in `alive` go on, and a step may drop more (see advance_change)
+    scores = np.full(len(windows), f(plan.output)[0])
+    alive = np.flatnonzero((patch != clean).reshape(len(patch), -1).any(axis=1))
+    patch, start = patch[alive], start[alive]
     for step in plan.steps:
-        patch, start = advance(step, patch, start)
-    return f(plan.finish(patch, start))
+        if not len(alive):
+            return scores
+        patch, start, kept = advance(step, patch, start)
+        alive = alive if kept is None else alive[kept]
+    if len(alive):
+        scores[alive] = f(plan.finish(patch, start))
+    return scores
 
 
 @dataclass
@@ -243,12 +261,14 @@ class Plan:
     """The clean pass of one image, shared by every batch of its windows.
 
     ``steps``: one :class:`Step` per leading spatial layer; ``top``: (H_l, W_l, C_l) the clean
-    output of the last of them; ``rest``: the layers after it, up to ``upto``.
+    output of the last of them; ``rest``: the layers after it, up to ``upto``; ``output``:
+    (1, ...) the clean ``y_(upto)``.
     """
 
     steps: list
     top: np.ndarray
     rest: list
+    output: np.ndarray
 
     def finish(self, patch, start):
         """Paste each patch into a copy of the clean ``top`` and run the remaining layers.
@@ -298,7 +318,7 @@ def clean_plan(model, x, upto):
             m = [d * (k - 1) for k, _, _, d in geometry]
             step.out = np.pad(ys[l + 1][0], ((m[0], m[0]), (m[1], m[1]), (0, 0)))
         steps.append(step)
-    return Plan(steps, ys[n][0], layers[n:])
+    return Plan(steps, ys[n][0], layers[n:], ys[upto])
 
 
 def gather(a, start, size):
@@ -349,12 +369,13 @@ def advance(step, patch, start):
 
     Returns
     -------
-    (patch, start) for ``y_(l)``: every unit that may differ from the clean pass, and that
-    the output can depend on (up to ``step.last``), lies inside.
+    (patch, start, kept) for ``y_(l)``: every unit that may differ from the clean pass, and
+    that the output can depend on (up to ``step.last``), lies inside; ``kept`` is None, or the
+    indices of the windows that still change something (the others were dropped).
     """
     if step.geometry == ((1, 1, 0, 1), (1, 1, 0, 1)):
         # one input unit per output unit, in place (ReLU): the patch goes through alone
-        return step.layer.forward(patch, check=False), start
+        return step.layer.forward(patch, check=False), start, None
     (h, w), (H, W) = patch.shape[1:3], step.shape
     inside = start.min() >= 0 and bool(np.all(start + [h, w] <= [H, W]))
     if inside and step.out is not None and unrolled_conv(step, h, w) is not None:
@@ -365,7 +386,7 @@ def advance(step, patch, start):
         rows = (start[:, 0, None] + np.arange(h) >= 0) & (start[:, 0, None] + np.arange(h) < H)
         cols = (start[:, 1, None] + np.arange(w) >= 0) & (start[:, 1, None] + np.arange(w) < W)
         patch = np.where((rows[:, :, None] & cols[:, None, :])[..., None], patch, fill)
-    return advance_block(step, patch, start)
+    return (*advance_block(step, patch, start), None)
 
 
 def advance_block(step, patch, start):
@@ -413,19 +434,24 @@ def advance_change(step, patch, start):
     relative to the patch, for every window — so one matrix ``T`` (:func:`unrolled_conv`)
     maps the flattened change of every window to the change of those units: one GEMM,
     ``(B, h*w*C_in) @ (h*w*C_in, n_r*n_c*C_out)``. The output patch may hang over the map's
-    edge (those units do not exist; the next step cuts them off).
+    edge (those units do not exist; the next step cuts them off). Windows whose change is
+    zero (it died out on the way, e.g. in a max-pool whose maxima did not move) are dropped:
+    returns ``(patch, start, kept)`` for the windows ``kept`` only.
     """
-    B, h, w, _ = patch.shape
+    _, h, w, _ = patch.shape
     T = unrolled_conv(step, h, w)
     delta = patch - gather(step.padded, start + np.array(step.pads), (h, w))   # (B, h, w, C)
+    kept = np.flatnonzero(delta.reshape(len(delta), -1).any(axis=1))
+    delta, start = delta[kept], start[kept]
+    B = len(kept)
     (kh, _, _, dh), (kw, _, _, dw) = step.geometry
     n_r, n_c = h + dh * (kh - 1), w + dw * (kw - 1)
     # output units from (start + pad - k_eff + 1); in step.out, shifted by its margin k_eff - 1
     out_start = start + np.array(step.pads) - [dh * (kh - 1), dw * (kw - 1)]
     clean = gather(step.out, out_start + [dh * (kh - 1), dw * (kw - 1)], (n_r, n_c))
-    out = (delta.reshape(B, -1) @ T).reshape(clean.shape)                 # the change
+    out = (delta.reshape(B, T.shape[0]) @ T).reshape(clean.shape)         # the change
     out += clean
-    return out, out_start
+    return out, out_start, kept
 
 
 def unrolled_conv(step, h, w):
