@@ -4,6 +4,10 @@ Random configurations (all strides, paddings, dilations, float32 / float64) are 
 kernel-against-reference in test_properties.py; here each case has a known answer.
 """
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -226,3 +230,26 @@ def test_pooling_on_all_threads_equals_the_reference(threads):
         dy = rng.standard_normal(y.shape)
         np.testing.assert_array_equal(kernels.unpool(dy, s, 9, 8),
                                       kernels.unpool_reference(dy, s, 9, 8))
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def test_numba_loads_with_the_first_kernel_not_with_the_package():
+    # `import tinyconv` stays light (numba alone takes ~0.4 s to import); the first layer
+    # that runs a kernel loads it, and numba's idle OpenMP threads are set to sleep first
+    code = (
+        "import os, sys, numpy as np, tinyconv\n"
+        "assert 'numba' not in sys.modules and 'tinyconv.kernels' not in sys.modules\n"
+        "assert os.environ['OMP_WAIT_POLICY'] == 'PASSIVE'\n"
+        "y = tinyconv.Conv2D(1, 2, 3, rng=0)(np.ones((1, 4, 4, 1), np.float32))\n"
+        "assert 'tinyconv.kernels' in sys.modules and y.shape == (1, 2, 2, 2)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=300)
+
+
+def test_a_wait_policy_the_user_set_is_kept():
+    code = "import os, tinyconv; assert os.environ['OMP_WAIT_POLICY'] == 'ACTIVE'"
+    env = dict(os.environ, OMP_WAIT_POLICY="ACTIVE")
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=300)

@@ -4,6 +4,16 @@ Activations are ``(N, H, W, C)`` — the lecture's ``y_(l),idx,k`` with the feat
 last; layer 0 is the input. See README.md for where each idea of the lecture lives.
 """
 
+import os
+
+# numba runs prange loops on an OpenMP pool whose idle threads spin by default; when other
+# threads share the cores (BLAS's workers, other processes), every parallel call then waits
+# for a spinning thread to be scheduled (milliseconds for a microsecond kernel). Idle threads
+# that sleep avoid that. The OpenMP runtime reads this once, when numba first starts its pool,
+# so it is set here, with the package, and not in tinyconv.kernels, which loads only when a
+# layer first needs it; a value the user set is kept.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from .data import load_mnist, to_float
 from .interop import from_torch
 from .layers import Conv2D, Dense, Flatten, Layer, MaxPool2D, ReLU, softmax

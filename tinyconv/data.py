@@ -11,11 +11,9 @@ the first mirror that answers, checked against the published SHA-256 sums, and c
 
 import gzip
 import hashlib
-import http.client
 import os
 import sys
 import tempfile
-import urllib.request
 import zlib
 from collections.abc import Sequence
 from importlib import resources
@@ -271,6 +269,8 @@ def _download(name, path, mirrors):
             f"the cache directory {path.parent} is not writable; pass cache_dir= "
             "or set TINYCONV_CACHE to a writable directory"
         )
+    import http.client  # here, not at the top: only a download needs the HTTP stack
+
     failures = []
     for base in mirrors:
         url = base.rstrip("/") + "/" + name
@@ -289,6 +289,8 @@ def _download_one(url, path, expected):
 
     Nothing is left behind on failure, so the cache only ever holds complete, verified files.
     """
+    import urllib.request
+
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     try:
         digest, received = hashlib.sha256(), 0

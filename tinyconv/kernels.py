@@ -27,22 +27,18 @@ How the kernels are made fast, in one place:
   megabytes is fresh memory: the operating system zeroes every page on first touch, which
   costs more than the copy itself (a 58 MB im2col took 48 ms fresh, 7 ms into a kept buffer).
 - Small jobs run on one thread (:data:`PARALLEL_MIN_SIZE`): waking numba's sleeping worker
-  costs about 10 µs, more than a whole kernel on one example.
+  costs about 10 µs, more than a whole kernel on one example. (Its workers sleep when idle
+  because ``import tinyconv`` sets ``OMP_WAIT_POLICY=PASSIVE``; spinning workers fight
+  BLAS's threads for the same cores.)
+- This module loads only when a layer first runs a kernel (``layers._kernels``), so that
+  ``import tinyconv`` does not pay for importing numba.
 """
 
-import os
 from collections import Counter
 
 import numba
 import numpy as np
 from numba import njit, prange
-
-# numba runs prange loops on an OpenMP pool whose idle threads spin by default; when other
-# processes share the cores, every parallel call then waits for a spinning thread to be
-# scheduled (milliseconds for a microsecond kernel). Idle threads that sleep avoid that. The
-# OpenMP runtime reads this when numba first loads it, after this import; a value the user
-# set is kept.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 #: Kernels whose output has fewer elements than this run on one thread (see the module notes).
 PARALLEL_MIN_SIZE = 1 << 15

@@ -20,7 +20,6 @@ convolution with the same filters and max-pooling always goes back through its s
 
 import numpy as np
 
-from . import kernels
 from .checks import check_array, check_int, check_pair
 
 RULES = ("gradient", "deconvnet", "guided")
@@ -31,6 +30,15 @@ RULES = ("gradient", "deconvnet", "guided")
 #: on the benchmark shapes: several small GEMMs cost more than one large one, and the
 #: backward pass has to im2col every chunk but the last again.
 CHUNK_BYTES = 64 << 20
+
+
+def _kernels():
+    """:mod:`tinyconv.kernels`, imported on first use rather than with the package: importing
+    numba takes about 0.4 s, which a script that only builds a model, loads one or asks for
+    its receptive fields never needs to pay. After the first call this is a dictionary
+    lookup."""
+    from . import kernels
+    return kernels
 
 
 def check_rule(rule):
@@ -295,7 +303,7 @@ class Conv2D(Layer):
         ext = ext[:(n1 - n0) * args[-2] * args[-1]]
         held = self._in_buffer
         if not (reuse and held is not None and held[0] is x and held[1:] == (n0, n1)):
-            kernels.im2col(x[n0:n1], *args, out=ext[:, :K])   # (n*H_out*W_out, K)
+            _kernels().im2col(x[n0:n1], *args, out=ext[:, :K])   # (n*H_out*W_out, K)
             self._in_buffer = (x, n0, n1)
         return ext
 
@@ -352,7 +360,7 @@ class Conv2D(Layer):
                 # then each window's row is folded back onto the image
                 dcols = self._buffer("dcols", (rows, K), dy2.dtype)[:len(dy_c)]
                 np.matmul(dy_c, W2.T, out=dcols)
-                kernels.col2im(dcols, n1 - n0, H, W, C, *args, out=dx[n0:n1])
+                _kernels().col2im(dcols, n1 - n0, H, W, C, *args, out=dx[n0:n1])
         if rule == "gradient":
             self.grads["W"] = grads[:K].reshape(self.params["W"].shape)
             if self.bias:
@@ -470,7 +478,7 @@ class MaxPool2D(Layer):
         N, H, W, C = x.shape
         H_out, W_out, _ = self.output_shape((H, W, C))
         (pt, _), (pl, _) = self.pads(H, W)
-        y, self.switches = kernels.maxpool(x, *self.size, *self.stride, pt, pl, H_out, W_out)
+        y, self.switches = _kernels().maxpool(x, *self.size, *self.stride, pt, pl, H_out, W_out)
         self._in_shape = x.shape
         return y
 
@@ -482,7 +490,7 @@ class MaxPool2D(Layer):
         if check:
             dy = check_array(dy, "dy", shape=self.switches.shape)
         _, H, W, _ = self._in_shape
-        return kernels.unpool(np.ascontiguousarray(dy), self.switches, H, W)
+        return _kernels().unpool(np.ascontiguousarray(dy), self.switches, H, W)
 
 
 # --------------------------------------------------------------------------- Flatten
