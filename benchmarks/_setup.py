@@ -10,7 +10,11 @@ removed in its header.
 Then a script calls :func:`configure` (pins BLAS, numba and torch to the same thread count and
 returns the header lines; NumPy, numba and torch are imported there, never at the top of this
 module), times callables with :func:`measure` (warm-up, then the median and
-minimum of repeated ``time.perf_counter`` runs) and prints :class:`Table` objects.
+minimum of repeated ``time.perf_counter`` runs) or, to compare libraries, with
+:func:`interleaved` (the callables in turns, so that all of them see the same machine), and
+prints :class:`Table` objects. :func:`layer_passes`, :func:`time_passes` and
+:func:`pass_cells` are the tinyconv-against-torch comparison of one layer that several scripts
+share; :func:`time_layer` times a layer's forward and backward each alone.
 """
 
 import os
@@ -233,6 +237,117 @@ def first_call(fn):
     t0 = time.perf_counter()
     fn()
     return time.perf_counter() - t0
+
+
+def interleaved(fns, quick):
+    """Time several callables in turns, so that a busy spell of the machine falls on all of
+    them alike: rounds in which each one is called twice and the second call is timed.
+
+    The untimed call lets the other library's idle threads wind down first: OpenBLAS and
+    OpenMP workers spin for a while after a call, and would slow whatever runs next. A warm-up
+    round (each callable once, never timed) sets the number of rounds, which fill a budget
+    (full: 8 s, 10 to 40 rounds; quick: 1 s, 3 to 6 rounds). A single callable has nothing to
+    take turns with: it is timed by :func:`measure`.
+
+    Returns
+    -------
+    list of Timing, one per callable, in the order of ``fns``.
+    """
+    fns = list(fns)
+    if len(fns) == 1:
+        return [measure(fns[0], quick=quick)]
+    budget, lo, hi = (1.0, 3, 6) if quick else (8.0, 10, 40)
+    t_round = 2 * sum(first_call(fn) for fn in fns)      # the warm-up round
+    times = [[] for _ in fns]
+    for _ in range(int(min(max(budget / max(t_round, 1e-9), lo), hi))):
+        for fn, ts in zip(fns, times, strict=True):
+            fn()
+            ts.append(first_call(fn))
+    return [Timing(ts) for ts in times]
+
+
+def torch_available(skip=False):
+    """Whether to compare against torch: not skipped (``--no-torch``) and importable."""
+    if skip:
+        return False
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def layer_passes(layer, x, dy):
+    """The two passes of one tinyconv layer that are compared with torch, called with
+    ``check=False`` as ``Sequential`` calls them.
+
+    Returns ``{"forward": fn, "fwd+bwd": fn}``: ``layer.forward(x)``, and that followed by
+    ``layer.backward(dy)`` (which returns ``dx``).
+    """
+    def forward():
+        return layer.forward(x, check=False)
+
+    def forward_backward():
+        layer.forward(x, check=False)
+        return layer.backward(dy, check=False)
+
+    return {"forward": forward, "fwd+bwd": forward_backward}
+
+
+def time_passes(ours, theirs, quick):
+    """Time each pass of tinyconv together with the same pass of torch in every layout.
+
+    Parameters
+    ----------
+    ours : dict ``pass -> callable`` (tinyconv), e.g. from :func:`layer_passes`.
+    theirs : dict ``layout -> {pass -> callable}`` (torch); empty to time tinyconv alone.
+    quick : the budget of :func:`interleaved`.
+
+    Each pass is one :func:`interleaved` call over tinyconv's callable and every layout's, so
+    the ratio of tinyconv's median to torch's comes from the same rounds.
+
+    Returns
+    -------
+    dict ``pass -> (tinyconv Timing, torch Timing, torch layout)``: torch's faster layout by
+    median, or ``None, None`` without torch.
+    """
+    out = {}
+    for pass_, fn in ours.items():
+        layouts = list(theirs)
+        ours_t, *torch_ts = interleaved([fn, *(theirs[lay][pass_] for lay in layouts)], quick)
+        if not layouts:
+            out[pass_] = (ours_t, None, None)
+            continue
+        best = min(range(len(layouts)), key=lambda i: torch_ts[i].median)
+        out[pass_] = (ours_t, torch_ts[best], layouts[best])
+    return out
+
+
+def pass_cells(ours, theirs, layout, work):
+    """The cells of one pass in a tinyconv-against-torch table.
+
+    ``ours`` and ``theirs`` are Timings (``theirs`` None without torch), ``work`` is what the
+    pass does in units of 1e9 (GFLOP, GB), so that ``work / median`` is a rate (GFLOP/s, GB/s).
+
+    Returns
+    -------
+    tuple: tinyconv ms, min ms, rate; torch ms, min ms, layout, rate; tinyconv / torch (the
+    ratio of the medians). The torch cells are None without torch.
+    """
+    cells = (ours.ms, 1e3 * ours.min, work / ours.median)
+    if theirs is None:
+        return cells + (None,) * 5
+    return cells + (theirs.ms, 1e3 * theirs.min, layout, work / theirs.median,
+                    ours.median / theirs.median)
+
+
+def time_layer(layer, x, dy, quick, **backward_kwargs):
+    """A layer's ``forward(x)`` and ``backward(dy, **backward_kwargs)``, each timed alone by
+    :func:`measure` with ``check=False`` as ``Sequential`` calls them (the backward runs on
+    what the last forward on ``x`` left). Returns ``(forward Timing, backward Timing)``."""
+    forward = measure(lambda: layer.forward(x, check=False), quick=quick)
+    backward = measure(lambda: layer.backward(dy, check=False, **backward_kwargs), quick=quick)
+    return forward, backward
 
 
 # --------------------------------------------------------------------------- tables

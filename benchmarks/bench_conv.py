@@ -5,10 +5,14 @@ For each NHWC float32 shape ``(N, H, W, C_in -> C_out, k, stride, pad)`` this me
 - ``Conv2D.forward`` and ``forward`` + ``backward`` (dx, dW, db), called as ``Sequential``
   calls them (``check=False``: input validation happens once, at the model's input);
 - ``torch.nn.functional.conv2d`` on the same data, in the same process, both with NCHW
-  contiguous tensors and with ``channels_last``; the faster layout is reported;
+  contiguous tensors and with ``channels_last``; the faster layout is reported. For each
+  pass, tinyconv and both layouts are timed in turns (``_setup.interleaved``: per round, each
+  is called twice and timed the second time), so a busy spell of the machine falls on all of
+  them alike and the tinyconv / torch ratio comes from the same rounds;
 - NumPy's sgemm alone on the im2col GEMM, ``(N*H_out*W_out, kh*kw*C_in) @ (kh*kw*C_in, C_out)``:
   the best tinyconv's forward could do with the current algorithm;
-- where tinyconv's time goes: im2col, the three GEMMs, bias, db, col2im.
+- where tinyconv's time goes: im2col, the three GEMMs (bias and db folded into two of them),
+  col2im.
 
 FLOPs: ``2 * N * H_out * W_out * C_out * kh * kw * C_in`` per forward, three times that for
 forward + backward. The first numba call (compilation, or loading numba's on-disk cache) is
@@ -19,7 +23,6 @@ Run ``python benchmarks/bench_conv.py [--quick] [--markdown PATH] [--threads 2]`
 """
 
 import argparse
-import inspect
 import json
 import os
 import subprocess
@@ -108,11 +111,12 @@ def cold_compile_probe(threads):
 # --------------------------------------------------------------------------- torch
 
 
-def torch_timings(s, layer, x, dy, quick):
-    """Best of NCHW-contiguous and channels_last for forward and forward + backward.
+def torch_passes(s, layer, x, dy):
+    """``torch.nn.functional.conv2d`` on the layer's numbers, NCHW-contiguous and channels_last.
 
-    Returns ``{"forward": (Timing, layout), "fwd+bwd": (Timing, layout)}`` and the largest
-    differences from tinyconv (y, dx, dW) as a check that both compute the same thing.
+    Returns ``{layout: {"forward": fn, "fwd+bwd": fn}}`` (forward under ``no_grad``; fwd+bwd:
+    ``autograd.grad`` for x, W and b) and the largest differences from tinyconv (y, dx, dW) as
+    a check that both compute the same thing.
     """
     import torch
     import torch.nn.functional as F
@@ -123,7 +127,7 @@ def torch_timings(s, layer, x, dy, quick):
     b = torch.from_numpy(layer.params["b"]).clone()
     dy_nchw = torch.from_numpy(dy).permute(0, 3, 1, 2)
 
-    best = {}
+    passes = {}
     for layout, fmt in (("NCHW", torch.contiguous_format), ("channels_last",
                                                             torch.channels_last)):
         xt = x_nchw.clone(memory_format=fmt).requires_grad_(True)
@@ -139,16 +143,12 @@ def torch_timings(s, layer, x, dy, quick):
             y = F.conv2d(xt, wt, bt, stride=stride, padding=pad)
             return torch.autograd.grad(y, (xt, wt, bt), dyt)
 
-        for name, fn in (("forward", fwd), ("fwd+bwd", fwd_bwd)):
-            t = _setup.measure(fn, quick=quick)
-            if name not in best or t.median < best[name][0].median:
-                best[name] = (t, layout)
-        if layout == "NCHW":
-            y_t = fwd().permute(0, 2, 3, 1).numpy()
-            dx_t, dw_t, _ = (g.detach() for g in fwd_bwd())
-            dx_t = dx_t.permute(0, 2, 3, 1).numpy()
-            dw_t = dw_t.permute(2, 3, 1, 0).numpy()
+        passes[layout] = {"forward": fwd, "fwd+bwd": fwd_bwd}
 
+    y_t = passes["NCHW"]["forward"]().permute(0, 2, 3, 1).numpy()
+    dx_t, dw_t, _ = (g.detach() for g in passes["NCHW"]["fwd+bwd"]())
+    dx_t = dx_t.permute(0, 2, 3, 1).numpy()
+    dw_t = dw_t.permute(2, 3, 1, 0).numpy()
     y = layer.forward(x, check=False)
     dx = layer.backward(dy, check=False)
 
@@ -156,63 +156,44 @@ def torch_timings(s, layer, x, dy, quick):
         return float(np.abs(a - ref).max() / max(np.abs(ref).max(), 1e-30))
 
     err = {"y": rel(y, y_t), "dx": rel(dx, dx_t), "dW": rel(layer.grads["W"], dw_t)}
-    return best, err
+    return passes, err
 
 
 # --------------------------------------------------------------------------- phases
 
 
-def _takes_out(fn):
-    """Whether ``fn`` accepts an ``out=`` array to write into (a kept buffer, no page faults)."""
-    try:
-        return "out" in inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
-
-
 def phase_timings(layer, x, dy, quick):
-    """Each step of im2col convolution forward + backward, timed alone with the layer's
-    arguments: im2col, ``y = cols @ W``, ``+ b``, ``dW = cols^T dy``, ``db``, ``dcols = dy W^T``,
-    col2im. Where a kernel takes ``out=``, it writes into an array kept from run to run, as a
-    layer that keeps its buffers does.
+    """Each step of the layer's forward + backward, timed alone on the layer's own operands:
+    im2col into ``[cols, 1]``, the forward GEMM ``y = [cols, 1] @ [W; b]`` (bias folded in),
+    the backward GEMMs ``[dW; db] = [cols, 1]^T dy`` and ``dcols = dy W^T``, and col2im. The
+    matrices are in the memory order ``Conv2D`` keeps them in (column-major for one input
+    channel and stride 1) and are written into arrays kept from run to run, as the layer does;
+    unlike the layer, the whole batch is one piece (``Conv2D`` splits batches whose im2col
+    matrix exceeds ``tinyconv.layers.CHUNK_BYTES``).
 
     Returns a dict ``phase -> Timing``, in the order a forward + backward runs them.
     """
     N, H, W, C = x.shape
-    H_out, W_out, C_out = layer.output_shape((H, W, C))
-    (pt, _), (pl, _) = layer.pads(H, W)
-    (kh, kw), (sh, sw), (dh, dw) = layer.kernel, layer.stride, layer.dilation
-    args = (kh, kw, sh, sw, dh, dw, pt, pl, H_out, W_out)
-    W2 = layer.params["W"].reshape(-1, C_out)           # (kh*kw*C_in, C_out)
-    b = layer.params["b"]
+    args = layer._im2col_args(H, W)
+    C_out = layer.out_channels
+    K = args[0] * args[1] * C
+    W2b = np.concatenate([layer.params["W"].reshape(K, C_out),      # [W; b]: (K + 1, C_out)
+                          layer.params["b"][None, :]])
     dy2 = dy.reshape(-1, C_out)                          # (N*H_out*W_out, C_out)
-    cols = kernels.im2col(x, *args)                      # (N*H_out*W_out, kh*kw*C_in)
-    y2 = cols @ W2
-    dcols = dy2 @ W2.T
+    order = "F" if C == 1 and layer.stride[1] == 1 else "C"
+    ext = np.ones((len(dy2), K + 1), dtype=x.dtype, order=order)   # [cols, 1]
+    kernels.im2col(x, *args, out=ext[:, :K])
+    y2 = ext @ W2b
+    dcols = np.empty((len(dy2), K), dtype=x.dtype, order=order)
     dx = np.empty_like(x)
-
-    if _takes_out(kernels.im2col):
-        def im2col():
-            kernels.im2col(x, *args, out=cols)
-    else:
-        def im2col():
-            kernels.im2col(x, *args)
-    if _takes_out(kernels.col2im):
-        def col2im():
-            kernels.col2im(dcols, N, H, W, C, *args, out=dx)
-    else:
-        def col2im():
-            kernels.col2im(dcols, N, H, W, C, *args)
 
     m = lambda fn: _setup.measure(fn, quick=quick)  # noqa: E731
     return {
-        "im2col": m(im2col),
-        "GEMM y=cols@W": m(lambda: np.matmul(cols, W2, out=y2)),
-        "bias": m(lambda: y2.__iadd__(b)),
-        "GEMM dW=cols.T@dy": m(lambda: cols.T @ dy2),
-        "db": m(lambda: dy2.sum(axis=0)),
-        "GEMM dcols=dy@W.T": m(lambda: np.matmul(dy2, W2.T, out=dcols)),
-        "col2im": m(col2im),
+        "im2col": m(lambda: kernels.im2col(x, *args, out=ext[:, :K])),
+        "GEMM y=[cols,1]@[W;b]": m(lambda: np.matmul(ext, W2b, out=y2)),
+        "GEMM [dW;db]=[cols,1].T@dy": m(lambda: ext.T @ dy2),
+        "GEMM dcols=dy@W.T": m(lambda: np.matmul(dy2, W2b[:K].T, out=dcols)),
+        "col2im": m(lambda: kernels.col2im(dcols, N, H, W, C, *args, out=dx)),
     }
 
 
@@ -241,12 +222,7 @@ def main(argv=None):
     ap.add_argument("--compile-probe", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
-    use_torch = not args.no_torch
-    if use_torch:
-        try:
-            import torch  # noqa: F401
-        except ImportError:
-            use_torch = False
+    use_torch = _setup.torch_available(skip=args.no_torch)
     header = _setup.configure(args.threads, torch=use_torch)
     first = compile_probe()          # before anything else calls a kernel in this process
     if args.compile_probe:
@@ -259,7 +235,8 @@ def main(argv=None):
     if args.quick:
         shapes = [(max(1, s[0] // QUICK_BATCH_DIVISOR), *s[1:]) for s in SHAPES]
     header.append("mode: " + ("quick (smaller batches, fewer runs)" if args.quick else "full")
-                  + "; times are medians over repeated runs after warm-up")
+                  + "; times are medians over repeated runs after warm-up"
+                  + (", tinyconv and torch timed in turns" if use_torch else ""))
 
     main_t = _setup.Table(
         "Conv2D, float32 NHWC: tinyconv vs torch.nn.functional.conv2d",
@@ -270,7 +247,10 @@ def main(argv=None):
              "tinyconv/torch": "{:.2f}"},
         notes=["GFLOP/s counts 2*N*H_out*W_out*C_out*kh*kw*C_in per forward, x3 for fwd+bwd "
                "(dx, dW, db), from the medians; torch: the faster (by median) of NCHW-contiguous "
-               "and channels_last; tinyconv/torch is the ratio of the medians."])
+               "and channels_last; tinyconv/torch is the ratio of the medians."
+               + (" For each pass, tinyconv and both torch layouts are timed in turns (per "
+                  "round, each is called twice and timed the second time), so that all of them "
+                  "see the same machine." if use_torch else "")])
     gemm_t = _setup.Table(
         "Reference: NumPy sgemm on the im2col GEMM (M x K) @ (K x C_out)",
         ["shape", "M x K x C_out", "sgemm ms", "sgemm GFLOP/s", "tinyconv fwd / sgemm"],
@@ -284,29 +264,16 @@ def main(argv=None):
         print(f"[bench_conv] {name} ...", file=sys.stderr, flush=True)
         layer, x, dy = make_case(s)
 
-        def fwd(layer=layer, x=x):
-            return layer.forward(x, check=False)
-
-        def fwd_bwd(layer=layer, x=x, dy=dy):
-            layer.forward(x, check=False)
-            return layer.backward(dy, check=False)
-
-        tc = {"forward": _setup.measure(fwd, quick=args.quick),
-              "fwd+bwd": _setup.measure(fwd_bwd, quick=args.quick)}
-        th = {}
+        theirs = {}
         if use_torch:
-            th, err = torch_timings(s, layer, x, dy, args.quick)
+            theirs, err = torch_passes(s, layer, x, dy)
             errors.append(f"{name}: max rel. diff vs torch y {err['y']:.1e}, "
                           f"dx {err['dx']:.1e}, dW {err['dW']:.1e}")
+        timed = _setup.time_passes(_setup.layer_passes(layer, x, dy), theirs, args.quick)
+        del theirs
         for pass_, mult in (("forward", 1), ("fwd+bwd", 3)):
-            t = tc[pass_]
-            gf = mult * flops / t.median / 1e9
-            if pass_ in th:
-                tt, layout = th[pass_]
-                main_t.add(name, pass_, t.ms, 1e3 * t.min, gf, tt.ms, 1e3 * tt.min, layout,
-                           mult * flops / tt.median / 1e9, t.median / tt.median)
-            else:
-                main_t.add(name, pass_, t.ms, 1e3 * t.min, gf, None, None, None, None, None)
+            main_t.add(name, pass_, *_setup.pass_cells(*timed[pass_], mult * flops / 1e9))
+        tc = {pass_: t for pass_, (t, _, _) in timed.items()}
 
         (M, K, C_out), tg = sgemm_timing(s, args.quick)
         gemm_t.add(name, f"{M} x {K} x {C_out}", tg.ms, flops / tg.median / 1e9,
@@ -327,12 +294,13 @@ def main(argv=None):
                     tc["fwd+bwd"].ms - 1e3 * total)
         del layer, x, dy
 
+    steps = len(phases)
     share_t = _setup.Table(
-        "The same, as % of the sum of steps", ["shape", *list(phase_t.columns[1:8])],
+        "The same, as % of the sum of steps", ["shape", *list(phase_t.columns[1:1 + steps])],
         fmt={c: "{:.0f}%" for c in phase_t.columns})
     for row in phase_t.rows:
-        total = row[8]
-        share_t.add(row[0], *(100.0 * v / total for v in row[1:8]))
+        total = row[1 + steps]
+        share_t.add(row[0], *(100.0 * v / total for v in row[1:1 + steps]))
     gemm_t.notes = errors
 
     if args.quick:

@@ -55,25 +55,6 @@ def rel_diff(ours, theirs):
     return float(np.abs(ours - theirs).max() / max(np.abs(theirs).max(), 1e-30))
 
 
-def interleaved(fns, quick):
-    """Time several callables in turns, so that a busy spell of the machine falls on all of
-    them alike: rounds in which each one is called twice and the second call is timed.
-
-    The untimed call lets the other library's idle threads wind down first: OpenBLAS and
-    OpenMP workers spin for a while after a call, and would slow whatever runs next. Rounds
-    fill a budget (full: 8 s, 10 to 40 rounds; quick: 1 s, 3 to 6 rounds). Returns a list of
-    :class:`_setup.Timing`, one per callable.
-    """
-    budget, lo, hi = (1.0, 3, 6) if quick else (8.0, 10, 40)
-    t_round = 2 * sum(_setup.first_call(fn) for fn in fns)      # a warm-up round
-    times = [[] for _ in fns]
-    for _ in range(int(min(max(budget / max(t_round, 1e-9), lo), hi))):
-        for fn, ts in zip(fns, times, strict=True):
-            fn()
-            ts.append(_setup.first_call(fn))
-    return [_setup.Timing(ts) for ts in times]
-
-
 def load_case(quick):
     """The shipped model, a batch of held-out digits, one digit and their classes."""
     model = tc.pretrained("mnist")
@@ -124,7 +105,7 @@ def projection_rows(model, X, k, torch, captum, quick):
             return explainer.attribute(xt, target=k, **kwargs)
 
         theirs = run().detach().numpy().transpose(0, 2, 3, 1)
-        t, tt = interleaved([project, run], quick)
+        t, tt = _setup.interleaved([project, run], quick)
         # the same on tie-free input (see the module docstring)
         noisy = X + np.random.default_rng(0).uniform(0, 1e-3, X.shape).astype(X.dtype)
         noisy_t = torch.from_numpy(np.ascontiguousarray(noisy.transpose(0, 3, 1, 2)))
@@ -150,10 +131,7 @@ def layer_rows(model, X, k, quick):
     dys = dys[::-1]                                   # dys[l] is the signal at y_(l)
     rows = []
     for l, layer in enumerate(model.layers):
-        fwd = _setup.measure(lambda layer=layer, x=ys[l]: layer.forward(x, check=False),
-                             quick=quick)
-        bwd = _setup.measure(lambda layer=layer, dy=dys[l + 1]: layer.backward(
-            dy, rule="guided", check=False), quick=quick)
+        fwd, bwd = _setup.time_layer(layer, ys[l], dys[l + 1], quick, rule="guided")
         rows.append((layer.name, type(layer).__name__, fwd, bwd))
     return rows
 
@@ -209,7 +187,7 @@ def occlusion_rows(model, x, c, torch, captum, quick):
             entry = ("Captum", setting, run, run()[0, 0].numpy())    # the call: a warm-up
             # one window per forward call takes seconds: that one is timed alone, 3 runs
             (alone if ppe == 1 else entries).append(entry)
-    timings = interleaved([e[2] for e in entries], quick)
+    timings = _setup.interleaved([e[2] for e in entries], quick)
     timings += [_setup.Timing([_setup.first_call(e[2]) for _ in range(3)]) for e in alone]
     def diff(setting, pixels):
         if setting == "fast=True":

@@ -8,6 +8,9 @@ For each NHWC float32 shape ``(N, H, W, C)`` and window ``(size, stride)`` this 
 - ``torch.nn.functional.max_pool2d`` on the same numbers in the same process: forward under
   ``no_grad``, and forward + ``autograd.grad`` (torch then records its own argmax indices),
   with NCHW-contiguous and with ``channels_last`` tensors; the faster layout is reported.
+  For each pass, tinyconv and both layouts are timed in turns (``_setup.interleaved``: per
+  round, each is called twice and timed the second time), so a busy spell of the machine
+  falls on all of them alike and the tinyconv / torch ratio comes from the same rounds.
 
 GB/s counts the bytes each pass must move at least: forward reads ``x`` and writes ``y`` and
 the int64 switches; backward reads ``dy`` and the switches and writes ``dx``. Both libraries
@@ -54,13 +57,17 @@ def make_case(s, seed=0):
     return layer, x, dy
 
 
-def torch_timings(s, x, dy, quick):
-    """Best of NCHW and channels_last for forward and forward + backward, plus torch's y, dx."""
+def torch_passes(s, x, dy):
+    """``F.max_pool2d`` on the same numbers, NCHW-contiguous and channels_last.
+
+    Returns ``{layout: {"forward": fn, "fwd+bwd": fn}}`` (forward under ``no_grad``; fwd+bwd:
+    ``autograd.grad`` for x) and torch's ``y`` and ``dx`` (NHWC) for the check.
+    """
     import torch
     import torch.nn.functional as F
 
     _, _, _, _, k, stride = s
-    best = {}
+    passes = {}
     for layout, fmt in (("NCHW", torch.contiguous_format),
                         ("channels_last", torch.channels_last)):
         xt = torch.from_numpy(x).permute(0, 3, 1, 2).clone(memory_format=fmt)
@@ -75,14 +82,10 @@ def torch_timings(s, x, dy, quick):
             y = F.max_pool2d(xt, k, stride)
             return torch.autograd.grad(y, xt, dyt)[0]
 
-        for name, fn in (("forward", fwd), ("fwd+bwd", fwd_bwd)):
-            t = _setup.measure(fn, quick=quick)
-            if name not in best or t.median < best[name][0].median:
-                best[name] = (t, layout)
-        if layout == "NCHW":
-            y_t = fwd().permute(0, 2, 3, 1).numpy()
-            dx_t = fwd_bwd().permute(0, 2, 3, 1).numpy()
-    return best, y_t, dx_t
+        passes[layout] = {"forward": fwd, "fwd+bwd": fwd_bwd}
+    y_t = passes["NCHW"]["forward"]().permute(0, 2, 3, 1).numpy()
+    dx_t = passes["NCHW"]["fwd+bwd"]().permute(0, 2, 3, 1).numpy()
+    return passes, y_t, dx_t
 
 
 def main(argv=None):
@@ -94,12 +97,7 @@ def main(argv=None):
     ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
     args = ap.parse_args(argv)
 
-    use_torch = not args.no_torch
-    if use_torch:
-        try:
-            import torch  # noqa: F401
-        except ImportError:
-            use_torch = False
+    use_torch = _setup.torch_available(skip=args.no_torch)
     header = _setup.configure(args.threads, torch=use_torch)
     # first calls (numba loads or compiles the kernels) stay out of every timing
     layer, x, dy = make_case((1, 4, 4, 1, 2, 2))
@@ -111,7 +109,8 @@ def main(argv=None):
     if args.quick:
         shapes = [(max(1, s[0] // QUICK_BATCH_DIVISOR), *s[1:]) for s in SHAPES]
     header.append("mode: " + ("quick (smaller batches, fewer runs)" if args.quick else "full")
-                  + "; times are medians over repeated runs after warm-up")
+                  + "; times are medians over repeated runs after warm-up"
+                  + (", tinyconv and torch timed in turns" if use_torch else ""))
 
     table = _setup.Table(
         "MaxPool2D, float32 NHWC: tinyconv (max + switches, unpool) vs torch max_pool2d",
@@ -123,41 +122,30 @@ def main(argv=None):
         notes=["GB/s: forward x + y + int64 switches, fwd+bwd adds dy + switches + dx, from the "
                "medians (the same byte count for torch, whose indices are int64 too); torch: "
                "the faster (by median) of NCHW and channels_last; tinyconv/torch is the ratio "
-               f"of the medians; the project's target for fwd+bwd is <= {TARGET}."])
+               f"of the medians; the project's target for fwd+bwd is <= {TARGET}."
+               + (" For each pass, tinyconv and both torch layouts are timed in turns (per "
+                  "round, each is called twice and timed the second time), so that all of them "
+                  "see the same machine." if use_torch else "")])
     checks = []
     for s in shapes:
         name = shape_name(s)
         print(f"[bench_pool] {name} ...", file=sys.stderr, flush=True)
         layer, x, dy = make_case(s)
 
-        def fwd(layer=layer, x=x):
-            return layer.forward(x, check=False)
-
-        def fwd_bwd(layer=layer, x=x, dy=dy):
-            layer.forward(x, check=False)
-            return layer.backward(dy, check=False)
-
-        tc = {"forward": _setup.measure(fwd, quick=args.quick),
-              "fwd+bwd": _setup.measure(fwd_bwd, quick=args.quick)}
-        y = fwd()
+        ours = _setup.layer_passes(layer, x, dy)
+        y = ours["forward"]()
         fwd_bytes = x.nbytes + y.nbytes + y.size * 8
         nbytes = {"forward": fwd_bytes, "fwd+bwd": fwd_bytes + dy.nbytes + y.size * 8 + x.nbytes}
-        th = {}
+        theirs = {}
         if use_torch:
-            th, y_t, dx_t = torch_timings(s, x, dy, args.quick)
-            dx = fwd_bwd()
+            theirs, y_t, dx_t = torch_passes(s, x, dy)
+            dx = ours["fwd+bwd"]()
             checks.append(f"{name}: y {'equal' if np.array_equal(y, y_t) else 'DIFFERENT'}, "
                           f"dx max abs diff {np.abs(dx - dx_t).max():.1e}")
+        timed = _setup.time_passes(ours, theirs, args.quick)
         for pass_ in ("forward", "fwd+bwd"):
-            t = tc[pass_]
-            gbs = nbytes[pass_] / t.median / 1e9
-            if pass_ in th:
-                tt, layout = th[pass_]
-                table.add(name, pass_, t.ms, 1e3 * t.min, gbs, tt.ms, 1e3 * tt.min, layout,
-                          nbytes[pass_] / tt.median / 1e9, t.median / tt.median)
-            else:
-                table.add(name, pass_, t.ms, 1e3 * t.min, gbs, None, None, None, None, None)
-        del layer, x, dy
+            table.add(name, pass_, *_setup.pass_cells(*timed[pass_], nbytes[pass_] / 1e9))
+        del layer, x, dy, ours, theirs
     table.notes += checks
     header.append(monitor.line())
     _setup.report("bench_pool: MaxPool2D forward / unpool backward", header, [table],

@@ -10,6 +10,10 @@ of bundled MNIST digits (``to_float``). One step is
   ``F.cross_entropy``, ``backward``, ``torch.optim.Adam.step``; with NCHW-contiguous and with
   ``channels_last`` tensors, the faster reported.
 
+The three steps are timed in turns (``_setup.interleaved``: per round, each is called twice,
+on its next batches, and timed the second time), so a busy spell of the machine falls on all
+of them alike and the ratio comes from the same rounds.
+
 Throughput is images per second from the median step time; the ratio is tinyconv's over
 torch's (the project's target: at least 0.7). Before timing, both compute the loss and the
 first layer's weight gradient on the same batch from the same weights, as a check that they
@@ -115,7 +119,6 @@ def part_timings(data, quick):
     rows = []
     m = lambda fn: _setup.measure(fn, quick=quick)  # noqa: E731
     for i, layer in enumerate(model.layers):
-        f = m(lambda layer=layer, i=i: layer.forward(ys[i], check=False))
         layer.forward(ys[i], check=False)
         # as train_step runs it: the first layer computes no d loss / d x (where supported)
         kwargs = {"input_grad": False} if i == 0 else {}
@@ -123,7 +126,7 @@ def part_timings(data, quick):
             layer.backward(grads[i], check=False, **kwargs)
         except TypeError:
             kwargs = {}
-        b = m(lambda layer=layer, i=i, kw=kwargs: layer.backward(grads[i], check=False, **kw))
+        f, b = _setup.time_layer(layer, ys[i], grads[i], quick, **kwargs)
         rows.append((f"{layer.name} ({type(layer).__name__})", f.ms, b.ms))
     rows.append(("cross_entropy", m(lambda: cross_entropy(ys[-1], y)).ms, None))
     rows.append(("Adam.step", m(opt.step).ms, None))
@@ -139,19 +142,15 @@ def main(argv=None):
     ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
     args = ap.parse_args(argv)
 
-    use_torch = not args.no_torch
-    if use_torch:
-        try:
-            import torch  # noqa: F401
-        except ImportError:
-            use_torch = False
+    use_torch = _setup.torch_available(skip=args.no_torch)
     header = _setup.configure(args.threads, torch=use_torch)
     data = batches(args.batch)
     checks = [check_same_network(data)] if use_torch else []   # also the first numba calls
     header.append(_setup.idle_check())
     monitor = _setup.LoadMonitor()
     header.append("mode: " + ("quick (fewer runs)" if args.quick else "full")
-                  + f"; batch {args.batch}; times are medians over repeated steps after warm-up")
+                  + f"; batch {args.batch}; times are medians over repeated steps after warm-up"
+                  + (", tinyconv and torch timed in turns" if use_torch else ""))
 
     table = _setup.Table(
         "One training step (forward, cross-entropy, backward, Adam) of the 'mnist' architecture",
@@ -160,20 +159,22 @@ def main(argv=None):
              "throughput vs torch": "{:.2f}"},
         notes=["images/s from the median step; 'throughput vs torch' = torch's median step time "
                "/ this one's (tinyconv's row against torch's faster layout); the project's "
-               f"target for tinyconv is >= {TARGET}."] + checks)
+               f"target for tinyconv is >= {TARGET}."
+               + (" tinyconv's step and both torch layouts' are timed in turns (per round, each "
+                  "is called twice, on its next batches, and timed the second time), so that all "
+                  "of them see the same machine." if use_torch else "")] + checks)
     model = architectures.build("mnist", seed=0)
     opt = tc.Adam(model)
-    tc_t = _setup.measure(Cycle(data, lambda x, y: train_step(model, opt, x, y)),
-                          quick=args.quick)
-    best = None
-    rows = []
+    theirs = {}
     if use_torch:
         for layout, cl in (("NCHW", False), ("channels_last", True)):
-            net, step, tdata = torch_setup(architectures.build("mnist", seed=0), data, cl)
-            t = _setup.measure(Cycle(tdata, step), quick=args.quick)
-            rows.append((layout, t))
-            if best is None or t.median < best.median:
-                best = t
+            _, step, tdata = torch_setup(architectures.build("mnist", seed=0), data, cl)
+            theirs[layout] = Cycle(tdata, step)
+    ours = Cycle(data, lambda x, y: train_step(model, opt, x, y))
+    tc_t, *torch_ts = _setup.interleaved([ours, *theirs.values()], args.quick)
+    rows = list(zip(theirs, torch_ts, strict=True))
+    best = min(torch_ts, key=lambda t: t.median, default=None)
+    del theirs
     table.add("tinyconv", "NHWC", tc_t.ms, 1e3 * tc_t.min, args.batch / tc_t.median,
               best.median / tc_t.median if best else None)
     for layout, t in rows:

@@ -24,6 +24,9 @@ RUNS = {
     "startup": ["bench_startup.py", "--markdown", "{tmp}/startup.md"],
     "memory": ["bench_memory.py"],
     "conv": ["bench_conv.py"] + ([] if HAVE_CAPTUM else ["--no-torch"]),
+    "kernels": ["bench_kernels.py"],
+    "pool": ["bench_pool.py"] + ([] if HAVE_CAPTUM else ["--no-torch"]),
+    "train": ["bench_train.py"] + ([] if HAVE_CAPTUM else ["--no-torch"]),
 }
 
 
@@ -104,3 +107,21 @@ def test_memory(started):
 def test_conv(started):
     out = finished(started, "conv")
     assert_tables(out, "Conv2D, float32 NHWC")
+
+
+def test_kernels(started):
+    out = finished(started, "kernels")
+    assert_tables(out, "im2col / col2im (float32) against memcpy of the same size")
+    assert "% of memcpy" in out
+
+
+def test_pool(started):
+    out = finished(started, "pool")
+    assert_tables(out, "MaxPool2D, float32 NHWC")
+
+
+def test_train(started):
+    out = finished(started, "train")
+    assert_tables(out, "One training step", "Where tinyconv's step goes")
+    if HAVE_CAPTUM:
+        assert "same weights, one batch: loss tinyconv" in out
