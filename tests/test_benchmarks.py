@@ -104,24 +104,20 @@ def test_memory(started):
     assert "np.memmap" in out
 
 
-def test_conv(started):
-    out = finished(started, "conv")
-    assert_tables(out, "Conv2D, float32 NHWC")
+#: script -> the tables it must print, and a line it must print whatever the optional packages
+TABLES = {
+    "conv": (["Conv2D, float32 NHWC", "Where tinyconv's fwd+bwd time goes"], "max rel. diff"
+             if HAVE_CAPTUM else "tinyconv"),
+    "kernels": (["im2col / col2im (float32) against memcpy of the same size"], "% of memcpy"),
+    "pool": (["MaxPool2D, float32 NHWC"], "dx max abs diff" if HAVE_CAPTUM else "tinyconv"),
+    "train": (["One training step", "Where tinyconv's step goes"],
+              "same weights, one batch: loss tinyconv" if HAVE_CAPTUM else "Adam.step"),
+}
 
 
-def test_kernels(started):
-    out = finished(started, "kernels")
-    assert_tables(out, "im2col / col2im (float32) against memcpy of the same size")
-    assert "% of memcpy" in out
-
-
-def test_pool(started):
-    out = finished(started, "pool")
-    assert_tables(out, "MaxPool2D, float32 NHWC")
-
-
-def test_train(started):
-    out = finished(started, "train")
-    assert_tables(out, "One training step", "Where tinyconv's step goes")
-    if HAVE_CAPTUM:
-        assert "same weights, one batch: loss tinyconv" in out
+@pytest.mark.parametrize("name", list(TABLES))
+def test_layer_benchmarks_print_their_tables(started, name):
+    out = finished(started, name)
+    titles, line = TABLES[name]
+    assert_tables(out, *titles)
+    assert line in out
