@@ -165,7 +165,8 @@ def torch_passes(s, layer, x, dy):
 def phase_timings(layer, x, dy, quick):
     """Each step of the layer's forward + backward, timed alone on the layer's own operands:
     im2col into ``[cols, 1]``, the forward GEMM ``y = [cols, 1] @ [W; b]`` (bias folded in),
-    the backward GEMMs ``[dW; db] = [cols, 1]^T dy`` and ``dcols = dy W^T``, and col2im. The
+    the backward GEMMs ``[dW; db] = [cols, 1]^T dy`` (for row-major cols computed as
+    ``(dy^T [cols, 1])^T``, as the layer does) and ``dcols = dy W^T``, and col2im. The
     matrices are in the memory order ``Conv2D`` keeps them in (column-major for one input
     channel and stride 1) and are written into arrays kept from run to run, as the layer does;
     unlike the layer, the whole batch is one piece (``Conv2D`` splits batches whose im2col
@@ -191,7 +192,7 @@ def phase_timings(layer, x, dy, quick):
     return {
         "im2col": m(lambda: kernels.im2col(x, *args, out=ext[:, :K])),
         "GEMM y=[cols,1]@[W;b]": m(lambda: np.matmul(ext, W2b, out=y2)),
-        "GEMM [dW;db]=[cols,1].T@dy": m(lambda: ext.T @ dy2),
+        "GEMM [dW;db]=[cols,1].T@dy": m(lambda: (dy2.T @ ext).T if order == "C" else ext.T @ dy2),
         "GEMM dcols=dy@W.T": m(lambda: np.matmul(dy2, W2b[:K].T, out=dcols)),
         "col2im": m(lambda: kernels.col2im(dcols, N, H, W, C, *args, out=dx)),
     }

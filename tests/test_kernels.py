@@ -169,18 +169,23 @@ def test_kernels_equal_their_references_on_every_path(threads, C, kernel, stride
 
 
 @pytest.mark.parametrize("order", ["C", "F"])
-def test_im2col_into_a_view_leaves_the_rest_alone(threads, order):
-    # Conv2D's buffer: cols plus a column of ones that carries the bias through the GEMM
+@pytest.mark.parametrize("C", [1, 3, 16])           # each of the three im2col loops
+def test_im2col_into_a_view_leaves_the_rest_alone(threads, order, C):
+    # Conv2D's buffer: cols plus a column of ones that carries the bias through the GEMM, with
+    # rows to spare (the last chunk of a batch is smaller); a row-major one is filled through
+    # its whole rows (kernels._whole_rows), which must not touch what lies beyond cols
     rng = np.random.default_rng(1)
-    x = rng.standard_normal((2, 5, 4, 3))
+    x = rng.standard_normal((2, 5, 4, C))
     args = (3, 3, 1, 1, 1, 1, 1, 1, 5, 4)
-    ext = np.empty((2 * 5 * 4, 3 * 3 * 3 + 1), order=order)
+    rows, K = 2 * 5 * 4, 3 * 3 * C
+    ext = np.full((rows + 7, K + 1), 7.0, order=order)
     ext[:, -1] = 1
-    kernels.im2col(x, *args, out=ext[:, :-1])
-    np.testing.assert_array_equal(ext[:, :-1], kernels.im2col_reference(x, *args))
+    kernels.im2col(x, *args, out=ext[:rows, :-1])
+    np.testing.assert_array_equal(ext[:rows, :-1], kernels.im2col_reference(x, *args))
     np.testing.assert_array_equal(ext[:, -1], 1)
-    same = kernels.im2col_reference(x, *args, out=np.empty_like(ext[:, :-1]))
-    np.testing.assert_array_equal(same, ext[:, :-1])
+    np.testing.assert_array_equal(ext[rows:, :-1], 7)
+    same = kernels.im2col_reference(x, *args, out=np.empty_like(ext[:rows, :-1]))
+    np.testing.assert_array_equal(same, ext[:rows, :-1])
 
 
 def test_out_must_fit():

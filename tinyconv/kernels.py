@@ -240,8 +240,25 @@ def im2col(x, kh, kw, sh, sw, dh, dw, pad_top, pad_left, H_out, W_out, out=None)
         kernel = _im2col_by_run
     else:
         kernel = _im2col_by_tap
-    _run(kernel, cols.size, x, kh, kw, sh, sw, dh, dw, pad_top, pad_left, H_out, W_out, cols)
+    _run(kernel, cols.size, x, kh, kw, sh, sw, dh, dw, pad_top, pad_left, H_out, W_out,
+         _whole_rows(cols))
     return cols
+
+
+def _whole_rows(cols):
+    """``cols``, or, if it is the left-hand columns of a row-major array (``buf[:, :K]``, as
+    Conv2D's ``[cols, 1]`` buffer), the rows of that array: C-contiguous, with ``cols`` as its
+    first ``K`` columns. The kernels write only those, so the result is the same; but numba
+    compiles a loop over a C-contiguous array into straight copies, and one over a strided view
+    into per-element stores, measured 1.6 to 1.9 times slower on the benchmark shapes."""
+    parent = cols.base
+    if (cols.flags.c_contiguous or cols.ndim != 2 or not isinstance(parent, np.ndarray)
+            or parent.ndim != 2 or not parent.flags.c_contiguous
+            or parent.dtype != cols.dtype or parent.strides != cols.strides
+            or parent.shape[0] < cols.shape[0]
+            or parent.ctypes.data != cols.ctypes.data):
+        return cols
+    return parent[:cols.shape[0]]
 
 
 # --------------------------------------------------------------------------- col2im
