@@ -229,6 +229,15 @@ def test_fit_checks_its_arguments(rng, kwargs, error, match):
     (lambda m: tc.SGD(m, lr="0.1"), "lr"),
     (lambda m: tc.SGD(m, momentum=1.0), "momentum"),
     (lambda m: tc.Adam(m, betas=(0.9, 1.0)), "betas"),
+    (lambda m: tc.SGD(m, momentum="0.9"), "momentum"),
+    (lambda m: tc.SGD(m, momentum=None), "momentum"),
+    (lambda m: tc.SGD(m, weight_decay=-1e-4), "weight_decay"),
+    (lambda m: tc.SGD(m, weight_decay="1e-4"), "weight_decay"),
+    (lambda m: tc.Adam(m, betas=0.9), "betas"),
+    (lambda m: tc.Adam(m, betas=("0.9", 0.999)), "betas"),
+    (lambda m: tc.Adam(m, betas=(0.9, 0.99, 0.999)), "betas"),
+    (lambda m: tc.Adam(m, eps=0), "eps"),
+    (lambda m: tc.Adam(m, eps=float("inf")), "eps"),
 ])
 def test_optimizers_check_their_arguments(make, match):
     with pytest.raises(ValueError, match=match):

@@ -52,14 +52,23 @@ def cross_entropy(logits, labels):
     return loss, dlogits / N
 
 
+def _real(v, name, lo, hi=np.inf, lo_open=False, what=None):
+    """``v`` as a float if it is a real number (not a bool) in ``[lo, hi)`` (``(lo, hi)`` with
+    ``lo_open``), else ``ValueError`` naming ``name``: an optimizer's hyper-parameters."""
+    ok = isinstance(v, numbers.Real) and not isinstance(v, bool) and np.isfinite(v) \
+        and (v > lo if lo_open else v >= lo) and v < hi
+    if not ok:
+        what = what or f"a number in {'(' if lo_open else '['}{lo:g}, {hi:g})"
+        raise ValueError(f"{name}: expected {what}, got {v!r}")
+    return float(v)
+
+
 class Optimizer:
     """Updates ``layer.params[key]`` from ``layer.grads[key]`` for every parameter of a model."""
 
     def __init__(self, model, lr):
-        if not isinstance(lr, numbers.Real) or isinstance(lr, bool) or not lr > 0 \
-                or not np.isfinite(lr):
-            raise ValueError(f"lr: expected a positive finite number, got {lr!r}")
-        self.model, self.lr = model, float(lr)
+        self.model = model
+        self.lr = _real(lr, "lr", 0, lo_open=True, what="a positive finite number")
         self.slots = [(layer, key) for layer, key in model.parameters()]
 
     def step(self):
@@ -90,9 +99,9 @@ class SGD(Optimizer):
 
     def __init__(self, model, lr=0.01, momentum=0.9, weight_decay=0.0):
         super().__init__(model, lr)
-        if not 0 <= momentum < 1:
-            raise ValueError(f"momentum: expected a number in [0, 1), got {momentum!r}")
-        self.momentum, self.weight_decay = float(momentum), float(weight_decay)
+        self.momentum = _real(momentum, "momentum", 0, 1)
+        self.weight_decay = _real(weight_decay, "weight_decay", 0,
+                                  what="a finite number >= 0")
         self.velocity = [np.zeros_like(layer.params[key]) for layer, key in self.slots]
         self._pending = [None] * len(self.slots)
 
@@ -115,10 +124,12 @@ class Adam(Optimizer):
 
     def __init__(self, model, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
         super().__init__(model, lr)
-        b1, b2 = betas
-        if not (0 <= b1 < 1 and 0 <= b2 < 1):
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise ValueError(f"betas: expected two numbers in [0, 1), got {betas!r}")
-        self.b1, self.b2, self.eps, self.t = float(b1), float(b2), float(eps), 0
+        self.b1, self.b2 = (_real(b, "betas", 0, 1, what="two numbers in [0, 1)")
+                            for b in betas)
+        self.eps = _real(eps, "eps", 0, lo_open=True, what="a positive finite number")
+        self.t = 0
         self.m = [np.zeros_like(layer.params[key]) for layer, key in self.slots]
         self.v = [np.zeros_like(layer.params[key]) for layer, key in self.slots]
         self._pending = [None] * len(self.slots)
