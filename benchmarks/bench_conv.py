@@ -12,7 +12,7 @@ For each NHWC float32 shape ``(N, H, W, C_in -> C_out, k, stride, pad)`` this me
 - NumPy's sgemm alone on the im2col GEMM, ``(N*H_out*W_out, kh*kw*C_in) @ (kh*kw*C_in, C_out)``:
   the best tinyconv's forward could do with the current algorithm;
 - where tinyconv's time goes: im2col, the three GEMMs (bias and db folded into two of them),
-  col2im.
+  col2im (with the GEMM before it: the layer runs the two in turns, a few examples at a time).
 
 FLOPs: ``2 * N * H_out * W_out * C_out * kh * kw * C_in`` per forward, three times that for
 forward + backward. The first numba call (compilation, or loading numba's on-disk cache) is
@@ -34,7 +34,7 @@ import _setup  # first: re-executes without OPENBLAS_* variables before NumPy lo
 # isort: split
 import numpy as np
 
-from tinyconv import Conv2D, kernels
+from tinyconv import Conv2D, kernels, layers
 
 # (N, H, W, C_in, C_out, k, stride, pad)
 SHAPES = [
@@ -165,11 +165,13 @@ def torch_passes(s, layer, x, dy):
 def phase_timings(layer, x, dy, quick):
     """Each step of the layer's forward + backward, timed alone on the layer's own operands:
     im2col into ``[cols, 1]``, the forward GEMM ``y = [cols, 1] @ [W; b]`` (bias folded in),
-    the backward GEMMs ``[dW; db] = [cols, 1]^T dy`` (for row-major cols computed as
-    ``(dy^T [cols, 1])^T``, as the layer does) and ``dcols = dy W^T``, and col2im. The
+    the backward GEMM ``[dW; db] = [cols, 1]^T dy`` (for row-major cols computed as
+    ``(dy^T [cols, 1])^T``, as the layer does), and ``dcols = dy W^T`` with its col2im, timed
+    together because the layer runs them in turns on pieces of a few examples
+    (``tinyconv.layers.DX_CHUNK_BYTES``) so that col2im finds dcols in the cache. The
     matrices are in the memory order ``Conv2D`` keeps them in (column-major for one input
     channel and stride 1) and are written into arrays kept from run to run, as the layer does;
-    unlike the layer, the whole batch is one piece (``Conv2D`` splits batches whose im2col
+    unlike the layer, the im2col matrix is one piece (``Conv2D`` splits batches whose im2col
     matrix exceeds ``tinyconv.layers.CHUNK_BYTES``).
 
     Returns a dict ``phase -> Timing``, in the order a forward + backward runs them.
@@ -185,16 +187,24 @@ def phase_timings(layer, x, dy, quick):
     ext = np.ones((len(dy2), K + 1), dtype=x.dtype, order=order)   # [cols, 1]
     kernels.im2col(x, *args, out=ext[:, :K])
     y2 = ext @ W2b
-    dcols = np.empty((len(dy2), K), dtype=x.dtype, order=order)
+    P = len(dy2) // N
+    step = max(1, layers.DX_CHUNK_BYTES // (P * K * x.itemsize))    # examples per piece
+    dcols = np.empty((min(N, step) * P, K), dtype=x.dtype, order=order)
     dx = np.empty_like(x)
+
+    def dcols_col2im():
+        for n0 in range(0, N, step):
+            n1 = min(N, n0 + step)
+            piece = dcols[:(n1 - n0) * P]
+            np.matmul(dy2[n0 * P:n1 * P], W2b[:K].T, out=piece)
+            kernels.col2im(piece, n1 - n0, H, W, C, *args, out=dx[n0:n1])
 
     m = lambda fn: _setup.measure(fn, quick=quick)  # noqa: E731
     return {
         "im2col": m(lambda: kernels.im2col(x, *args, out=ext[:, :K])),
         "GEMM y=[cols,1]@[W;b]": m(lambda: np.matmul(ext, W2b, out=y2)),
         "GEMM [dW;db]=[cols,1].T@dy": m(lambda: (dy2.T @ ext).T if order == "C" else ext.T @ dy2),
-        "GEMM dcols=dy@W.T": m(lambda: np.matmul(dy2, W2b[:K].T, out=dcols)),
-        "col2im": m(lambda: kernels.col2im(dcols, N, H, W, C, *args, out=dx)),
+        "GEMM dcols=dy@W.T + col2im": m(dcols_col2im),
     }
 
 

@@ -260,16 +260,21 @@ def test_conv2d_gradients_with_either_buffer(rng, C_in, kernel, stride, bias):
     assert ext.shape[1] == kernel[0] * kernel[1] * C_in + bias
 
 
-@pytest.mark.parametrize("chunk_bytes", [1, 3000])
-def test_conv2d_in_chunks_of_examples_is_the_same_convolution(rng, monkeypatch, chunk_bytes):
-    """A batch split into chunks (one example each, or a few) gives the gradients of the
-    definition; backward walks the chunks last to first, reusing the forward's last cols."""
+@pytest.mark.parametrize("chunk_bytes", [1, 3000, 1 << 30])
+@pytest.mark.parametrize("dx_chunk_bytes", [1, 5000, 1 << 30])
+def test_conv2d_in_chunks_of_examples_is_the_same_convolution(rng, monkeypatch, chunk_bytes,
+                                                              dx_chunk_bytes):
+    """A batch split into chunks (one example each, or a few, or none), and the backward's
+    dcols + col2im in pieces of one or two examples within those chunks, gives the gradients
+    of the definition; backward walks the chunks last to first, reusing the forward's last
+    cols."""
     monkeypatch.setattr(layers, "CHUNK_BYTES", chunk_bytes)
+    monkeypatch.setattr(layers, "DX_CHUNK_BYTES", dx_chunk_bytes)   # an example: 2304 bytes
     conv = tc.Conv2D(2, 3, (3, 2), stride=(1, 2), padding=1, rng=0, dtype=np.float64)
     conv.params["b"][:] = rng.standard_normal(3)
     x = rng.standard_normal((5, 6, 7, 2))
     dy = rng.standard_normal((5, *conv.output_shape((6, 7, 2))))
-    assert len(conv._chunks(5, 6 * 4, 3 * 2 * 2 + 1, 8)[0]) > 1
+    assert (len(conv._chunks(5, 6 * 4, 3 * 2 * 2 + 1, 8)[0]) > 1) == (chunk_bytes < 1 << 30)
     y = conv.forward(x)
     np.testing.assert_allclose(y, conv_loops(x, conv.params["W"], conv.params["b"], conv.stride,
                                              conv.pads(6, 7), conv.dilation), atol=1e-12)
@@ -277,6 +282,21 @@ def test_conv2d_in_chunks_of_examples_is_the_same_convolution(rng, monkeypatch, 
     for rule in ("deconvnet", "guided"):          # no dW: no im2col in the backward at all
         conv.forward(x)
         np.testing.assert_allclose(conv.backward(dy, rule=rule), conv.backward(dy), atol=1e-12)
+
+
+def test_conv2d_dx_in_pieces_with_column_major_buffers(rng, monkeypatch):
+    """One input channel, stride 1: dcols is column-major; one example at a time, it folds
+    back to the same dx as the whole batch at once."""
+    conv = tc.Conv2D(1, 4, 3, padding="same", rng=0, dtype=np.float64)
+    x = rng.standard_normal((3, 7, 6, 1))
+    dy = rng.standard_normal((3, 7, 6, 4))
+    conv.forward(x)
+    whole = conv.backward(dy)
+    monkeypatch.setattr(layers, "DX_CHUNK_BYTES", 1)
+    conv.forward(x)
+    np.testing.assert_allclose(conv.backward(dy), whole, rtol=1e-13, atol=1e-13)
+    assert conv._buffers["dcols"].flags.f_contiguous
+    assert conv._buffers["dcols"].shape == (7 * 6, 9)
 
 
 def test_conv2d_buffers_follow_the_batch(rng):
