@@ -268,3 +268,16 @@ def test_progress_bar_draws_to_its_stream():
     with Progress(4, enabled=False, stream=quiet) as bar:
         bar.update(4)
     assert quiet.getvalue() == ""
+
+
+@pytest.mark.parametrize("make", [lambda m: tc.SGD(m, lr=0.01), lambda m: tc.Adam(m)],
+                         ids=["sgd", "adam"])
+def test_a_step_keeps_the_parameters_dtype_after_astype(rng, make):
+    # the optimizer's state was made for float64 parameters; the model is float32 since
+    model = tiny_model().astype(np.float64)
+    opt = make(model)
+    model.astype(np.float32)
+    X = rng.standard_normal((8, 6, 6, 1)).astype(np.float32)
+    for _ in range(2):
+        train_step(model, opt, X, rng.integers(0, 3, 8))
+    assert {layer.params[k].dtype for layer, k in model.parameters()} == {np.dtype(np.float32)}

@@ -73,7 +73,10 @@ class Optimizer:
 
     def step(self):
         """Apply one update. All new values are computed and checked before any is written."""
+        # in the parameter's own dtype: state made before a model.astype() must not turn a
+        # float32 model into float64 one step later
         new = [self._update(i, layer.params[key], layer.grads[key])
+               .astype(layer.params[key].dtype, copy=False)
                for i, (layer, key) in enumerate(self.slots)]
         for (layer, key), value in zip(self.slots, new, strict=True):
             if not np.isfinite(value).all():
