@@ -7,16 +7,20 @@ the script re-executes itself with both removed, because OpenBLAS reads them onc
 loads it, and unsetting them afterwards changes nothing. The new process reports what was
 removed in its header.
 
-Then a script calls :func:`configure` (pins BLAS, numba and torch to the same thread count and
-returns the header lines; NumPy, numba and torch are imported there, never at the top of this
-module), times callables with :func:`measure` (warm-up, then the median and
+Then a script parses the shared options with :func:`arg_parser`, calls :func:`configure` (pins
+BLAS, numba and torch to the same thread count and returns the header lines; NumPy, numba and
+torch are imported there, never at the top of this module) and, once the first numba calls are
+out of the way, :func:`start_run` or :func:`start_shapes` (the idle check, the mode line and
+the load monitor); it times callables with :func:`measure` (warm-up, then the median and
 minimum of repeated ``time.perf_counter`` runs) or, to compare libraries, with
 :func:`interleaved` (the callables in turns, so that all of them see the same machine), and
 prints :class:`Table` objects. :func:`layer_passes`, :func:`time_passes` and
 :func:`pass_cells` are the tinyconv-against-torch comparison of one layer that several scripts
-share; :func:`time_layer` times a layer's forward and backward each alone.
+share, and :func:`pass_table` the table they fill; :func:`time_layer` times a layer's forward and
+backward each alone. :func:`thread_env` is the environment for a child process.
 """
 
+import argparse
 import os
 import platform
 import statistics
@@ -182,6 +186,78 @@ def idle_check(seconds=1.0):
     mon = LoadMonitor()
     time.sleep(seconds)
     return mon.line(f"in the {seconds:g} s before the start")
+
+
+# --------------------------------------------------------------------------- a script's start
+
+
+def arg_parser(doc, quick_help, compare=None):
+    """The options every benchmark takes: ``--quick``, ``--markdown PATH``, ``--threads N`` and,
+    in a script that compares with torch or a library built on it, ``--no-torch``.
+
+    Parameters
+    ----------
+    doc : the script's docstring; its first line describes the script.
+    quick_help : the help of ``--quick``: what it makes smaller.
+    compare : the library the script compares with (``"PyTorch"``, ``"Captum"``), or None: then
+        there is no ``--no-torch`` and ``--threads`` pins BLAS and numba only.
+
+    Returns
+    -------
+    argparse.ArgumentParser, for the script to add its own options to and parse.
+    """
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help=quick_help)
+    ap.add_argument("--markdown", metavar="PATH", help="also write the tables as markdown")
+    ap.add_argument("--threads", type=int, default=2,
+                    help="threads for BLAS, numba, torch" if compare
+                    else "threads for BLAS and numba")
+    if compare:
+        ap.add_argument("--no-torch", action="store_true",
+                        help=f"skip the {compare} comparison")
+    return ap
+
+
+def thread_env(threads, **extra):
+    """The environment of a child process: this one's, with numba, OpenMP, OpenBLAS and MKL
+    pinned to ``threads``, and the variables ``extra`` added."""
+    env = dict(os.environ, NUMBA_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
+               OPENBLAS_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    env.update(extra)
+    return env
+
+
+def start_run(header, mode):
+    """Start the measured part of a script (after what must stay out of it, such as the first
+    numba calls): append the :func:`idle_check` line and ``"mode: " + mode`` to ``header``.
+
+    Returns
+    -------
+    LoadMonitor, started between the two lines; its :meth:`LoadMonitor.line` ends the header.
+    """
+    header.append(idle_check())
+    monitor = LoadMonitor()
+    header.append(f"mode: {mode}")
+    return monitor
+
+
+def start_shapes(header, shapes, quick, divisor, min_batch=1, turns=False):
+    """:func:`start_run` for a script that times a list of shapes whose first number is the batch.
+
+    In quick mode each batch is divided by ``divisor`` (but kept at least ``min_batch``) and
+    the other sizes stay. The mode line says which mode this is, that times are medians, and,
+    with ``turns``, that tinyconv and torch are timed in turns.
+
+    Returns
+    -------
+    (shapes to time, LoadMonitor)
+    """
+    if quick:
+        shapes = [(max(min_batch, s[0] // divisor), *s[1:]) for s in shapes]
+    mode = (("quick (smaller batches, fewer runs)" if quick else "full")
+            + "; times are medians over repeated runs after warm-up"
+            + (", tinyconv and torch timed in turns" if turns else ""))
+    return shapes, start_run(header, mode)
 
 
 # --------------------------------------------------------------------------- timing
@@ -411,6 +487,32 @@ class Table:
         if self.notes:
             out += [""] + [f"{n}  " for n in self.notes]
         return "\n".join(out)
+
+
+def pass_table(title, shape, rate, note, turns):
+    """The table of tinyconv against torch, one row per shape and pass, with the cells that
+    :func:`pass_cells` returns after the first two (the shape's name, the pass).
+
+    Parameters
+    ----------
+    title : the table's title.
+    shape : the heading of the first column.
+    rate : the unit of ``work / median`` (``"GFLOP/s"``, ``"GB/s"``); torch's column is
+        ``"torch " + rate``.
+    note : what the rate counts and how to read the columns.
+    turns : the Timings come from :func:`time_passes` with torch: the note then adds that
+        tinyconv and both torch layouts were timed in turns.
+    """
+    return Table(
+        title,
+        [shape, "pass", "tinyconv ms", "tinyconv min", rate, "torch ms", "torch min",
+         "torch layout", f"torch {rate}", "tinyconv/torch"],
+        fmt={"tinyconv ms": "{:.2f}", "tinyconv min": "{:.2f}", "torch ms": "{:.2f}",
+             "torch min": "{:.2f}", rate: "{:.1f}", f"torch {rate}": "{:.1f}",
+             "tinyconv/torch": "{:.2f}"},
+        notes=[note + (" For each pass, tinyconv and both torch layouts are timed in turns (per "
+                       "round, each is called twice and timed the second time), so that all of "
+                       "them see the same machine." if turns else "")])
 
 
 def report(title, header, tables, markdown_path=None):

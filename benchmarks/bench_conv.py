@@ -224,12 +224,8 @@ def sgemm_timing(s, quick):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true",
-                    help=f"batch / {QUICK_BATCH_DIVISOR}, fewer runs, no cold-compile probe")
-    ap.add_argument("--markdown", metavar="PATH", help="also write the tables as markdown")
-    ap.add_argument("--threads", type=int, default=2, help="threads for BLAS, numba, torch")
-    ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
+    ap = _setup.arg_parser(
+        __doc__, f"batch / {QUICK_BATCH_DIVISOR}, fewer runs, no cold-compile probe", "PyTorch")
     ap.add_argument("--compile-probe", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
@@ -239,29 +235,15 @@ def main(argv=None):
     if args.compile_probe:
         print(json.dumps(first))
         return
-    header.append(_setup.idle_check())
-    monitor = _setup.LoadMonitor()
+    shapes, monitor = _setup.start_shapes(header, SHAPES, args.quick, QUICK_BATCH_DIVISOR,
+                                          turns=use_torch)
 
-    shapes = SHAPES
-    if args.quick:
-        shapes = [(max(1, s[0] // QUICK_BATCH_DIVISOR), *s[1:]) for s in SHAPES]
-    header.append("mode: " + ("quick (smaller batches, fewer runs)" if args.quick else "full")
-                  + "; times are medians over repeated runs after warm-up"
-                  + (", tinyconv and torch timed in turns" if use_torch else ""))
-
-    main_t = _setup.Table(
+    main_t = _setup.pass_table(
         "Conv2D, float32 NHWC: tinyconv vs torch.nn.functional.conv2d",
-        ["shape (N x H x W x C_in->C_out)", "pass", "tinyconv ms", "tinyconv min", "GFLOP/s",
-         "torch ms", "torch min", "torch layout", "torch GFLOP/s", "tinyconv/torch"],
-        fmt={"tinyconv ms": "{:.2f}", "tinyconv min": "{:.2f}", "torch ms": "{:.2f}",
-             "torch min": "{:.2f}", "GFLOP/s": "{:.1f}", "torch GFLOP/s": "{:.1f}",
-             "tinyconv/torch": "{:.2f}"},
-        notes=["GFLOP/s counts 2*N*H_out*W_out*C_out*kh*kw*C_in per forward, x3 for fwd+bwd "
-               "(dx, dW, db), from the medians; torch: the faster (by median) of NCHW-contiguous "
-               "and channels_last; tinyconv/torch is the ratio of the medians."
-               + (" For each pass, tinyconv and both torch layouts are timed in turns (per "
-                  "round, each is called twice and timed the second time), so that all of them "
-                  "see the same machine." if use_torch else "")])
+        "shape (N x H x W x C_in->C_out)", "GFLOP/s",
+        "GFLOP/s counts 2*N*H_out*W_out*C_out*kh*kw*C_in per forward, x3 for fwd+bwd (dx, dW, "
+        "db), from the medians; torch: the faster (by median) of NCHW-contiguous and "
+        "channels_last; tinyconv/torch is the ratio of the medians.", turns=use_torch)
     gemm_t = _setup.Table(
         "Reference: NumPy sgemm on the im2col GEMM (M x K) @ (K x C_out)",
         ["shape", "M x K x C_out", "sgemm ms", "sgemm GFLOP/s", "tinyconv fwd / sgemm"],

@@ -21,30 +21,18 @@ two examples of the batch in the same run.
 Run ``python benchmarks/bench_kernels.py [--quick] [--markdown PATH] [--threads 2]``.
 """
 
-import argparse
 import sys
 
 import _setup  # first: re-executes without OPENBLAS_* variables before NumPy loads
 
 # isort: split
 import numpy as np
+from bench_conv import SHAPES, shape_name  # (N, H, W, C_in, C_out, k, stride, pad)
 
 from tinyconv import Conv2D, kernels
 
-# (N, H, W, C_in, C_out, k, stride, pad): the shapes of bench_conv.py
-SHAPES = [
-    (256, 28, 28, 1, 32, 3, 1, 1),
-    (256, 14, 14, 32, 64, 3, 1, 1),
-    (16, 56, 56, 64, 128, 3, 1, 1),
-    (16, 227, 227, 3, 96, 11, 4, 0),
-]
 QUICK_BATCH_DIVISOR = 8
 TARGET = 0.5                    # im2col / col2im bandwidth as a share of memcpy's
-
-
-def shape_name(s):
-    N, H, W, C_in, C_out, k, stride, pad = s
-    return f"{N}x{H}x{W}x{C_in}->{C_out} k{k} s{stride} p{pad}"
 
 
 def make_case(s, seed=0):
@@ -109,25 +97,16 @@ def shape_rows(s, quick):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true",
-                    help=f"batch / {QUICK_BATCH_DIVISOR}, fewer runs")
-    ap.add_argument("--markdown", metavar="PATH", help="also write the tables as markdown")
-    ap.add_argument("--threads", type=int, default=2, help="threads for BLAS and numba")
-    args = ap.parse_args(argv)
+    args = _setup.arg_parser(__doc__, f"batch / {QUICK_BATCH_DIVISOR}, fewer runs").parse_args(argv)
 
     header = _setup.configure(args.threads, torch=False)
     # first calls (numba loads or compiles the kernels) stay out of every timing
     layer, a, x, dcols = make_case((1, 5, 6, 2, 3, 3, 1, 1))
     kernels.im2col(x, *a)
     kernels.col2im(dcols, *x.shape, *a)
-    header.append(_setup.idle_check())
-    monitor = _setup.LoadMonitor()
-    shapes = SHAPES
-    if args.quick:
-        shapes = [(max(2, s[0] // QUICK_BATCH_DIVISOR), *s[1:]) for s in SHAPES]
-    header.append("mode: " + ("quick (smaller batches, fewer runs)" if args.quick else "full")
-                  + "; times are medians over repeated runs after warm-up")
+    # at least two examples: the reference check runs on the first two
+    shapes, monitor = _setup.start_shapes(header, SHAPES, args.quick, QUICK_BATCH_DIVISOR,
+                                          min_batch=2)
 
     cols_fmt = {"MB moved": "{:.1f}", "ms": "{:.2f}", "min ms": "{:.2f}", "GB/s": "{:.1f}",
                 "% of memcpy": "{:.0%}"}

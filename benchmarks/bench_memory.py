@@ -17,7 +17,6 @@ Each measurement runs in its own process, so that one peak never hides another:
 Run ``python benchmarks/bench_memory.py [--quick] [--markdown PATH] [--threads 2]``.
 """
 
-import argparse
 import json
 import os
 import subprocess
@@ -78,11 +77,6 @@ print(json.dumps(result))
 """
 
 
-def thread_env(threads):
-    return dict(os.environ, NUMBA_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
-                OPENBLAS_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-
-
 def run_child(cmd, env):
     """Run ``cmd``; returns (stdout, peak RSS in bytes from the kernel, wall seconds)."""
     t0 = time.perf_counter()
@@ -100,23 +94,17 @@ def run_child(cmd, env):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true",
-                    help="a tour on 20 digits only, MaxAct on 1,000 and 2,000 digits")
-    ap.add_argument("--markdown", metavar="PATH", help="also write the tables as markdown")
-    ap.add_argument("--threads", type=int, default=2, help="threads for BLAS and numba")
-    args = ap.parse_args(argv)
+    args = _setup.arg_parser(
+        __doc__, "a tour on 20 digits only, MaxAct on 1,000 and 2,000 digits").parse_args(argv)
 
     header = _setup.configure(args.threads, torch=False)
     if not os.path.exists("/proc/self/clear_refs"):
         header.append("no /proc/self/status and clear_refs (not Linux): nothing to measure")
         _setup.report("bench_memory: peak resident memory", header, [], args.markdown)
         return
-    header.append(_setup.idle_check())
-    monitor = _setup.LoadMonitor()
-    env = thread_env(args.threads)
-    header.append("mode: " + ("quick" if args.quick else "full") + "; every row is one fresh "
-                  "process")
+    mode = "quick" if args.quick else "full"
+    monitor = _setup.start_run(header, f"{mode}; every row is one fresh process")
+    env = _setup.thread_env(args.threads)
 
     tour_t = _setup.Table(
         "tinyconv tour: peak resident memory of the whole process",

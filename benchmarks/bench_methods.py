@@ -28,7 +28,6 @@ a second time on the same digits plus uniform noise of 1e-3, where no two values
 Run ``python benchmarks/bench_methods.py [--quick] [--markdown PATH] [--threads 2]``.
 """
 
-import argparse
 import sys
 import warnings
 
@@ -212,13 +211,8 @@ def occlusion_rows(model, x, c, torch, captum, quick):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true",
-                    help=f"{QUICK_BATCH} digits for the projections, fewer runs")
-    ap.add_argument("--markdown", metavar="PATH", help="also write the tables as markdown")
-    ap.add_argument("--threads", type=int, default=2, help="threads for BLAS, numba, torch")
-    ap.add_argument("--no-torch", action="store_true", help="skip the Captum comparison")
-    args = ap.parse_args(argv)
+    args = _setup.arg_parser(__doc__, f"{QUICK_BATCH} digits for the projections, fewer runs",
+                             "Captum").parse_args(argv)
 
     torch, captum = (None, "--no-torch: skipped") if args.no_torch else import_captum()
     header = _setup.configure(args.threads, torch=torch is not None)
@@ -229,10 +223,9 @@ def main(argv=None):
     model, X, k, x, c = load_case(args.quick)
     # the first numba calls (compilation or cache load) are never timed
     tc.project(model, X[:2], "logits", k, rule="gradient")
-    header.append(_setup.idle_check())
-    monitor = _setup.LoadMonitor()
-    header.append("mode: " + ("quick (fewer digits and runs)" if args.quick else "full")
-                  + "; times are medians (and minima) over repeated runs after warm-up")
+    mode = "quick (fewer digits and runs)" if args.quick else "full"
+    monitor = _setup.start_run(
+        header, f"{mode}; times are medians (and minima) over repeated runs after warm-up")
 
     proj_t = _setup.Table(
         f"Projections of the class logit k={k}: {len(X)} digits, float32",

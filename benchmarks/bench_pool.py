@@ -19,7 +19,6 @@ are checked against each other in the same run (``y`` and ``dx``; the inputs hav
 Run ``python benchmarks/bench_pool.py [--quick] [--markdown PATH] [--threads 2]``.
 """
 
-import argparse
 import sys
 
 import _setup  # first: re-executes without OPENBLAS_* variables before NumPy loads
@@ -89,13 +88,8 @@ def torch_passes(s, x, dy):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true",
-                    help=f"batch / {QUICK_BATCH_DIVISOR}, fewer runs")
-    ap.add_argument("--markdown", metavar="PATH", help="also write the tables as markdown")
-    ap.add_argument("--threads", type=int, default=2, help="threads for BLAS, numba, torch")
-    ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
-    args = ap.parse_args(argv)
+    args = _setup.arg_parser(__doc__, f"batch / {QUICK_BATCH_DIVISOR}, fewer runs",
+                             "PyTorch").parse_args(argv)
 
     use_torch = _setup.torch_available(skip=args.no_torch)
     header = _setup.configure(args.threads, torch=use_torch)
@@ -103,29 +97,16 @@ def main(argv=None):
     layer, x, dy = make_case((1, 4, 4, 1, 2, 2))
     layer.forward(x, check=False)
     layer.backward(dy, check=False)
-    header.append(_setup.idle_check())
-    monitor = _setup.LoadMonitor()
-    shapes = SHAPES
-    if args.quick:
-        shapes = [(max(1, s[0] // QUICK_BATCH_DIVISOR), *s[1:]) for s in SHAPES]
-    header.append("mode: " + ("quick (smaller batches, fewer runs)" if args.quick else "full")
-                  + "; times are medians over repeated runs after warm-up"
-                  + (", tinyconv and torch timed in turns" if use_torch else ""))
+    shapes, monitor = _setup.start_shapes(header, SHAPES, args.quick, QUICK_BATCH_DIVISOR,
+                                          turns=use_torch)
 
-    table = _setup.Table(
+    table = _setup.pass_table(
         "MaxPool2D, float32 NHWC: tinyconv (max + switches, unpool) vs torch max_pool2d",
-        ["shape", "pass", "tinyconv ms", "tinyconv min", "GB/s", "torch ms", "torch min",
-         "torch layout", "torch GB/s", "tinyconv/torch"],
-        fmt={"tinyconv ms": "{:.2f}", "tinyconv min": "{:.2f}", "torch ms": "{:.2f}",
-             "torch min": "{:.2f}", "GB/s": "{:.1f}", "torch GB/s": "{:.1f}",
-             "tinyconv/torch": "{:.2f}"},
-        notes=["GB/s: forward x + y + int64 switches, fwd+bwd adds dy + switches + dx, from the "
-               "medians (the same byte count for torch, whose indices are int64 too); torch: "
-               "the faster (by median) of NCHW and channels_last; tinyconv/torch is the ratio "
-               f"of the medians; the project's target for fwd+bwd is <= {TARGET}."
-               + (" For each pass, tinyconv and both torch layouts are timed in turns (per "
-                  "round, each is called twice and timed the second time), so that all of them "
-                  "see the same machine." if use_torch else "")])
+        "shape", "GB/s",
+        "GB/s: forward x + y + int64 switches, fwd+bwd adds dy + switches + dx, from the medians "
+        "(the same byte count for torch, whose indices are int64 too); torch: the faster (by "
+        "median) of NCHW and channels_last; tinyconv/torch is the ratio of the medians; the "
+        f"project's target for fwd+bwd is <= {TARGET}.", turns=use_torch)
     checks = []
     for s in shapes:
         name = shape_name(s)

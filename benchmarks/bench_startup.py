@@ -13,9 +13,7 @@
 Run ``python benchmarks/bench_startup.py [--quick] [--markdown PATH] [--threads 2]``.
 """
 
-import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -59,14 +57,6 @@ print(json.dumps(out))
 """
 
 
-def thread_env(threads, **extra):
-    """The environment of a child process: this one's, pinned to ``threads``."""
-    env = dict(os.environ, NUMBA_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
-               OPENBLAS_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    env.update(extra)
-    return env
-
-
 def wall(code, env, runs):
     """Wall-clock seconds of ``python -c code`` in ``runs`` fresh processes (one unmeasured
     run first, so the files are in the OS page cache)."""
@@ -107,20 +97,15 @@ def probe(env):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true",
-                    help="fewer import runs, no compile into an empty cache")
-    ap.add_argument("--markdown", metavar="PATH", help="also write the tables as markdown")
-    ap.add_argument("--threads", type=int, default=2, help="threads for BLAS and numba")
-    args = ap.parse_args(argv)
+    args = _setup.arg_parser(
+        __doc__, "fewer import runs, no compile into an empty cache").parse_args(argv)
 
     header = _setup.configure(args.threads, torch=False)
-    header.append(_setup.idle_check())
-    monitor = _setup.LoadMonitor()
-    env = thread_env(args.threads)
+    env = _setup.thread_env(args.threads)
     runs = QUICK_IMPORT_RUNS if args.quick else IMPORT_RUNS
-    header.append(f"mode: {'quick' if args.quick else 'full'}; each import row is {runs} fresh "
-                  "processes (after one unmeasured run), wall clock from the parent")
+    mode = "quick" if args.quick else "full"
+    monitor = _setup.start_run(header, f"{mode}; each import row is {runs} fresh processes "
+                               "(after one unmeasured run), wall clock from the parent")
 
     # a process on the default cache first, so that the cache is warm for every row below
     print("[bench_startup] warming numba's default cache ...", file=sys.stderr, flush=True)
@@ -176,7 +161,7 @@ def main(argv=None):
                "caller is loaded from the cache); compiled / loaded = specialisations (one per "
                "kernel and dtype) numba compiled in the process / found in its on-disk cache."])
     with tempfile.TemporaryDirectory() as cache_dir:
-        empty = thread_env(args.threads, NUMBA_CACHE_DIR=cache_dir)
+        empty = _setup.thread_env(args.threads, NUMBA_CACHE_DIR=cache_dir)
         cases = [("default (warm)", env)]
         if args.quick:
             comp_t.notes.append("the empty-cache rows (a first compile takes ~10 s per dtype) "

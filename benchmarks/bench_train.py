@@ -22,8 +22,6 @@ train the same network. A second table splits tinyconv's step into its parts, ea
 Run ``python benchmarks/bench_train.py [--quick] [--markdown PATH] [--threads 2]``.
 """
 
-import argparse
-
 import _setup  # first: re-executes without OPENBLAS_* variables before NumPy loads
 
 # isort: split
@@ -134,23 +132,18 @@ def part_timings(data, quick):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="fewer runs")
-    ap.add_argument("--markdown", metavar="PATH", help="also write the tables as markdown")
-    ap.add_argument("--threads", type=int, default=2, help="threads for BLAS, numba, torch")
+    ap = _setup.arg_parser(__doc__, "fewer runs", "PyTorch")
     ap.add_argument("--batch", type=int, default=BATCH, help="images per step")
-    ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
     args = ap.parse_args(argv)
 
     use_torch = _setup.torch_available(skip=args.no_torch)
     header = _setup.configure(args.threads, torch=use_torch)
     data = batches(args.batch)
     checks = [check_same_network(data)] if use_torch else []   # also the first numba calls
-    header.append(_setup.idle_check())
-    monitor = _setup.LoadMonitor()
-    header.append("mode: " + ("quick (fewer runs)" if args.quick else "full")
-                  + f"; batch {args.batch}; times are medians over repeated steps after warm-up"
-                  + (", tinyconv and torch timed in turns" if use_torch else ""))
+    mode = "quick (fewer runs)" if args.quick else "full"
+    turns = ", tinyconv and torch timed in turns" if use_torch else ""
+    monitor = _setup.start_run(header, f"{mode}; batch {args.batch}; times are medians over "
+                               f"repeated steps after warm-up{turns}")
 
     table = _setup.Table(
         "One training step (forward, cross-entropy, backward, Adam) of the 'mnist' architecture",
