@@ -357,6 +357,9 @@ class Conv2D(Layer):
         grads = np.zeros((K + self.bias, self.out_channels), dtype=dy2.dtype)
         dx = np.empty(x.shape, dtype=dy2.dtype) if input_grad else None
         chunks, rows = self._chunks(N, P, K + 1, x.itemsize)
+        if input_grad:      # examples per piece of dcols (DX_CHUNK_BYTES), and its buffer
+            step = max(1, DX_CHUNK_BYTES // (P * K * x.itemsize))
+            buf = self._buffer("dcols", (min(N, step) * P, K), dy2.dtype)
         # last chunk first: the forward pass left its cols in the buffer
         for n0, n1 in reversed(chunks):
             dy_c = dy2[n0 * P:n1 * P]                       # (n*H_out*W_out, C_out)
@@ -373,8 +376,6 @@ class Conv2D(Layer):
                 # if we im2col on the forward, we col2im on the backward: dcols = dy W2^T,
                 # then each window's row is folded back onto the image; a few examples at a
                 # time (DX_CHUNK_BYTES), so that dcols is still in the cache for col2im
-                step = max(1, DX_CHUNK_BYTES // (P * K * x.itemsize))
-                buf = self._buffer("dcols", (min(N, step) * P, K), dy2.dtype)
                 for m0 in range(n0, n1, step):
                     m1 = min(n1, m0 + step)
                     dcols = buf[:(m1 - m0) * P]             # (m*H_out*W_out, K)
