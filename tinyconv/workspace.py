@@ -73,6 +73,22 @@ def chunks(N, P, K, itemsize):
     return [(n0, min(N, n0 + step)) for n0 in range(0, N, step)], min(N, step) * P
 
 
+def column_major(C_in, args):
+    """Whether the matrices are column-major: for one input channel and stride 1 along W, a
+    window's tap rows are only ``kw`` numbers long, and each column of a column-major cols
+    is one image row, shifted."""
+    return C_in == 1 and args.sw == 1
+
+
+def _matrix(flat, rows, cols, column_major):
+    """The first ``rows * cols`` numbers of the 1-D ``flat`` as a ``(rows, cols)`` matrix,
+    contiguous in either order: a smaller piece is then still a contiguous array (a row
+    slice of a column-major matrix would be strided), and col2im sees the one memory order it
+    is compiled for."""
+    part = flat[:rows * cols]
+    return part.reshape(cols, rows).T if column_major else part.reshape(rows, cols)
+
+
 def _kernels():
     """:mod:`tinyconv.kernels`, imported on first use (see ``tinyconv.layers._kernels``)."""
     from . import kernels
@@ -84,8 +100,8 @@ class ConvWorkspace:
 
     Attributes
     ----------
-    buffers : dict name -> array, the kept matrices: ``"cols"`` (``[cols, 1]``, or ``cols``
-        without bias) and ``"dcols"``.
+    buffers : dict name -> array, the kept arrays: ``"cols"`` (``[cols, 1]``, or ``cols``
+        without bias) and ``"dcols"`` (1-D: the storage of the largest piece of dcols).
     """
 
     def __init__(self):
@@ -96,8 +112,8 @@ class ConvWorkspace:
         """The kept array ``name``, new only when its shape, dtype or order must change.
 
         A fresh array of megabytes costs a page fault per page on first touch, more than
-        filling it. ``ones_column`` sets the last column to 1 once, when the array is made
-        (im2col never writes it). NumPy's GEMM takes either memory order.
+        filling it (``docs/speed.md``). ``ones_column`` sets the last column to 1 once, when
+        the array is made (im2col never writes it). NumPy's GEMM takes either memory order.
         """
         buf = self.buffers.get(name)
         order_ok = buf is not None and (buf.flags.f_contiguous if column_major
@@ -111,18 +127,12 @@ class ConvWorkspace:
             self.buffers[name] = buf
         return buf
 
-    @staticmethod
-    def _column_major(x, args):
-        """One input channel and stride 1 along W: a window's tap rows are only ``kw``
-        numbers long, and each column of a column-major cols is one image row, shifted."""
-        return x.shape[-1] == 1 and args.sw == 1
-
     def _cols(self, x, n0, n1, args, rows, bias, reuse=False):
         """``[cols, 1]`` of examples ``n0:n1`` of ``x`` (``cols`` without bias), in the kept
         buffer: ``(n*H_out*W_out, kh*kw*C_in [+ 1])``. With ``reuse``, im2col is skipped if
         the buffer already holds them (the backward pass after a forward of the same ``x``)."""
         K = args.kh * args.kw * x.shape[-1]
-        ext = self.buffer("cols", (rows, K + bias), x.dtype, self._column_major(x, args),
+        ext = self.buffer("cols", (rows, K + bias), x.dtype, column_major(x.shape[-1], args),
                           ones_column=bias)
         ext = ext[:(n1 - n0) * args.H_out * args.W_out]
         held = self._held
@@ -203,11 +213,10 @@ class ConvWorkspace:
         P, K = args.H_out * args.W_out, W2.shape[0]
         dx = np.empty(x_shape, dtype=dy2.dtype)
         step = max(1, DX_CHUNK_BYTES // (P * K * dy2.itemsize))        # examples per piece
-        buf = self.buffer("dcols", (min(N, step) * P, K), dy2.dtype,
-                          C_in == 1 and args.sw == 1)
+        flat = self.buffer("dcols", (min(N, step) * P * K,), dy2.dtype)   # the largest piece
         for m0 in range(0, N, step):
             m1 = min(N, m0 + step)
-            dcols = buf[:(m1 - m0) * P]                             # (m*P, K)
+            dcols = _matrix(flat, (m1 - m0) * P, K, column_major(C_in, args))   # (m*P, K)
             np.matmul(dy2[m0 * P:m1 * P], W2.T, out=dcols)
             _kernels().col2im(dcols, m1 - m0, H_in, W_in, C_in, *args, out=dx[m0:m1])
         return dx
