@@ -161,6 +161,15 @@ def test_an_unknown_rule_is_refused(rng):
     relu.forward(rng.standard_normal((1, 2)))
     with pytest.raises(ValueError, match="rule"):
         relu.backward(np.ones((1, 2)), rule="saliency")
+    for layer, x in layers_and_inputs(rng):
+        dy = np.ones_like(layer.forward(x))
+        with pytest.raises(ValueError, match="rule: expected one of"):
+            layer.backward(dy, rule="saliency")
+        layer.backward(dy, rule="gradient", check=False)    # check=False: trusted, not checked
+    model = positive_model()
+    model.forward(rng.random((1, 6, 7, 2)))
+    with pytest.raises(ValueError, match="rule: expected one of"):     # once, at the model
+        model.backward(np.ones((1, 3)), rule="saliency")
 
 
 # --------------------------------------------------------------------------- max-pool ties

@@ -10,8 +10,8 @@ Layout, declared once for the whole package::
     activations  (N, H, W, C)        NHWC, channel last
     conv weights (kh, kw, C_in, C_out) HWIO
     im2col rows  (N * H_out * W_out, kh * kw * C)   row = one output location (n, oh, ow),
-                 column = (i, j, c) in C order, so ``cols @ W.reshape(kh * kw * C_in, C_out)``
-                 is the convolution.
+                 column = (i, j, c) in C order, so cols times the weights as a
+                 (kh * kw * C_in, C_out) matrix is the convolution.
 
 Padding is never materialised: a kernel tap that falls outside the image reads as 0 (im2col)
 or is skipped (col2im, max-pool). The max-pool *switches* hold, for each pooled unit, the flat
@@ -95,11 +95,11 @@ class _Stats:
 
     @property
     def cache_hits(self):
-        return sum((Counter(k.stats.cache_hits) for k in self.kernels), Counter())
+        return sum((Counter(fn.stats.cache_hits) for fn in self.kernels), Counter())
 
     @property
     def cache_misses(self):
-        return sum((Counter(k.stats.cache_misses) for k in self.kernels), Counter())
+        return sum((Counter(fn.stats.cache_misses) for fn in self.kernels), Counter())
 
 
 def _wraps(*kernels):

@@ -76,27 +76,27 @@ def softmax(z, axis=-1):
     return e / e.sum(axis=axis, keepdims=True)
 
 
-def resolve_padding(padding, size, k_eff, stride):
+def resolve_padding(padding, size, extent, stride):
     """Padding before and after one spatial axis.
 
     Parameters
     ----------
     padding : int, ``"valid"`` or ``"same"`` (one axis' share of the layer's padding).
     size : the input's extent along the axis.
-    k_eff : effective kernel extent, ``d * (k - 1) + 1``.
+    extent : effective kernel extent, ``dilation * (kernel - 1) + 1``.
     stride : int.
 
     Returns
     -------
     (before, after) : ints. ``"same"`` follows TensorFlow: the total is
-    ``max(k_eff - stride, 0)`` if ``size % stride == 0`` else ``max(k_eff - size % stride, 0)``,
+    ``max(extent - stride, 0)`` if ``size % stride == 0`` else ``max(extent - size % stride, 0)``,
     the odd pixel going after (bottom / right), so that ``H_out = ceil(H / stride)``.
     """
     if padding == "valid":
         return 0, 0
     if padding == "same":
         rest = size % stride
-        total = max(k_eff - (stride if rest == 0 else rest), 0)
+        total = max(extent - (stride if rest == 0 else rest), 0)
         return total // 2, total - total // 2
     return padding, padding
 
@@ -112,9 +112,10 @@ def _padding_arg(padding):
     return ph, pw
 
 
-def _window_out(size, k, stride, dilation, before, after):
-    """Output extent along one axis: ``(size + before + after - d*(k-1) - 1) // stride + 1``."""
-    return (size + before + after - dilation * (k - 1) - 1) // stride + 1
+def _window_out(size, kernel, stride, dilation, before, after):
+    """Output extent along one axis:
+    ``(size + before + after - dilation*(kernel-1) - 1) // stride + 1``."""
+    return (size + before + after - dilation * (kernel - 1) - 1) // stride + 1
 
 
 class Layer:
@@ -171,7 +172,7 @@ class Layer:
                              "call forward() before backward()")
 
     def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        args = ", ".join(f"{key}={value!r}" for key, value in self.config().items())
         return f"{type(self).__name__}({args})"
 
 
@@ -234,7 +235,7 @@ class Conv2D(Layer):
         self.params = {"W": _he_normal(rng, shape, fan_in, dtype)}
         if self.bias:
             self.params["b"] = np.zeros(self.out_channels, dtype=dtype)
-        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+        self.grads = {key: np.zeros_like(p) for key, p in self.params.items()}
 
     def config(self):
         pad = self.padding if isinstance(self.padding[0], str) else list(self.padding)
@@ -246,8 +247,8 @@ class Conv2D(Layer):
     def pads(self, H, W):
         """``((pad_top, pad_bottom), (pad_left, pad_right))`` for an ``H x W`` input."""
         return tuple(
-            resolve_padding(p, n, d * (k - 1) + 1, s)
-            for p, n, k, s, d in zip(self.padding, (H, W), self.kernel, self.stride,
+            resolve_padding(p, n, d * (size - 1) + 1, s)
+            for p, n, size, s, d in zip(self.padding, (H, W), self.kernel, self.stride,
                                      self.dilation, strict=True))
 
     def output_shape(self, in_shape):
@@ -259,15 +260,15 @@ class Conv2D(Layer):
             raise ValueError(f"{self._label()}: in_channels is {self.in_channels}, "
                              f"but the input has {C} channels")
         out = []
-        for n, k, s, d, (before, after), axis in zip(
+        for n, size, s, d, (before, after), axis in zip(
                 (H, W), self.kernel, self.stride, self.dilation, self.pads(H, W), "HW",
                 strict=True):
-            size = _window_out(n, k, s, d, before, after)
-            if size < 1:
+            n_out = _window_out(n, size, s, d, before, after)
+            if n_out < 1:
                 raise ValueError(
-                    f"{self._label()}: kernel extent {d * (k - 1) + 1} is larger than the padded "
-                    f"input ({n} + {before + after} along {axis})")
-            out.append(size)
+                    f"{self._label()}: kernel extent {d * (size - 1) + 1} is larger than the "
+                    f"padded input ({n} + {before + after} along {axis})")
+            out.append(n_out)
         return out[0], out[1], self.out_channels
 
     def geometry(self, in_shape):
@@ -393,8 +394,8 @@ class MaxPool2D(Layer):
         self.size = check_pair(size, "size", minimum=1)
         self.stride = self.size if stride is None else check_pair(stride, "stride", minimum=1)
         self.padding = _padding_arg(padding)
-        for p, k in zip(self.padding, self.size, strict=True):
-            if not isinstance(p, str) and p >= k:
+        for p, size in zip(self.padding, self.size, strict=True):
+            if not isinstance(p, str) and p >= size:
                 raise ValueError(f"padding: must be smaller than the window {self.size}, "
                                  f"got {self.padding}")
         self.switches = self._in_shape = None
@@ -406,7 +407,7 @@ class MaxPool2D(Layer):
 
     def pads(self, H, W):
         """``((pad_top, pad_bottom), (pad_left, pad_right))`` for an ``H x W`` input."""
-        return tuple(resolve_padding(p, n, k, s) for p, n, k, s in
+        return tuple(resolve_padding(p, n, size, s) for p, n, size, s in
                      zip(self.padding, (H, W), self.size, self.stride, strict=True))
 
     def output_shape(self, in_shape):
@@ -415,13 +416,13 @@ class MaxPool2D(Layer):
                              f"{tuple(in_shape)}")
         H, W, C = in_shape
         out = []
-        for n, k, s, (before, after), axis in zip((H, W), self.size, self.stride,
+        for n, size, s, (before, after), axis in zip((H, W), self.size, self.stride,
                                                   self.pads(H, W), "HW", strict=True):
-            size = _window_out(n, k, s, 1, before, after)
-            if size < 1:
-                raise ValueError(f"{self._label()}: window {k} is larger than the padded input "
+            n_out = _window_out(n, size, s, 1, before, after)
+            if n_out < 1:
+                raise ValueError(f"{self._label()}: window {size} is larger than the padded input "
                                  f"({n} + {before + after} along {axis})")
-            out.append(size)
+            out.append(n_out)
         return out[0], out[1], C
 
     def geometry(self, in_shape):
@@ -499,7 +500,7 @@ class Dense(Layer):
         self.params = {
             "W": _he_normal(rng, (self.in_features, self.out_features), self.in_features, dtype),
             "b": np.zeros(self.out_features, dtype=dtype)}
-        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+        self.grads = {key: np.zeros_like(p) for key, p in self.params.items()}
 
     def config(self):
         return {"in_features": self.in_features, "out_features": self.out_features,
