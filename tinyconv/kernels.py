@@ -42,7 +42,7 @@ PARALLEL_MIN_SIZE = 1 << 15
 #: The line printed when the first kernel is compiled rather than loaded from the cache.
 COMPILING_MESSAGE = ("tinyconv: compiling numba kernels for the first run "
                      "(about {seconds} s on 2 cores; cached afterwards)")
-COMPILE_SECONDS = "10-20"
+COMPILE_SECONDS = "10-30"
 
 
 class _FirstCompile(event.Listener):
