@@ -249,7 +249,7 @@ class Conv2D(Layer):
         return tuple(
             resolve_padding(p, n, d * (size - 1) + 1, s)
             for p, n, size, s, d in zip(self.padding, (H, W), self.kernel, self.stride,
-                                     self.dilation, strict=True))
+                                        self.dilation, strict=True))
 
     def output_shape(self, in_shape):
         if len(in_shape) != 3:
