@@ -13,7 +13,6 @@ what to show, names the files and writes the page.
 """
 
 import html
-import os
 import time
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from . import plots
 from .checks import check_int
 from .data import load_mnist, to_float
 from .effective_rf import effective_receptive_field
+from .files import atomic_write
 from .layers import Conv2D, MaxPool2D
 from .max_activation import max_activating
 from .occlusion import occlusion
@@ -123,13 +123,9 @@ def erf_results(model, X, layers):
 
 
 def write_png(fig, path, dpi=DPI):
-    """Save ``fig`` to a temporary name beside ``path``, then rename it into place."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        fig.savefig(tmp, format="png", dpi=dpi)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Save ``fig`` as ``path`` through :func:`~tinyconv.files.atomic_write`."""
+    with atomic_write(path) as f:
+        fig.savefig(f, format="png", dpi=dpi)
     return path
 
 
@@ -169,12 +165,8 @@ def write_index(out, entries, intro):
 </html>
 """
     path = out / INDEX
-    tmp = path.with_name(f".{INDEX}.tmp")
-    try:
-        tmp.write_text(page, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_write(path, "w") as f:
+        f.write(page)
     return path
 
 
