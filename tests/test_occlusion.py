@@ -107,11 +107,36 @@ def test_array_baseline_and_uncovered_pixels():
     (dict(target=0, size=2, baseline=np.zeros(3)), ValueError, "baseline"),
     (dict(target=0, size=2, baseline=np.nan), ValueError, "baseline"),
     (dict(target=0, size=2, batch_size=0), ValueError, "batch_size"),
+    (dict(target=0, size=2, baseline="grey"), TypeError, "baseline"),
+    (dict(target=0, size=2, baseline=None), TypeError, "baseline"),
+    (dict(target=0, size=2, baseline=True), TypeError, "baseline"),
+    (dict(target=0, size=2, baseline=[0.1, "a"]), TypeError, "baseline"),
+    (dict(target=0, size=2, baseline=np.zeros((2, 2))), ValueError, "baseline"),
+    (dict(target=0, size=2, baseline=np.zeros((11, 9, 2, 1))), ValueError, "baseline"),
+    (dict(target=0, size=2, baseline=np.array([0.0, np.nan])), ValueError, "baseline"),
+    (dict(target=0, size=2, baseline=np.inf), ValueError, "baseline"),
 ])
 def test_bad_arguments_name_themselves(kwargs, error, match):
     model = small_cnn()
     with pytest.raises(error, match=match):
         tc.occlusion(model, random_input(model, 1)[0], **kwargs)
+
+
+@pytest.mark.parametrize("x, error", [
+    (np.zeros((11, 9)), ValueError), (np.zeros((1, 1, 11, 9, 2)), ValueError),
+    (np.zeros((11, 9, 2), dtype=np.int64), TypeError), ([[0.0, 1.0], [2.0]], TypeError),
+    (np.full((11, 9, 2), np.nan), ValueError), (np.zeros((9, 11, 2)), ValueError),
+])
+def test_bad_images_name_x(x, error):
+    with pytest.raises(error, match="x: "):
+        tc.occlusion(small_cnn(), x, 0, 2)
+
+
+def test_a_nested_list_is_one_image():
+    model = small_cnn()
+    x = random_input(model, 1)[0]
+    np.testing.assert_array_equal(tc.occlusion(model, x.tolist(), 0, 3).grid,
+                                  tc.occlusion(model, x, 0, 3).grid)
 
 
 def test_relative_change_of_a_zero_score_is_refused():

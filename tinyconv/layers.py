@@ -302,8 +302,9 @@ class Conv2D(Layer):
                 (self.kernel[1], self.stride[1], pl, self.dilation[1]))
 
     def forward_unpadded(self, x):
-        """``conv(x, W) + b`` without padding, nothing cached: ``(N, H, W, C_in) ->
-        (N, H - dh*(kh-1), …, C_out)`` for stride 1 (see :meth:`Layer.forward_unpadded`)."""
+        """``conv(x, W) + b`` without padding, nothing cached (see
+        :meth:`Layer.forward_unpadded`): ``(N, H, W, C_in) -> (N, H_out, W_out, C_out)`` with
+        ``H_out = (H - dh*(kh-1) - 1) // sh + 1``."""
         x = np.ascontiguousarray(self._cast(x))
         N, H, W, _ = x.shape
         (kh, kw), (sh, sw), (dh, dw) = self.kernel, self.stride, self.dilation

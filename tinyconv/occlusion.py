@@ -90,7 +90,7 @@ def score_function(model, target):
         l = model.index(target[0])
         k = check_feature(model, l, target[1], name="target k")
         return (lambda y: map_totals(y[..., k:k + 1])[:, 0]), l
-    K = n_classes(model, "occlusion with a class target")
+    K = n_classes(model, "a class index as target")
     c = check_int(target, "target", minimum=0, maximum=K - 1)
     return (lambda y: softmax(y.astype(np.float64))[:, c]), L
 

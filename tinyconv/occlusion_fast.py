@@ -22,7 +22,14 @@ The path asks each layer, never its type:
 * ``pad_value`` — what its padding stands for (0 for a convolution, -inf for a max-pool);
 * ``pointwise`` — output unit ``(idx, k)`` depends on input unit ``(idx, k)`` alone (ReLU):
   the patch goes through by itself;
-* ``forward_unpadded(x)`` — the layer on an input already padded, caching nothing.
+* ``forward_unpadded(x)`` — the layer on an input already padded, caching nothing;
+* ``conv_kernel`` — optional: the HWIO weights when the layer is a convolution
+  ``y = conv(x, W) + b``. A stride-1 one then carries a small patch by its *change*
+  (:func:`advance_change`), one GEMM instead of im2col + GEMM over the whole block.
+
+A new layer type declares these (the defaults of :class:`~tinyconv.layers.Layer`: identity
+geometry, ``pad_value = 0``, not pointwise, no kernel, ``forward_unpadded = forward``) and
+needs nothing here.
 """
 
 from dataclasses import dataclass, field
