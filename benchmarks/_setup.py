@@ -525,7 +525,8 @@ def _worker_main(side, make, threads):
                 first = first_call(fn)
                 built[name] = fn
             fn = built[name]
-            fn()
+            if req.get("warm", True):
+                fn()
             budget, lo, hi = req["runs"]
             times = []
             while len(times) < hi and (len(times) < lo or sum(times) < budget):
@@ -561,11 +562,12 @@ class Worker:
     def ok(self):
         return "error" not in self.info and self.proc.poll() is None
 
-    def run(self, case, runs):
-        """One round of ``case``; returns the worker's reply."""
+    def run(self, case, runs, warm=True):
+        """One round of ``case`` (``warm``: with an untimed call first); the worker's reply."""
         if not self.ok():
             return {"error": self.info.get("error", "worker gone")}
-        self.proc.stdin.write(json.dumps({"case": case, "runs": list(runs)}) + "\n")
+        self.proc.stdin.write(json.dumps({"case": case, "runs": list(runs), "warm": warm})
+                              + "\n")
         self.proc.stdin.flush()
         out = self._recv()
         if "error" in out and self.proc.poll() is not None:
@@ -634,7 +636,12 @@ def run_mode(args):
             "timed apart")
 
 
-def compare(script, make, groups, args, env=None, sides=SIDES, probes=()):
+#: Rounds and timed calls per round of a long case (a training epoch): fewer, and no untimed
+#: call before each round (a call of seconds needs no warming).
+LONG_ROUNDS, LONG_RUNS = 3, (0.0, 1, 1)
+
+
+def compare(script, make, groups, args, env=None, sides=SIDES, probes=(), long=()):
     """Time cases of tinyconv and of its reference, each side in its own worker process.
 
     Parameters
@@ -650,6 +657,7 @@ def compare(script, make, groups, args, env=None, sides=SIDES, probes=()):
     probes : ``(side, case)`` pairs whose ``make(side, case)()`` is called once, untimed, after
         the timings, and whose JSON result is returned under ``("probe", side, case)``
         (e.g. a check that both libraries compute the same numbers).
+    long : cases that take seconds: :data:`LONG_ROUNDS` rounds of :data:`LONG_RUNS` calls.
 
     Returns
     -------
@@ -668,11 +676,13 @@ def compare(script, make, groups, args, env=None, sides=SIDES, probes=()):
         for group in groups:
             group = [job for job in group if job[0] in workers]
             first, times, errors = {}, {job: [] for job in group}, {}
-            for r in range(rounds):
+            slow = any(case in long for _, case in group)
+            for r in range(min(rounds, LONG_ROUNDS) if slow else rounds):
                 for job in (group if r % 2 == 0 else group[::-1]):
                     if job in errors:
                         continue
-                    out = workers[job[0]].run(job[1], runs)
+                    out = workers[job[0]].run(job[1], LONG_RUNS if slow else runs,
+                                              warm=not slow)
                     if "error" in out:
                         errors[job] = out["error"]
                         continue
