@@ -9,15 +9,20 @@ removed in its header.
 
 Then a script parses the shared options with :func:`arg_parser`, calls :func:`configure` (pins
 BLAS, numba and torch to the same thread count and returns the header lines; NumPy, numba and
-torch are imported there, never at the top of this module) and, once the first numba calls are
-out of the way, :func:`start_run` or :func:`start_shapes` (the idle check, the mode line and
-the load monitor); it times callables with :func:`measure` (warm-up, then the median and
-minimum of repeated ``time.perf_counter`` runs) or, to compare libraries, with
-:func:`interleaved` (the callables in turns, so that all of them see the same machine), and
-prints :class:`Table` objects. :func:`layer_passes`, :func:`time_passes` and
-:func:`pass_cells` are the tinyconv-against-torch comparison of one layer that several scripts
-share, and :func:`pass_table` the table they fill; :func:`time_layer` times a layer's forward and
-backward each alone. :func:`thread_env` is the environment for a child process.
+torch are imported there, never at the top of this module) and :func:`start_run` or
+:func:`start_shapes` (the idle check, the mode line and the load monitor).
+
+Every ratio against torch or Captum comes from :func:`compare` (or :func:`compare_passes`
+for a layer's two passes): tinyconv and the reference each run in a fresh :class:`Worker`
+process (the script itself with ``--worker tinyconv|torch``, served by :func:`serve`), with
+:data:`THREAD_VARS` pinned and :data:`BLAS_VARS` removed from its environment before NumPy
+loads (:func:`thread_env`); the two take turns for several rounds on cases that each worker
+builds from the same seeded inputs, and each reports its first call apart. ``--in-process``
+keeps the older way, :func:`interleaved` (the callables in turns in one process). tinyconv
+alone is timed with :func:`measure` (warm-up, then the median and minimum of repeated
+``time.perf_counter`` runs). :class:`Table` objects print the results; :func:`layer_passes`,
+:func:`pass_cells` and :func:`pass_table` are the one-layer comparison several scripts share,
+:func:`time_layer` times a layer's forward and backward each alone.
 """
 
 import argparse
