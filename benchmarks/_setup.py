@@ -498,8 +498,11 @@ def _worker_main(side, make, threads):
     os.dup2(2, 1)
 
     def send(obj):
-        reply.write(json.dumps(obj) + "\n")
-        reply.flush()
+        try:
+            reply.write(json.dumps(obj) + "\n")
+            reply.flush()
+        except BrokenPipeError:             # the script that started this worker is gone
+            os._exit(0)
 
     try:
         header = configure(threads, torch=side == "torch")

@@ -33,7 +33,7 @@ RUNS = {
     "train": ["bench_train.py"],
     "model": ["bench_model.py", "--markdown", "{tmp}/model.md"],
     "model in-process": ["bench_model.py", "--in-process"],
-    "contention": ["bench_contention.py", "--investigate"],
+    "contention": ["bench_contention.py"],
     "model bare": ["bench_model.py"],
     "methods bare": ["bench_methods.py"],
     "train bare": ["bench_train.py"],
@@ -165,7 +165,7 @@ def test_model(started):
                 "grey occluder", "MaxAct conv2"):
         assert row in out, row
     if HAVE_CAPTUM:
-        assert "worker torch (pid" in out and "Captum best: perturbations_per_eval" in out
+        assert "worker torch (pid" in out and "max rel. diff" in out
     assert "| case |" in (started[1] / "model.md").read_text()
 
 
@@ -178,7 +178,7 @@ def test_model_in_process_says_so(started):
 def test_contention(started):
     out = finished(started, "contention")
     assert_tables(out, "One training epoch")
-    assert "neighbour:" in out and "numba 1 thread" in out and "busy / idle" in out
+    assert "neighbour:" in out and "as shipped" in out and "busy / idle" in out
 
 
 @pytest.mark.parametrize("name", ["model bare", "methods bare", "train bare"])
