@@ -25,6 +25,7 @@ import numpy as np
 
 from .data import load_mnist, to_float
 from .files import atomic_write
+from .layers import softmax
 from .projection import project, saliency
 from .units import check_feature, check_target, is_spatial, strongest_feature
 
@@ -78,9 +79,9 @@ def read_grey(path):
         a = np.asarray(im, dtype=np.float64)
         grey = a / (65535.0 if a.max() <= 65535 else a.max())
         notes.append("16-bit grey scaled to [0, 1]")
-    elif im.mode == "F":
+    elif im.mode == "F":                  # floating-point TIFFs: stretch to [0, 1]
         a = np.asarray(im, dtype=np.float64)
-        grey = (a - a.min()) / max(a.max() - a.min(), 1e-12)
+        grey = (a - a.min()) / max(np.ptp(a), 1e-12)
     else:
         if "A" in im.getbands() or im.mode == "P":
             # transparent pixels show the page they sit on: flatten onto white
@@ -113,9 +114,9 @@ def to_mnist(grey):
     # the frame of the picture is its background: light frame = dark digit on light paper
     frame = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
     if np.median(frame) > 0.5:
-        grey = 1.0 - grey
+        grey, frame = 1.0 - grey, 1.0 - frame
         notes.append("dark on light: inverted to white on black")
-    background = np.median(np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]]))
+    background = np.median(frame)
     ink = np.clip(grey - background, 0, None)
     if ink.max() <= 0.05:
         raise ValueError("image: no digit found (the picture is one flat colour)")
@@ -192,8 +193,6 @@ def explain(model, x, methods=None, layer=None, feature=None, target=None, data=
     ``call`` (the Python that computed it) and method-specific fields.
     """
     import tinyconv as tc
-
-    from .layers import softmax
 
     methods = available_methods() if methods is None else list(methods)
     unknown = sorted(set(methods) - set(available_methods()))
@@ -285,7 +284,6 @@ def write_report(explanation, x, notes, source, out, stem):
         path = out / f"{stem}_{method}.png"
         with atomic_write(path) as f:
             fig.savefig(f, format="png", dpi=100)
-        fig.clf()
         written.append(path)
     report = {"source": source, "preprocessing": notes,
               "prediction": explanation["prediction"],

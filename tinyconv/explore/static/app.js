@@ -34,16 +34,11 @@ async function api(route, body) {
 
 // the image as the API wants it: 28 rows of 28 numbers
 function imageRows() {
-  const rows = [];
-  for (let r = 0; r < SIDE; r++) rows.push(Array.from(state.image.slice(r * SIDE, (r + 1) * SIDE)));
-  return rows;
+  return Array.from({length: SIDE}, (_, r) => Array.from(state.image.subarray(r * SIDE, (r + 1) * SIDE)));
 }
 
 function bytesOf(encoded) {
-  const text = atob(encoded.data);
-  const bytes = new Uint8Array(text.length);
-  for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
-  return bytes;
+  return Uint8Array.from(atob(encoded.data), (ch) => ch.charCodeAt(0));
 }
 
 // ---------------------------------------------------------------- drawing small images
@@ -107,44 +102,32 @@ function strokeTo(position) {
 function setUpPad() {
   const pad = $("pad");
   pad.addEventListener("pointerdown", (event) => {
-    pad.setPointerCapture(event.pointerId);
-    state.history.push(state.image.slice());
-    state.drawing = true;
-    state.last = null;
+    pad.setPointerCapture(event.pointerId);    // keep the stroke when it leaves the pad
+    remember();
+    [state.drawing, state.last] = [true, null];
     strokeTo(padPosition(event));
   });
-  pad.addEventListener("pointermove", (event) => {
-    if (state.drawing) strokeTo(padPosition(event));
-  });
-  const end = () => {
-    if (!state.drawing) return;
-    state.drawing = false;
-    refreshUnit();     // the unit's projection depends on the input: redo it per stroke
-  };
+  pad.addEventListener("pointermove", (event) => { if (state.drawing) strokeTo(padPosition(event)); });
+  // the unit's projection depends on the input: redo it once per stroke, at its end
+  const end = () => { if (state.drawing) { state.drawing = false; refreshUnit(); } };
   pad.addEventListener("pointerup", end);
   pad.addEventListener("pointercancel", end);
-  $("clear").addEventListener("click", () => {
-    state.history.push(state.image.slice());
-    state.image.fill(0);
-    changed();
-  });
+  $("clear").addEventListener("click", () => { remember(); state.image.fill(0); changed(); });
   $("undo").addEventListener("click", () => {
-    if (state.history.length) state.image = state.history.pop();
-    changed();
+    if (state.history.length) { state.image = state.history.pop(); changed(); }
   });
   $("load-digit").addEventListener("click", loadDigit);
 }
 
-function changed() {
-  drawPad();
-  requestForward();
-  refreshUnit();
-}
+// a snapshot for undo, taken before each stroke, clear or loaded digit
+const remember = () => state.history.push(state.image.slice());
+// the whole input changed at once: redraw it and ask the server again
+function changed() { drawPad(); requestForward(); refreshUnit(); }
 
 async function loadDigit() {
   try {
     const answer = await api("digit", {index: Number($("digit-index").value)});
-    state.history.push(state.image.slice());
+    remember();
     state.image = Float32Array.from(answer.image.flat());
     $("digit-label").textContent = `held-out digit ${answer.index}: label ${answer.label} — ${answer.call}`;
     changed();
@@ -170,18 +153,15 @@ async function requestForward() {
 }
 
 function showForward(answer) {
+  // one bar per class, 200 px for p = 1; the predicted class in another colour
   const probs = $("probs");
-  probs.innerHTML = "";
-  answer.probabilities.forEach((p, c) => {
-    const bar = document.createElement("div");
-    bar.className = "bar" + (c === answer.prediction ? " best" : "");
-    bar.innerHTML = `<span>${c}</span><span class="fill" style="width:${Math.round(200 * p)}px"></span><span>${p.toFixed(3)}</span>`;
-    probs.appendChild(bar);
-  });
+  probs.innerHTML = answer.probabilities.map((p, c) =>
+    `<div class="bar${c === answer.prediction ? " best" : ""}"><span>${c}</span>` +
+    `<span class="fill" style="width:${Math.round(200 * p)}px"></span><span>${p.toFixed(3)}</span></div>`).join("");
   probs.dataset.updates = Number(probs.dataset.updates) + 1;
   $("forward-call").textContent = `tc.softmax(${answer.call}[-1])`;
   for (const layer of answer.layers) {
-    const [h, w, channels] = layer.shape;
+    const [channels, h, w] = layer.shape;   // maps arrive as (C_l, H_l, W_l)
     const bytes = bytesOf(layer);
     const maps = document.querySelectorAll(`.map[data-l="${layer.l}"]`);
     for (let k = 0; k < channels; k++) paint(maps[k], bytes, k * h * w, h, w, grey);
@@ -205,10 +185,8 @@ function buildLayers(info) {
     for (let k = 0; k < channels; k++) {
       const canvas = document.createElement("canvas");
       canvas.className = "map";
-      canvas.width = w;
-      canvas.height = h;
-      canvas.dataset.l = layer.l;
-      canvas.dataset.k = k;
+      [canvas.width, canvas.height] = [w, h];
+      Object.assign(canvas.dataset, {l: layer.l, k});
       canvas.title = `${layer.name}, feature k = ${k}`;
       canvas.addEventListener("click", (event) => {
         const box = canvas.getBoundingClientRect();
@@ -247,21 +225,18 @@ function showUnit(answer) {
   $("unit-hint").hidden = true;
   $("unit-title").innerHTML = `<b>${answer.layer}</b>, feature k = ${answer.feature}, ` +
     `idx = (${answer.row}, ${answer.col}): y = ${answer.activation.toFixed(3)}`;
-  // the receptive-field box over the input, drawn 5x larger so the outline is crisp
-  const rf = $("rf");
-  const bytes = state.image.map((v) => Math.round(255 * v));
-  paint(rf, bytes, 0, SIDE, SIDE, grey);
-  const big = document.createElement("canvas");
-  big.width = big.height = 5 * SIDE;
-  const ctx = big.getContext("2d");
+  // the receptive-field box (half-open rows r0:r1, columns c0:c1) over the input, drawn
+  // 5x larger than the input so that the outline stays crisp
+  const small = document.createElement("canvas");
+  paint(small, state.image.map((v) => Math.round(255 * v)), 0, SIDE, SIDE, grey);
+  const rf = $("rf"), ctx = rf.getContext("2d");
+  rf.width = rf.height = 5 * SIDE;
   ctx.imageSmoothingEnabled = false;
-  ctx.drawImage(rf, 0, 0, 5 * SIDE, 5 * SIDE);
+  ctx.drawImage(small, 0, 0, 5 * SIDE, 5 * SIDE);
   const [r0, r1, c0, c1] = answer.box;
   ctx.strokeStyle = "#f33";
   ctx.lineWidth = 2;
   ctx.strokeRect(5 * c0 + 1, 5 * r0 + 1, 5 * (c1 - c0) - 2, 5 * (r1 - r0) - 2);
-  rf.width = rf.height = 5 * SIDE;
-  rf.getContext("2d").drawImage(big, 0, 0);
   $("rf-call").textContent = answer.calls.box + ` = (${answer.box.join(", ")})`;
   // the projection of the unit to the input, red positive, blue negative
   paint($("projection"), bytesOf(answer.projection), 0, SIDE, SIDE, diverging);
@@ -272,13 +247,11 @@ function showUnit(answer) {
   const [n, h, w] = answer.top9.shape;
   const patches = bytesOf(answer.top9);
   for (let i = 0; i < n; i++) {
+    // caption: example index, (its label) and its activation, the ranking's score
     const figure = document.createElement("figure");
-    const canvas = document.createElement("canvas");
-    paint(canvas, patches, i * h * w, h, w, grey);
-    figure.appendChild(canvas);
-    const caption = document.createElement("figcaption");
-    caption.textContent = `#${answer.top9.indices[i]} (${answer.top9.labels[i]}) ${answer.top9.values[i].toFixed(2)}`;
-    figure.appendChild(caption);
+    figure.innerHTML = `<canvas></canvas><figcaption>#${answer.top9.indices[i]} ` +
+      `(${answer.top9.labels[i]}) ${answer.top9.values[i].toFixed(2)}</figcaption>`;
+    paint(figure.firstChild, patches, i * h * w, h, w, grey);
     top9.appendChild(figure);
   }
   $("top9-call").textContent = answer.calls.top9;
