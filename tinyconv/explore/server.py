@@ -6,6 +6,7 @@ reachable, whatever the path says) and passes ``POST /api/<route>`` bodies to
 status (5xx only for a fault of the server itself, and never with a traceback).
 """
 
+import contextlib
 import json
 import sys
 import time
@@ -38,10 +39,14 @@ class Handler(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"       # keep-alive: the page sends a request per stroke
     default_request_version = "HTTP/1.0"  # a garbled request line still gets a status line
+    # headers and body go out as two writes; with Nagle's algorithm the second waits for the
+    # client's delayed ACK of the first (40 ms on Linux), longer than the work itself
+    disable_nagle_algorithm = True
     server_version = "tinyconv-explore"
 
-    def send_json(self, status, obj, elapsed=None):
+    def send_json(self, status, obj, start=None):
         data = json.dumps(obj, allow_nan=False).encode()
+        elapsed = None if start is None else time.perf_counter() - start
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
@@ -103,11 +108,25 @@ class Handler(BaseHTTPRequestHandler):
         except Exception as err:            # a fault of ours: say so, in one line
             print(f"tinyconv explore: {route}: {type(err).__name__}: {err}", file=sys.stderr)
             status, answer = 500, {"error": f"internal error ({type(err).__name__})"}
-        self.send_json(status, answer, time.perf_counter() - start)
+        self.send_json(status, answer, start)
 
     def log_message(self, format, *args):
         if self.server.verbose:
             super().log_message(format, *args)
+
+
+def one_blas_thread():
+    """A context in which BLAS uses one thread, when threadpoolctl is installed.
+
+    The matrices of one 28x28 image are far too small to share out: a second BLAS thread
+    only adds waiting for it, which on a loaded machine costs milliseconds per product
+    (see ``benchmarks/bench_explore.py``). Without threadpoolctl, nothing changes.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(1, user_api="blas")
 
 
 def make_server(explorer, port=0, verbose=False):
@@ -129,7 +148,8 @@ def serve(model, port=8000, browser=True):
     if browser:
         webbrowser.open(url)
     try:
-        server.serve_forever()
+        with one_blas_thread():
+            server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
