@@ -195,6 +195,7 @@ def test_the_command_on_a_picture_and_an_index(tmp_path, capsys):
     (["explain"], "at least one IMAGE"),
     (["explain", "--index", "0", "--method", "nope"], "--method"),
     (["explain", "--index", "5000"], "--index"),
+    (["explain", "--index", "0", "--feature", "3"], "--feature K needs --layer"),
 ])
 def test_the_command_refuses_a_bad_command_line(argv, message, capsys):
     assert main(argv) == 2

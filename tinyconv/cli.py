@@ -330,6 +330,8 @@ def run_explain(args):
 
     if not args.images and not args.index:
         raise UsageError("give at least one IMAGE or --index N")
+    if args.feature is not None and args.layer is None:
+        raise UsageError("--feature K needs --layer L (the layer whose feature k is meant)")
     methods = args.method or ex.available_methods()
     unknown = [m for m in methods if m not in ex.available_methods()]
     if unknown:
