@@ -35,7 +35,7 @@ tests and quick experiments: a few thousand parameters, one epoch in seconds.
 
 import numpy as np
 
-from .checks import check_int
+from .checks import check_choice, check_int
 from .layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU
 from .model import Sequential
 from .units import conv_layers
@@ -92,9 +92,7 @@ def build(name="mnist", seed=0):
     ValueError
         For an unknown ``name``, listing the valid ones.
     """
-    if not isinstance(name, str) or name not in ARCHITECTURES:
-        raise ValueError(f"arch: expected one of {', '.join(map(repr, ARCHITECTURES))}, "
-                         f"got {name!r}")
+    check_choice(name, "arch", ARCHITECTURES)
     seed = check_int(seed, "seed", minimum=0)
     make_layers, _ = ARCHITECTURES[name]
     return Sequential(make_layers(), INPUT_SHAPE, seed=seed)

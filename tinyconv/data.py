@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .checks import check_choice
 from .files import atomic_write, is_writable
 from .progress import Progress
 
@@ -95,8 +96,7 @@ def load_mnist(split="bundled", download=False, cache_dir=None, mirrors=None):
     """
     if not isinstance(split, str):
         raise TypeError(f"split must be a str, got {type(split).__name__}")
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {', '.join(map(repr, SPLITS))}; got {split!r}")
+    check_choice(split, "split", SPLITS)
     if not isinstance(download, bool):
         raise TypeError(f"download must be a bool, got {type(download).__name__}")
     if cache_dir is not None and not isinstance(cache_dir, str | os.PathLike):

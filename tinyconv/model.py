@@ -201,8 +201,8 @@ class Sequential:
         Parameters
         ----------
         dy : (N, *output_shapes[start]) array: for the true gradient, ``d loss / d y_(start)``;
-            for a projection, a one-hot seed on the unit ``y_(l),idx,k``.
-        rule : ``"gradient"``, ``"deconvnet"`` or ``"guided"`` (only ReLU differs).
+            for a projection, a one-hot signal on the unit ``y_(l),idx,k``.
+        rule : one of :data:`tinyconv.layers.RULES` (only ReLU's backward differs).
         start : layer name or number ``l``; defaults to ``L``. The last forward pass must have
             reached it.
         input_grad : False to stop once every parameter has its gradient: the layers below
