@@ -7,12 +7,10 @@
     tinyconv rf mnist                 # receptive field of every layer of the shipped model
     tinyconv info mnist               # its layers, output shapes and parameter counts
 
-The options of ``train`` are the fields of a :class:`~tinyconv.training.Recipe`, and their
-defaults are ``MNIST_RECIPE``, the recipe of the shipped ``tinyconv/data/mnist_cnn.npz``
-(``build("mnist", seed=0)``; Adam, lr 2e-3 times 0.85 per epoch, batch 32, 15 epochs, each
-on digits shifted by up to 2 pixels). ``train`` only reads digits, calls
-:func:`~tinyconv.training.train_recipe` and saves: ``train_recipe(MNIST_RECIPE, X, y)`` from
-Python writes the same weights bit for bit (same machine and library versions).
+The options of ``train`` are the fields of a :class:`~tinyconv.training.Recipe`; their
+defaults, ``MNIST_RECIPE``, made the shipped ``tinyconv/data/mnist_cnn.npz``. ``train`` only
+reads digits, calls :func:`~tinyconv.training.train_recipe` and saves, so
+``train_recipe(MNIST_RECIPE, X, y)`` gives the same weights bit for bit from Python.
 
 Every subcommand is a pair of small functions (one adds its arguments, one runs it) listed
 in :data:`COMMANDS`; :func:`main` builds the parser from that table.
@@ -357,10 +355,8 @@ def build_parser():
 
 def one_line(message):
     """Fold a multi-line message (e.g. one failure per download mirror) onto one line."""
-    lines = [line.strip() for line in str(message).splitlines() if line.strip()]
-    if len(lines) <= 1:
-        return "".join(lines)
-    return lines[0] + " " + "; ".join(lines[1:])
+    first, *rest = [line.strip() for line in str(message).splitlines() if line.strip()] or [""]
+    return " ".join([first, "; ".join(rest)]) if rest else first
 
 
 def report(message):
