@@ -1,7 +1,7 @@
 """Interpretation methods: tinyconv against Captum on the same numbers (the model's torch copy).
 
 The shipped MNIST CNN (``tc.pretrained("mnist")``), float32, bundled held-out digits scaled by
-``tc.to_float``; Captum runs on ``model.to_torch()`` (same weights, NCHW input). Both libraries
+``tc.to_float``; Captum runs on ``tc.to_torch(model)`` (same weights, NCHW input). Both libraries
 get the same thread count.
 
 - **Projections** of the class logit ``y_(L),k`` on a batch of 64 digits:
@@ -77,7 +77,7 @@ def _captum():
 def _occlude_captum(model, x, c, baseline, ppe):
     """Captum's occlusion of ``x`` on the torch copy followed by a softmax."""
     torch, captum = _captum()
-    probs = torch.nn.Sequential(model.to_torch(), torch.nn.Softmax(dim=1)).eval()
+    probs = torch.nn.Sequential(tc.to_torch(model), torch.nn.Softmax(dim=1)).eval()
     explainer = captum.Occlusion(probs)
     xt = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1))[None])
 
@@ -91,7 +91,7 @@ def _occlude_captum(model, x, c, baseline, ppe):
 
 def _project_captum(model, X, k, method):
     torch, captum = _captum()
-    net = model.to_torch()
+    net = tc.to_torch(model)
     xt = torch.from_numpy(np.ascontiguousarray(X.transpose(0, 3, 1, 2)))
     xt.requires_grad_(True)          # as a user would; Captum warns otherwise
     explainer = getattr(captum, method)(net)
@@ -282,7 +282,7 @@ def main(argv=None):
              "Captum min": "{:.1f}", "tinyconv/Captum": "{:.2f}", "ratio of minima": "{:.2f}",
              "max rel. diff": "{:.1e}", "tie-free": "{:.1e}"},
         notes=["tinyconv: tc.project(model, x, 'logits', k, rule) (forward + backward with "
-               "that ReLU rule); Captum on model.to_torch(), input (N, 1, 28, 28) with "
+               "that ReLU rule); Captum on tc.to_torch(model), input (N, 1, 28, 28) with "
                "requires_grad, target=k; Saliency with abs=False. Each library ran in its own "
                "worker process, the two taking turns (see the mode line). Command: python "
                "benchmarks/bench_methods.py",

@@ -1,6 +1,6 @@
 """The speed a user feels: the shipped MNIST model against the identical torch network.
 
-``tc.pretrained("mnist")`` (float32) and ``model.to_torch()`` (the same weights, NCHW), on
+``tc.pretrained("mnist")`` (float32) and ``tc.to_torch(model)`` (the same weights, NCHW), on
 bundled digits scaled by ``tc.to_float`` — the same seeded numbers on both sides:
 
 - **forward** at batch 1, 64 and 256: ``model(x)`` against ``net(x)`` under ``no_grad``;
@@ -184,7 +184,7 @@ def _torch(kind, args):
     import torch
     import torch.nn.functional as F
 
-    net = tc.pretrained("mnist").to_torch()
+    net = tc.to_torch(tc.pretrained("mnist"))
     if kind == "forward":
         xt = nchw(torch, digits("bundled-test", int(args[0]))[0])
 
@@ -255,7 +255,7 @@ def agreement(kind, args):
     import torch
 
     model = tc.pretrained("mnist")
-    net = model.to_torch()
+    net = tc.to_torch(model)
     if kind == "method":
         method = next(m for m in METHODS if m.name == args[0])
         X, labels = digits("bundled-test", int(args[1]))

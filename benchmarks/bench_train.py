@@ -6,7 +6,7 @@ of bundled MNIST digits (``to_float``). One step is
 
 - tinyconv: ``training.train_step`` — forward, softmax cross-entropy, backward
   (``rule="gradient"``) and an ``Adam`` update;
-- torch: the same network from ``model.to_torch()`` (same initial weights), ``zero_grad``,
+- torch: the same network from ``tc.to_torch(model)`` (same initial weights), ``zero_grad``,
   ``F.cross_entropy``, ``backward``, ``torch.optim.Adam.step``; with NCHW-contiguous and with
   ``channels_last`` tensors, the faster reported.
 
@@ -65,7 +65,7 @@ def torch_setup(model, data, channels_last):
     import torch
     import torch.nn.functional as F
 
-    net = model.to_torch().train()
+    net = tc.to_torch(model).train()
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     net = net.to(memory_format=fmt)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
@@ -90,7 +90,7 @@ def check_same_network(batch):
 
     data = batches(batch)
     model = architectures.build("mnist", seed=0)
-    net = model.to_torch().train()
+    net = tc.to_torch(model).train()
     x, y = data[0]
     loss, dlogits = cross_entropy(model.forward(x), y)
     model.backward(dlogits)
