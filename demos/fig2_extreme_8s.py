@@ -16,10 +16,11 @@ images, labels = tc.load_mnist("bundled-test")
 X = tc.to_float(images)
 
 eights = X[labels == 8]
-worst = tc.max_activating(model, eights, "logits", k=8, top=5, descending=False)
-print("the five least probable 8s have p(8) =", worst.values[0].round(3))
+ranking = tc.max_activating(model, eights, "logits", k=8, top=None)   # one ranking, both ends
+print("the five least probable 8s have p(8) =", ranking.values[0][::-1][:5].round(3))
 
-fig = plots.extreme_examples(model, X, labels, digit=8)
+predicted = tc.predict(model, eights).argmax(axis=1)
+fig = plots.extreme_examples(eights, ranking, predicted)
 out = sys.argv[1] if len(sys.argv) > 1 else "fig2_extreme_8s.png"
 fig.savefig(out, dpi=110)
 print(f"saved {out}")

@@ -18,7 +18,9 @@ ranking = tc.max_activating(model, X, "conv2", k=3, top=9)
 print("MaxAct of conv2 feature 3: digits", ranking.indices[0],
       "at (row, col)", ranking.locations[0].tolist())
 
-fig = plots.maxact_montages(model, X, layers=["conv1", "conv2", "conv3"], features=6)
+rankings = [tc.max_activating(model, X, layer, k=range(6), top=9)
+            for layer in ("conv1", "conv2", "conv3")]
+fig = plots.maxact_montages(model, X, rankings)
 out = sys.argv[1] if len(sys.argv) > 1 else "fig3_maxact.png"
 fig.savefig(out, dpi=110)
 print(f"saved {out}")

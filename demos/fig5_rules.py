@@ -9,18 +9,25 @@ import sys
 
 import tinyconv as tc
 from tinyconv import plots
+from tinyconv.tour import example_of
+from tinyconv.units import strongest_feature
 
 model = tc.pretrained("mnist")
 images, labels = tc.load_mnist("bundled-test")
 X = tc.to_float(images)
 
-eight = X[plots.example_of(model, X, labels, 8)]
-k = plots.strongest_feature(model, eight, "conv3")
+eight = X[example_of(model, X, labels, 8)]
+k = int(strongest_feature(model.forward(eight[None], upto="conv3"))[0])
 for rule in ("gradient", "deconvnet", "guided"):
     back = tc.project(model, eight[None], "conv3", k, rule=rule)     # (1, 28, 28, 1)
     print(f"{rule:>9}: {(back > 0).mean():.0%} of the pixels positive")
 
-fig = plots.compare_rules(model, X, [("conv2", 3), ("conv3", k)], n=3)
+results = []
+for layer, unit in (("conv2", 3), ("conv3", k)):
+    ranking = tc.max_activating(model, X, layer, k=unit, top=3)
+    results.append(tuple(tc.project_top(model, X, ranking, unit, rule=rule)
+                         for rule in ("gradient", "deconvnet", "guided")))
+fig = plots.compare_rules(model, X, results)
 out = sys.argv[1] if len(sys.argv) > 1 else "fig5_rules.png"
 fig.savefig(out, dpi=110)
 print(f"saved {out}")

@@ -8,11 +8,13 @@ import sys
 
 import tinyconv as tc
 from tinyconv import plots
+from tinyconv.tour import example_of, occlusion_results
+from tinyconv.units import strongest_feature
 
 model = tc.pretrained("mnist")
 images, labels = tc.load_mnist("bundled-test")
 X = tc.to_float(images)
-eight = X[plots.example_of(model, X, labels, 8)]
+eight = X[example_of(model, X, labels, 8)]
 
 result = tc.occlusion(model, eight, target=8, size=8, relative=True)
 r, c = divmod(int(result.grid.argmax()), result.grid.shape[1])
@@ -20,7 +22,8 @@ print(f"p(8) = {result.original:.3f}; it drops most ({result.grid[r, c]:.0%}) wi
       f"square at rows {result.rows[r]}..{result.rows[r] + 7}, columns "
       f"{result.cols[c]}..{result.cols[c] + 7}")
 
-fig = plots.occlusion_figure(model, eight, 8, sizes=(4, 8), layer="conv3")
+k = int(strongest_feature(model.forward(eight[None], upto="conv3"))[0])
+fig = plots.occlusion_figure(eight, 8, **occlusion_results(model, eight, 8, (4, 8), "conv3", k))
 out = sys.argv[1] if len(sys.argv) > 1 else "fig6_occlusion.png"
 fig.savefig(out, dpi=110)
 print(f"saved {out}")

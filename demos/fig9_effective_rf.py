@@ -6,10 +6,9 @@ central unit of each convolution over held-out digits, with the analytic box dra
 
 import sys
 
-import numpy as np
-
 import tinyconv as tc
 from tinyconv import plots
+from tinyconv.tour import erf_results
 
 model = tc.pretrained("mnist")
 images, labels = tc.load_mnist("bundled-test")
@@ -17,8 +16,7 @@ X = tc.to_float(images[:500])
 
 # the conv3 feature most active at unit (3, 3), its gradient averaged over 100 digits
 k = int(model.forward(X[:100], upto="conv3")[:, 3, 3, :].mean(axis=0).argmax())
-g = tc.project(model, X[:100], "conv3", k, idx=(3, 3), rule="gradient")   # (100, 28, 28, 1)
-erf = np.abs(g).mean(axis=0)[:, :, 0]
+erf = tc.effective_receptive_field(model, X[:100], "conv3", k=k, idx=(3, 3))   # (28, 28)
 r0, r1, c0, c1 = tc.receptive_field(model, "conv3").box(3, 3, clip=False)
 q = (r1 - r0) // 4                                   # the central half of the box, per axis
 inner = erf[r0 + q:r1 - q, c0 + q:c1 - q].sum() / erf.sum()
@@ -26,7 +24,8 @@ print(f"conv3 unit (3, 3), feature {k}: {inner:.0%} of the mean |gradient| lies 
       f"central {r1 - r0 - 2 * q}x{c1 - c0 - 2 * q} of its {r1 - r0}x{c1 - c0} box "
       "(a quarter of its area)")
 
-fig = plots.effective_receptive_fields(model, X, layers=["conv1", "conv2", "conv3"])
+fig = plots.effective_receptive_fields(tc.receptive_fields(model),
+                                       erf_results(model, X, ["conv1", "conv2", "conv3"]), len(X))
 out = sys.argv[1] if len(sys.argv) > 1 else "fig9_effective_rf.png"
 fig.savefig(out, dpi=110)
 print(f"saved {out}")

@@ -7,8 +7,8 @@ from toy_models import random_input, small_cnn
 import tinyconv as tc
 from tinyconv.occlusion import window_starts
 
-# the module itself (tc.occlusion is the function of the same name)
-module = importlib.import_module("tinyconv.occlusion")
+# the fast path's module
+module = importlib.import_module("tinyconv.occlusion_fast")
 
 
 def naive_occlusion(score, x, size, stride, baseline):
@@ -18,6 +18,9 @@ def naive_occlusion(score, x, size, stride, baseline):
     cols = list(range(0, max(W - size[1], 0) + stride[1], stride[1]))
     rows = [r for r in rows if r - stride[0] < H - size[0]] or [0]
     cols = [c for c in cols if c - stride[1] < W - size[1]] or [0]
+    # a window that would start outside the image ends at its edge instead
+    rows = [r if r < H else H - size[0] for r in rows]
+    cols = [c if c < W else W - size[1] for c in cols]
     orig = score(x[None])[0]
     grid = np.zeros((len(rows), len(cols)))
     total, count = np.zeros((H, W)), np.zeros((H, W))
@@ -59,9 +62,11 @@ def test_equals_a_naive_loop(kind, size, stride):
 
 
 def test_window_count_and_the_cut_last_window():
-    # ceil((n - size) / stride) + 1 windows, the last one may hang over the edge
+    # ceil((n - size) / stride) + 1 windows, the last one may hang over the edge, but none
+    # starts outside the image
     np.testing.assert_array_equal(window_starts(28, 4, 1), np.arange(25))
     np.testing.assert_array_equal(window_starts(28, 5, 3), np.arange(0, 25, 3))
+    np.testing.assert_array_equal(window_starts(10, 1, 4), [0, 4, 8, 9])
     np.testing.assert_array_equal(window_starts(11, 3, 4), [0, 4, 8])
     np.testing.assert_array_equal(window_starts(5, 5, 2), [0])
 
@@ -102,11 +107,36 @@ def test_array_baseline_and_uncovered_pixels():
     (dict(target=0, size=2, baseline=np.zeros(3)), ValueError, "baseline"),
     (dict(target=0, size=2, baseline=np.nan), ValueError, "baseline"),
     (dict(target=0, size=2, batch_size=0), ValueError, "batch_size"),
+    (dict(target=0, size=2, baseline="grey"), TypeError, "baseline"),
+    (dict(target=0, size=2, baseline=None), TypeError, "baseline"),
+    (dict(target=0, size=2, baseline=True), TypeError, "baseline"),
+    (dict(target=0, size=2, baseline=[0.1, "a"]), TypeError, "baseline"),
+    (dict(target=0, size=2, baseline=np.zeros((2, 2))), ValueError, "baseline"),
+    (dict(target=0, size=2, baseline=np.zeros((11, 9, 2, 1))), ValueError, "baseline"),
+    (dict(target=0, size=2, baseline=np.array([0.0, np.nan])), ValueError, "baseline"),
+    (dict(target=0, size=2, baseline=np.inf), ValueError, "baseline"),
 ])
 def test_bad_arguments_name_themselves(kwargs, error, match):
     model = small_cnn()
     with pytest.raises(error, match=match):
         tc.occlusion(model, random_input(model, 1)[0], **kwargs)
+
+
+@pytest.mark.parametrize("x, error", [
+    (np.zeros((11, 9)), ValueError), (np.zeros((1, 1, 11, 9, 2)), ValueError),
+    (np.zeros((11, 9, 2), dtype=np.int64), TypeError), ([[0.0, 1.0], [2.0]], TypeError),
+    (np.full((11, 9, 2), np.nan), ValueError), (np.zeros((9, 11, 2)), ValueError),
+])
+def test_bad_images_name_x(x, error):
+    with pytest.raises(error, match="x: "):
+        tc.occlusion(small_cnn(), x, 0, 2)
+
+
+def test_a_nested_list_is_one_image():
+    model = small_cnn()
+    x = random_input(model, 1)[0]
+    np.testing.assert_array_equal(tc.occlusion(model, x.tolist(), 0, 3).grid,
+                                  tc.occlusion(model, x, 0, 3).grid)
 
 
 def test_relative_change_of_a_zero_score_is_refused():
@@ -233,15 +263,15 @@ def test_windows_that_change_nothing_score_the_original():
     x[2:6, 2:8] = rng.uniform(0.1, 0.2, (4, 6, 1))
     x[2:6:2, 2:8:2] = rng.uniform(1.0, 2.0, (2, 3, 1))     # the maximum of each 2x2 cell
     dropped = []
-    change = module.advance_change
+    advance = module.advance
 
-    def spy(step, patch, start):
-        out = change(step, patch, start)
+    def spy(step, patch, *args):
+        out = advance(step, patch, *args)
         dropped.append(len(patch) - len(out[2]))
         return out
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(module, "advance_change", spy)
+        mp.setattr(module, "advance", spy)
         fast = tc.occlusion(model, x, 1, 1, batch_size=16)
     full = tc.occlusion(model, x, 1, 1, fast=False)
     np.testing.assert_allclose(fast.occluded, full.occluded, rtol=1e-12, atol=1e-12)

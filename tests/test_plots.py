@@ -8,7 +8,7 @@ import pytest
 from matplotlib.figure import Figure
 
 import tinyconv as tc
-from tinyconv import plots
+from tinyconv import plots, tour
 from tinyconv.architectures import build
 
 
@@ -52,38 +52,49 @@ def test_filters_refuse_a_layer_that_is_not_a_convolution(model):
         plots.filters(model, "relu1")
 
 
-def test_extreme_examples_titles_carry_the_probabilities(model, digits):
+def test_extreme_examples_take_both_ends_from_one_ranking(model, digits):
     X, y = digits
-    fig = plots.extreme_examples(model, X, y, digit=8, n=4)
+    eights = X[y == 8]
+    ranking = tc.max_activating(model, eights, "logits", k=8, top=None)
+    predicted = tc.predict(model, eights).argmax(axis=1)
+    fig = plots.extreme_examples(eights, ranking, predicted, n=4)
     check_figure(fig)
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
-    assert len(titles) == 2 * min(4, int(np.sum(y == 8)))
+    n = min(4, len(eights))
+    assert len(titles) == 2 * n
     assert all(t.startswith("p = ") for t in titles)
-    with pytest.raises(ValueError, match="digit"):
-        plots.extreme_examples(model, X[y != 8], y[y != 8], digit=8)
+    low = tc.max_activating(model, eights, "logits", k=8, top=n, descending=False)
+    assert [float(t.split()[2]) for t in titles[n:]] == \
+        pytest.approx(low.values[0].round(3).tolist())
+    with pytest.raises(ValueError, match="ranking"):
+        plots.extreme_examples(X, tc.max_activating(model, X, "conv1", k=0), predicted)
 
 
-def test_maxact_montages_reuse_a_ranking(model, digits, monkeypatch):
+def test_maxact_montages_draw_the_rankings_given(model, digits):
     X, _ = digits
-    rankings = [tc.max_activating(model, X, name, k=[0, 1], top=9)
+    rankings = [tc.max_activating(model, X, name, k=[0, 1, 2], top=9)
                 for name in ("conv1", "conv2")]
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("a ranking was recomputed")
-
-    monkeypatch.setattr(plots, "max_activating", refuse)
-    fig = plots.maxact_montages(model, X, features=2, rankings=rankings)
+    fig = plots.maxact_montages(model, X, [r.select([2, 0]) for r in rankings])
     check_figure(fig)
     assert sum(1 for ax in fig.axes if ax.get_images()) == 4
+    assert [ax.get_title() for ax in fig.axes if ax.get_images()][:2] == ["k = 2", "k = 0"]
+
+
+def projected(model, X, units, n, rules):
+    rankings = {name: tc.max_activating(model, X, name, k=k, top=n) for name, k in units}
+    return [tuple(tc.project_top(model, X, rankings[name], k, n, rule) for rule in rules)
+            for name, k in units]
 
 
 def test_projections_and_rules(model, digits):
     X, _ = digits
     units = [("conv1", 0), ("conv2", 1)]
-    fig = plots.projections(model, X, units, top=4)
+    fig = plots.projections(model, X, [r for (r,) in projected(model, X, units, 4,
+                                                                ["deconvnet"])])
     check_figure(fig)
     assert any(ax.get_label() == "<colorbar>" for ax in fig.axes)
-    fig = plots.compare_rules(model, X, units, n=2)
+    fig = plots.compare_rules(model, X, projected(model, X, units, 2,
+                                                  ["gradient", "deconvnet", "guided"]))
     check_figure(fig)
     titles = [ax.get_title() for ax in fig.axes]
     assert {"input", "gradient", "deconvnet", "guided backprop"} <= set(titles)
@@ -92,22 +103,38 @@ def test_projections_and_rules(model, digits):
     assert all(np.nanmax(np.abs(im.get_array())) <= 1 + 1e-6 for im in maps)
 
 
+def test_project_top_projects_each_example_from_its_strongest_unit(model, digits):
+    X, _ = digits
+    ranking = tc.max_activating(model, X, "conv2", k=[3, 1], top=5)
+    result = tc.project_top(model, X, ranking, 1, n=3, rule="guided")
+    examples, _, locations = ranking.row(1)
+    np.testing.assert_array_equal(result.examples, examples[:3])
+    np.testing.assert_array_equal(
+        result.maps, tc.project(model, X[examples[:3]], "conv2", 1, idx=locations[:3],
+                                rule="guided"))
+    with pytest.raises(ValueError, match="k: feature 0 is not in this ranking"):
+        tc.project_top(model, X, ranking, 0)
+
+
 def test_occlusion_figure(model, digits):
     X, y = digits
-    x = X[plots.example_of(model, X, y, 8)]
-    fig = plots.occlusion_figure(model, x, 8, sizes=(6, 10))
+    x = X[tour.example_of(model, X, y, 8)]
+    results = tour.occlusion_results(model, x, 8, (6, 10), "conv2", 1)
+    fig = plots.occlusion_figure(x, 8, **results)
     check_figure(fig)
     assert sum(1 for ax in fig.axes if ax.get_label() == "<colorbar>") == 5
-    with pytest.raises(ValueError, match="sizes"):
-        plots.occlusion_figure(model, x, 8, sizes=(4,))
+    assert "k = 1" in fig.axes[3].get_title()                 # the k it was given
+    with pytest.raises(ValueError, match="sweeps"):
+        plots.occlusion_figure(x, 8, **{**results, "sweeps": results["sweeps"][:1]})
 
 
-def test_receptive_field_growth_draws_one_box_per_layer(model, digits):
+def test_receptive_field_growth_draws_one_box_per_unit(model, digits):
     X, _ = digits
-    fig = plots.receptive_field_growth(model, X[0])
+    shown = [(l, tc.units.centre_unit(model, l)) for l in (1, 3, 4, 6)]
+    fig = plots.receptive_field_growth(X[0], tc.receptive_fields(model), shown)
     check_figure(fig)
     image_ax = fig.axes[0]
-    # conv1, pool1, conv2, pool2 and the image's own border
+    # four layers and the image's own border
     assert len(image_ax.patches) == 5
     assert len(image_ax.get_legend().get_texts()) == 5
 
@@ -126,7 +153,8 @@ def test_pooling_switches_shows_the_toolkit_numbers():
 
 def test_effective_receptive_fields(model, digits):
     X, _ = digits
-    fig = plots.effective_receptive_fields(model, X[:20], batch_size=7)
+    erfs = tour.erf_results(model, X[:20], ["conv1", "conv2"])
+    fig = plots.effective_receptive_fields(tc.receptive_fields(model), erfs, 20)
     check_figure(fig)
     heat = [im for ax in fig.axes for im in ax.get_images()]
     assert len(heat) == 2
@@ -142,15 +170,18 @@ def test_effective_receptive_fields(model, digits):
 
 def test_helpers(model, digits):
     X, y = digits
-    assert plots.conv_layers(model) == ["conv1", "conv2"]
+    assert plots.conv_layers(model) == [model.index("conv1"), model.index("conv2")]
     assert plots.centre_unit(model, "conv2") == (7, 7)
-    i = plots.example_of(model, X, y, 3)
+    i = tour.example_of(model, X, y, 3)
     assert y[i] == 3
     with pytest.raises(ValueError, match="digit"):
-        plots.example_of(model, X[y != 3], y[y != 3], 3)
-    k = plots.strongest_feature(model, X[i], "conv2")
-    totals = model.forward(X[i:i + 1], upto="conv2")[0].sum(axis=(0, 1))
-    assert k == int(np.argmax(totals))
+        tour.example_of(model, X[y != 3], y[y != 3], 3)
+
+
+def test_every_plot_module_is_short():
+    from pathlib import Path
+    for path in Path(plots.__file__).parent.glob("*.py"):
+        assert len(path.read_text(encoding="utf-8").splitlines()) < 300, path.name
 
 
 def test_importing_plots_selects_no_backend():

@@ -80,6 +80,19 @@ def test_patches_cut_the_unclipped_box_and_fill_outside():
     np.testing.assert_array_equal(tc.patches(m, x, 2, (1, 1)), rf.patches(x, (1, 1)))
 
 
+@pytest.mark.parametrize("idx, match", [
+    ((3, 0), "idx: locations must lie in the 3x3 map"),
+    (np.array([[0, 0], [0, -1]]), "idx: locations must lie"),
+    (np.zeros((3, 2), int), r"idx: expected a \(row, col\) pair of ints or \(2, 2\)"),
+    ((0.0, 1.0), "idx: expected"),
+])
+def test_patches_check_idx_like_every_technique(idx, match):
+    m = tc.Sequential([tc.Conv2D(1, 1, 3, padding=1), tc.MaxPool2D(2)], input_shape=(6, 6, 1))
+    x = np.zeros((2, 6, 6, 1))
+    with pytest.raises(ValueError, match=match):
+        tc.receptive_field(m, 2).patches(x, idx)
+
+
 @st.composite
 def conv_pool_stacks(draw):
     """Random conv/pool stacks: non-square kernels, strides, paddings, dilations."""

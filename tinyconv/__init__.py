@@ -15,23 +15,35 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from .data import load_mnist, to_float
-from .interop import from_torch
+from .effective_rf import effective_receptive_field
+from .interop import from_torch, to_torch
 from .layers import Conv2D, Dense, Flatten, Layer, MaxPool2D, ReLU, softmax
 from .max_activation import MaxActivation, max_activating
 from .model import Sequential
 from .occlusion import Occlusion, occlusion
 from .pretrained import pretrained
-from .projection import project, saliency
+from .projection import Projection, project, project_top, saliency
 from .receptive_field import ReceptiveField, patches, receptive_field, receptive_fields
 from .serialize import load, save
-from .training import SGD, Adam, cross_entropy, evaluate, fit, predict
+from .training import (
+    MNIST_RECIPE,
+    SGD,
+    Adam,
+    Recipe,
+    cross_entropy,
+    evaluate,
+    fit,
+    predict,
+    train_recipe,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Adam", "Conv2D", "Dense", "Flatten", "Layer", "MaxActivation", "MaxPool2D", "Occlusion",
-    "ReLU", "ReceptiveField", "SGD", "Sequential", "cross_entropy", "evaluate", "fit",
-    "from_torch", "load", "load_mnist", "max_activating", "occlusion", "patches", "predict",
-    "pretrained", "project", "receptive_field", "receptive_fields", "saliency", "save",
-    "softmax", "to_float",
+    "MNIST_RECIPE", "Adam", "Conv2D", "Dense", "Flatten", "Layer", "MaxActivation", "MaxPool2D",
+    "Occlusion", "Projection", "ReLU", "ReceptiveField", "Recipe", "SGD", "Sequential",
+    "cross_entropy", "effective_receptive_field", "evaluate", "fit", "from_torch", "load",
+    "load_mnist", "max_activating", "occlusion", "patches", "predict", "pretrained", "project",
+    "project_top", "receptive_field", "receptive_fields", "saliency", "save", "softmax",
+    "to_float", "to_torch", "train_recipe",
 ]

@@ -32,6 +32,8 @@ the transposed convolution with the same filters and max-pooling always goes bac
 its switches. The definitions in plain loops are in :mod:`tinyconv.reference`.
 """
 
+from typing import NamedTuple
+
 import numpy as np
 
 from .checks import check_array, check_int, check_pair
@@ -118,6 +120,17 @@ def _window_out(size, kernel, stride, dilation, before, after):
     return (size + before + after - dilation * (kernel - 1) - 1) // stride + 1
 
 
+class Geometry(NamedTuple):
+    """How one spatial axis of a layer reads its input: output unit ``u`` reads the input
+    units ``u * stride - pad + i * dilation`` for ``i = 0 … size - 1`` (``pad``: the padding
+    before the axis)."""
+
+    size: int
+    stride: int
+    pad: int
+    dilation: int
+
+
 class Layer:
     """Base class: the protocol above, with defaults for parameter-free, shape-keeping layers."""
 
@@ -138,6 +151,24 @@ class Layer:
     def geometry(self, in_shape):
         """Identity geometry: each output unit sees the one input unit at its location."""
         return (1, 1, 0, 1), (1, 1, 0, 1)
+
+    def axes(self, in_shape):
+        """:meth:`geometry` as named ``(Geometry(rows), Geometry(cols))``, or None."""
+        geometry = self.geometry(in_shape)
+        return None if geometry is None else tuple(Geometry(*g) for g in geometry)
+
+    #: what the layer's padding stands for: a padded input cell holds this value
+    pad_value = 0.0
+    #: whether output unit ``(idx, k)`` depends on input unit ``(idx, k)`` alone (ReLU)
+    pointwise = False
+    #: ``(kh, kw, C_in, C_out)`` weights when the layer is a convolution ``y = conv(x, W) + b``
+    #: (linear in ``x`` up to a constant), else None
+    conv_kernel = None
+
+    def forward_unpadded(self, x):
+        """The layer on an input that is already padded (with :attr:`pad_value`): as
+        :meth:`forward` with no padding, and nothing cached. A layer that pads overrides it."""
+        return self.forward(x, check=False)
 
     def config(self):
         """The constructor arguments (JSON-able), for :mod:`tinyconv.serialize`."""
@@ -276,6 +307,25 @@ class Conv2D(Layer):
         return ((self.kernel[0], self.stride[0], pt, self.dilation[0]),
                 (self.kernel[1], self.stride[1], pl, self.dilation[1]))
 
+    def forward_unpadded(self, x):
+        """``conv(x, W) + b`` without padding, nothing cached (see
+        :meth:`Layer.forward_unpadded`): ``(N, H, W, C_in) -> (N, H_out, W_out, C_out)`` with
+        ``H_out = (H - dh*(kh-1) - 1) // sh + 1``."""
+        x = np.ascontiguousarray(self._cast(x))
+        N, H, W, _ = x.shape
+        (kh, kw), (sh, sw), (dh, dw) = self.kernel, self.stride, self.dilation
+        H_out, W_out = _window_out(H, kh, sh, dh, 0, 0), _window_out(W, kw, sw, dw, 0, 0)
+        cols = _kernels().im2col(x, kh, kw, sh, sw, dh, dw, 0, 0, H_out, W_out)
+        y = cols @ self.params["W"].reshape(-1, self.out_channels)   # (N*H_out*W_out, C_out)
+        if self.bias:
+            y += self.params["b"]
+        return y.reshape(N, H_out, W_out, self.out_channels)
+
+    @property
+    def conv_kernel(self):
+        """The HWIO ``W`` of ``y = conv(x, W) + b`` (see :attr:`Layer.conv_kernel`)."""
+        return self.params["W"]
+
     def _im2col_args(self, H, W):
         """The window arguments of im2col / col2im for an ``H x W`` input."""
         H_out, W_out, _ = self.output_shape((H, W, self.in_channels))
@@ -356,6 +406,12 @@ class ReLU(Layer):
         super().__init__(name)
         self._x = None
 
+    pointwise = True
+
+    def forward_unpadded(self, x):
+        """``max(x, 0)``, nothing cached."""
+        return np.maximum(x, 0)
+
     def forward(self, x, check=True):
         """``(N, ...) -> (N, ...)``; caches the input for the backward masks."""
         if check:
@@ -428,6 +484,22 @@ class MaxPool2D(Layer):
     def geometry(self, in_shape):
         (pt, _), (pl, _) = self.pads(in_shape[0], in_shape[1])
         return (self.size[0], self.stride[0], pt, 1), (self.size[1], self.stride[1], pl, 1)
+
+    #: padded cells never win a max
+    pad_value = -np.inf
+
+    def forward_unpadded(self, x):
+        """The max over each window of ``x`` without padding, no switches kept."""
+        N, H, W, C = x.shape
+        (kh, kw), (sh, sw) = self.size, self.stride
+        H_out, W_out = _window_out(H, kh, sh, 1, 0, 0), _window_out(W, kw, sw, 1, 0, 0)
+        if self.size != self.stride:
+            return _kernels().maxpool(x, kh, kw, sh, sw, 0, 0, H_out, W_out)[0]
+        # windows that tile x: the max of kh*kw strided slices, one per window cell
+        y = x[:, :H_out * sh:sh, :W_out * sw:sw].copy()
+        for i, j in np.ndindex(kh, kw):
+            np.maximum(y, x[:, i:H_out * sh:sh, j:W_out * sw:sw], out=y)
+        return y
 
     def forward(self, x, check=True):
         """``y[n, oh, ow, c]`` = max over the window; records ``self.switches``."""

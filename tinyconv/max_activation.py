@@ -16,6 +16,7 @@ import numpy as np
 from .checks import check_array, check_int
 from .layers import softmax
 from .progress import Progress
+from .units import check_features, strongest_responses
 
 
 @dataclass
@@ -39,16 +40,38 @@ class MaxActivation:
     locations: np.ndarray
     score: str
 
+    def _position(self, k):
+        where = np.flatnonzero(self.features == k)
+        if len(where) == 0:
+            raise ValueError(f"k: feature {k!r} is not in this ranking (features "
+                             f"{self.features.tolist()})")
+        return int(where[0])
 
-def _features(k, C):
-    if k is None:
-        return np.arange(C)
-    ks = np.atleast_1d(np.asarray(k))
-    if ks.dtype.kind not in "iu" or ks.ndim != 1 or ks.size == 0:
-        raise TypeError(f"k: expected a feature index, a list of them or None, got {k!r}")
-    if ks.min() < 0 or ks.max() >= C:
-        raise ValueError(f"k: expected feature indices in [0, {C}), got {ks.tolist()}")
-    return ks.astype(np.int64)
+    def row(self, k):
+        """Feature ``k``'s ranking: examples ``(top,)``, values ``(top,)`` and locations
+        ``(top, 2)``; ``ValueError`` naming ``k`` if it was not ranked."""
+        j = self._position(k)
+        return self.indices[j], self.values[j], self.locations[j]
+
+    def select(self, ks):
+        """The same ranking for the features ``ks`` only, in that order."""
+        rows = [self._position(k) for k in ks]
+        return MaxActivation(self.layer, self.features[rows], self.indices[rows],
+                             self.values[rows], self.locations[rows], self.score)
+
+
+def tolerance(values, dtype, score):
+    """How far each of ``values`` ``(K, n)`` (one feature per row) may move when
+    :func:`max_activating` runs with another ``batch_size``, for a model computing in
+    ``dtype``: ``(K, n)`` (see the notes of :func:`max_activating`)."""
+    values = np.abs(np.asarray(values, dtype=np.float64))
+    if np.dtype(dtype) == np.float64:
+        rtol = 1e-12
+    else:
+        rtol = 1e-4 if score == "probability" else 1e-5
+    if score == "probability":
+        return rtol * values
+    return np.broadcast_to(rtol * values.max(axis=1, keepdims=True), values.shape)
 
 
 def example_scores(y, features, score):
@@ -60,12 +83,7 @@ def example_scores(y, features, score):
     """
     B = len(y)
     if y.ndim == 4:
-        _, H_l, W_l, _ = y.shape
-        flat = y[..., features].reshape(B, H_l * W_l, len(features))
-        where = flat.argmax(axis=1)                          # first max in row-major order
-        values = np.take_along_axis(flat, where[:, None, :], axis=1)[:, 0, :]
-        locations = np.stack(np.divmod(where, W_l), axis=-1)
-        return values, locations
+        return strongest_responses(y, features)
     if score == "probability":
         y = softmax(y.astype(np.float64))
     return y[:, features], np.full((B, len(features), 2), -1, dtype=np.int64)
@@ -91,8 +109,17 @@ def max_activating(model, X, layer, k=None, top=9, batch_size=256, descending=Tr
     Returns
     -------
     :class:`MaxActivation` with ``indices``, ``values`` ``(K, top)`` and ``locations``
-    ``(K, top, 2)``. Ties are broken by the smaller example index, so the result does not
-    depend on ``batch_size``.
+    ``(K, top, 2)``. Equal scores are ranked by the smaller example index.
+
+    Notes
+    -----
+    ``batch_size`` changes only the last bits of a score: an example's activations come
+    from a matrix product over its batch, and BLAS sums in an order that depends on the
+    matrix's size. Scores agree across batch sizes to ``tolerance(values, dtype, score)``:
+    in float32, 1e-5 of the feature's largest score for activations and 1e-4 of each class
+    probability (whose error is that of the logits); in float64, 1e-12. The indices are
+    identical across batch sizes except among examples whose scores lie within that
+    tolerance of each other, which may swap places.
     """
     # dtype and shape now; finiteness batch by batch below, so that an np.memmap on disk is
     # read one batch at a time and never held in memory whole
@@ -106,7 +133,7 @@ def max_activating(model, X, layer, k=None, top=9, batch_size=256, descending=Tr
         raise ValueError(f"score: expected 'auto', 'activation' or 'probability', got {score!r}")
     elif score == "probability" and not head:
         raise ValueError(f"score: 'probability' needs the flat last layer, got layer {l}")
-    features = _features(k, shape[-1])
+    features = check_features(model, l, k)
     batch_size = check_int(batch_size, "batch_size", minimum=1)
     top = len(X) if top is None else min(check_int(top, "top", minimum=1), len(X))
     if not isinstance(descending, bool):

@@ -12,68 +12,11 @@ way back. The three rules differ only in that ReLU (see :func:`tinyconv.layers.r
 Everything here is a call to :meth:`Sequential.backward`; there is no second backprop.
 """
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from .checks import check_int
-from .layers import check_rule
-
-
-def strongest_locations(y, k):
-    """Each example's strongest location of feature map ``k``.
-
-    Parameters
-    ----------
-    y : (N, H_l, W_l, C_l) activations ``y_(l)``.
-    k : feature index.
-
-    Returns
-    -------
-    (N, 2) int64 ``(row, col)``; ties go to the first in row-major order.
-    """
-    N, H_l, W_l, _ = y.shape
-    flat = y[..., k].reshape(N, H_l * W_l).argmax(axis=1)
-    return np.stack(np.divmod(flat, W_l), axis=1).astype(np.int64)
-
-
-def unit_seed(model, y, layer, k, idx=None):
-    """The one-hot signal on ``y_(l),idx,k``: ``(N, *output_shapes[l])`` zeros with a 1 per example.
-
-    Parameters
-    ----------
-    y : ``y_(l)`` of the current forward pass (used when ``idx`` is None, for the argmax).
-    layer : ``l`` (int). k : feature index in ``[0, C_l)``.
-    idx : None (each example's strongest location), one ``(row, col)``, or ``(N, 2)`` ints.
-        Must be None for a layer without spatial locations (after Flatten).
-
-    Returns
-    -------
-    seed : array shaped like ``y``; idx : the ``(N, 2)`` locations used (None if not spatial).
-    """
-    shape = model.output_shapes[layer]
-    k = check_int(k, "k", minimum=0, maximum=shape[-1] - 1)
-    seed = np.zeros_like(y)
-    N = len(y)
-    if len(shape) != 3:
-        if idx is not None:
-            raise ValueError(f"idx: layer {model.names[layer]!r} (output {shape}) has no spatial "
-                             f"locations; pass idx=None")
-        seed[:, k] = 1
-        return seed, None
-    if idx is None:
-        idx = strongest_locations(y, k)
-    else:
-        idx = np.asarray(idx)
-        if idx.dtype.kind not in "iu" or idx.shape not in ((2,), (N, 2)):
-            raise ValueError(f"idx: expected a (row, col) pair of ints or ({N}, 2) ints, "
-                             f"got {idx.dtype} {idx.shape}")
-        idx = np.broadcast_to(idx, (N, 2)).astype(np.int64)
-        H_l, W_l = shape[:2]
-        bad = (idx[:, 0] < 0) | (idx[:, 0] >= H_l) | (idx[:, 1] < 0) | (idx[:, 1] >= W_l)
-        if bad.any():
-            raise ValueError(f"idx: locations must lie in the {H_l}x{W_l} map of layer "
-                             f"{model.names[layer]!r}, got {idx[bad][0].tolist()}")
-    seed[np.arange(N), idx[:, 0], idx[:, 1], k] = 1
-    return seed, idx
+from .units import check_target, class_signal, n_classes, unit_signal
 
 
 def project(model, x, layer, k, idx=None, rule="deconvnet"):
@@ -92,13 +35,12 @@ def project(model, x, layer, k, idx=None, rule="deconvnet"):
     -------
     (N, H, W, C_0) array: the reconstruction (for ``"gradient"``, ``d y_(l),idx,k / d x``).
     """
-    check_rule(rule)
     l = model.index(layer)
     if l == 0:
         raise ValueError("layer: projecting the input onto itself is the identity; pick l >= 1")
     y = model.forward(x, upto=l)
-    seed, _ = unit_seed(model, y, l, k, idx)
-    return model.backward(seed, rule=rule, start=l)
+    signal, _ = unit_signal(model, y, l, k, idx)
+    return model.backward(signal, rule=rule, start=l)       # checks rule
 
 
 def saliency(model, x, target=None):
@@ -114,20 +56,50 @@ def saliency(model, x, target=None):
     -------
     (N, H, W) non-negative map.
     """
+    n_classes(model, "saliency")
+    logits = model.forward(x)                                   # (N, K)
+    signal = class_signal(logits, check_target(target, logits))
     L = len(model.layers)
-    if len(model.output_shapes[L]) != 1:
-        raise ValueError(f"model: saliency needs class scores (N, K) at the output, "
-                         f"this model outputs {model.output_shapes[L]} per example")
-    logits = model.forward(x)
-    N, K = logits.shape
-    if target is None:
-        target = logits.argmax(axis=1)
-    target = np.asarray(target)
-    if target.dtype.kind not in "iu" or target.shape not in ((), (N,)):
-        raise ValueError(f"target: expected a class index or ({N},) class indices, "
-                         f"got {target.dtype} {target.shape}")
-    if target.min() < 0 or target.max() >= K:
-        raise ValueError(f"target: expected class indices in [0, {K}), got {target.tolist()}")
-    seed = np.zeros_like(logits)
-    seed[np.arange(N), np.broadcast_to(target, (N,))] = 1
-    return np.abs(model.backward(seed, rule="gradient", start=L)).max(axis=-1)
+    return np.abs(model.backward(signal, rule="gradient", start=L)).max(axis=-1)
+
+
+@dataclass
+class Projection:
+    """The top examples of ``MaxAct_(l),k``, each projected back from its strongest unit.
+
+    Attributes
+    ----------
+    layer : ``l``; k : the feature index; rule : the backward rule used.
+    examples : (n,) example indices, best first (from a :class:`~tinyconv.MaxActivation`).
+    locations : (n, 2) ``(row, col)`` of each example's unit ``y_(l),idx,k`` (-1 after Flatten).
+    maps : (n, H, W, C_0) :func:`project` of that unit.
+    """
+
+    layer: int
+    k: int
+    rule: str
+    examples: np.ndarray
+    locations: np.ndarray
+    maps: np.ndarray
+
+
+def project_top(model, X, ranking, k, n=None, rule="deconvnet"):
+    """:func:`project` the ``n`` top examples of feature ``k`` in ``ranking``, each from the
+    unit where it responded most: the lecture's "saliency maps and corresponding patches"
+    (Zeiler & Fergus 2014, §2.1 and Fig. 2).
+
+    Parameters
+    ----------
+    X : (N, H, W, C_0) the data set ``ranking`` was computed on.
+    ranking : :class:`~tinyconv.MaxActivation` that ranked feature ``k``.
+    n : how many of its examples (None: all it kept).
+
+    Returns
+    -------
+    :class:`Projection` with ``maps`` of shape ``(n, H, W, C_0)``.
+    """
+    examples, _, locations = ranking.row(k)
+    examples, locations = examples[:n], locations[:n]
+    idx = locations if model.spatial(ranking.layer) else None
+    maps = project(model, X[examples], ranking.layer, k, idx=idx, rule=rule)
+    return Projection(ranking.layer, int(k), rule, examples, locations, maps)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .checks import check_array, check_int
+from .units import check_locations
 
 
 @dataclass(frozen=True)
@@ -91,12 +92,7 @@ class ReceptiveField:
         x = check_array(x, "x", ndim=4)
         if x.shape[1:3] != tuple(self.input_shape):
             raise ValueError(f"x: expected images of size {self.input_shape}, got {x.shape[1:3]}")
-        idx = np.asarray(idx)
-        if idx.shape == (2,):
-            idx = np.broadcast_to(idx, (len(x), 2))
-        if idx.shape != (len(x), 2) or idx.dtype.kind not in "iu":
-            raise ValueError(f"idx: expected a (row, col) pair or ({len(x)}, 2) ints, "
-                             f"got {idx.dtype} {idx.shape}")
+        idx = check_locations(idx, len(x), self.output_shape, self.name)       # (N, 2)
         rh, rw = self.size
         out = np.full((len(x), rh, rw, x.shape[3]), fill, dtype=x.dtype)
         H, W = self.input_shape

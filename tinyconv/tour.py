@@ -13,18 +13,24 @@ what to show, names the files and writes the page.
 """
 
 import html
-import os
-import time
 from pathlib import Path
 
 import numpy as np
 
 from . import plots
+from .architectures import check_mnist_model
 from .checks import check_int
 from .data import load_mnist, to_float
+from .effective_rf import effective_receptive_field
+from .files import atomic_write
+from .layers import Conv2D, MaxPool2D
 from .max_activation import max_activating
-from .pretrained import load_model, pretrained
+from .occlusion import occlusion
+from .pretrained import pretrained
+from .projection import project_top
+from .receptive_field import receptive_field, receptive_fields
 from .training import predict
+from .units import centre_unit, conv_layers, strongest_feature, strongest_feature_at
 
 DPI = 110
 TOP = 9                 # examples per MaxAct montage (3 x 3, as in Zeiler & Fergus Fig. 2)
@@ -32,6 +38,7 @@ FEATURES = 6            # feature maps per layer in the MaxAct figure
 RULE_IMAGES = 3         # images per unit in the gradient / deconvnet / guided figure
 ERF_EXAMPLES = 500      # digits averaged for the effective receptive field
 OCCLUSION_SIZES = (4, 8)
+RULES = ("gradient", "deconvnet", "guided")   # the columns of figure 5
 INDEX = "index.html"
 
 
@@ -65,26 +72,51 @@ def check_arguments(model, out_dir, digit, layer, feature, examples):
     return out, int(digit), model.names[l], int(feature), examples
 
 
-def check_model(model):
-    """The tour needs an MNIST classifier with at least one convolution."""
-    if model.input_shape != (28, 28, 1) or model.output_shapes[-1] != (10,):
-        raise ValueError(f"model: expected (28, 28, 1) digits in and 10 classes out, got "
-                         f"{model.input_shape} -> {model.output_shapes[-1]}")
-    if not plots.conv_layers(model):
-        raise ValueError("model: the tour needs a model with at least one Conv2D layer")
+# --------------------------------------------------------------------------- choices
+
+
+def example_of(model, X, labels, digit):
+    """Index of the first example of class ``digit`` that ``model`` classifies correctly
+    (the first of the class if none is); ``ValueError`` if the class is absent."""
+    where = np.flatnonzero(np.asarray(labels) == digit)
+    if len(where) == 0:
+        raise ValueError(f"digit: none of the {len(labels)} labels is {digit}")
+    right = where[predict(model, X[where]).argmax(axis=1) == digit]
+    return int(right[0] if len(right) else where[0])
+
+
+def occlusion_results(model, x, label, sizes, layer, k, progress=None):
+    """What :func:`tinyconv.plots.occlusion_figure` draws for image ``x`` (H, W, C_0): the
+    occlusion of ``p(label)`` for each of the two ``sizes``, of map ``k`` of ``layer`` and of
+    the argmax class with the larger square, the map ``y_(layer),idx,k`` and its field."""
+    sweeps = [occlusion(model, x, label, s, relative=True, progress=progress) for s in sizes]
+    feature = occlusion(model, x, (layer, k), sizes[-1], relative=True, progress=progress)
+    argmax = occlusion(model, x, lambda y: y.argmax(axis=1), sizes[-1], progress=progress)
+    fmap = model.forward(x[None], upto=layer)[0, :, :, k]                 # (H_l, W_l)
+    return dict(sweeps=sweeps, feature=feature, argmax=argmax, fmap=fmap,
+                field=receptive_field(model, layer), k=k)
+
+
+def erf_results(model, X, layers):
+    """``(l, centre, k, erf)`` per layer for :func:`tinyconv.plots.effective_receptive_fields`:
+    the centre unit, the feature most active there on average over ``X``, and the unit's
+    :func:`~tinyconv.effective_receptive_field`."""
+    results = []
+    for layer in layers:
+        l = model.index(layer)
+        centre = centre_unit(model, l)
+        k = strongest_feature_at(model.forward(X, upto=l), centre)
+        results.append((l, centre, k, effective_receptive_field(model, X, l, k, centre)))
+    return results
 
 
 # --------------------------------------------------------------------------- writing
 
 
 def write_png(fig, path, dpi=DPI):
-    """Save ``fig`` to a temporary name beside ``path``, then rename it into place."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        fig.savefig(tmp, format="png", dpi=dpi)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Save ``fig`` as ``path`` through :func:`~tinyconv.files.atomic_write`."""
+    with atomic_write(path) as f:
+        fig.savefig(f, format="png", dpi=dpi)
     return path
 
 
@@ -124,12 +156,8 @@ def write_index(out, entries, intro):
 </html>
 """
     path = out / INDEX
-    tmp = path.with_name(f".{INDEX}.tmp")
-    try:
-        tmp.write_text(page, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_write(path, "w") as f:
+        f.write(page)
     return path
 
 
@@ -156,7 +184,7 @@ def tour(out_dir, digit=8, layer="conv2", feature=3, examples=None, progress=Non
     """
     shipped = model is None
     model = pretrained("mnist") if shipped else model
-    check_model(model)
+    check_mnist_model(model, need_conv=True)
     out, digit, layer, feature, examples = check_arguments(model, out_dir, digit, layer,
                                                            feature, examples)
     images, labels = load_mnist("bundled-test")
@@ -168,25 +196,37 @@ def tour(out_dir, digit=8, layer="conv2", feature=3, examples=None, progress=Non
                          "use more examples or another digit")
     out.mkdir(parents=True, exist_ok=True)
 
-    # choices shared by several figures
-    i = plots.example_of(model, X, y, digit)
+    # choices shared by several figures: the tour decides every unit the plots draw
+    i = example_of(model, X, y, digit)
     x = X[i]
-    convs = plots.conv_layers(model)
+    convs = [model.names[l] for l in conv_layers(model)]
     deepest = convs[-1]
-    k_deep = plots.strongest_feature(model, x, deepest)
+    k_deep = int(strongest_feature(model.forward(x[None], upto=deepest))[0])
     units = list(dict.fromkeys([(layer, feature), (deepest, k_deep)]))
     # one MaxAct ranking per layer serves figures 3, 4 and 5
-    rankings = []
+    rankings = {}
     for name in dict.fromkeys(convs + [u[0] for u in units]):
         C = model.output_shapes[model.index(name)][-1]
         ks = sorted(set(range(min(FEATURES, C))) | {k for n, k in units if n == name})
-        rankings.append(max_activating(model, X, name, k=ks, top=TOP, progress=progress))
+        rankings[name] = max_activating(model, X, name, k=ks, top=TOP, progress=progress)
+    montages = [rankings[n].select(range(min(FEATURES, len(rankings[n].features))))
+                for n in convs]
+    # figure 2: one full ranking of the digit's examples gives both ends
+    mine = y == digit
     p = predict(model, X)
-    wrong = int(np.sum((y == digit) & (p.argmax(axis=1) != digit)))
-    n_digit = int(np.sum(y == digit))
+    extremes = max_activating(model, X[mine], len(model.layers), k=digit, top=None,
+                              progress=progress)
+    wrong = int(np.sum(mine & (p.argmax(axis=1) != digit)))
+    n_digit = int(np.sum(mine))
     unit_text = " and ".join(f"{n} feature {k}" for n, k in units)
     n_erf = min(ERF_EXAMPLES, len(X))
     first = model.layers[model.index(convs[0]) - 1]
+    fields = receptive_fields(model)
+    outlined = [(l, centre_unit(model, l)) for l, layer_ in enumerate(model.layers, 1)
+                if isinstance(layer_, (Conv2D, MaxPool2D))]
+
+    def projected(rule, n):
+        return [project_top(model, X, rankings[name], k, n, rule) for name, k in units]
 
     figures = [
         ("fig1_kernels.png", "First-layer filters",
@@ -197,21 +237,21 @@ def tour(out_dir, digit=8, layer="conv2", feature=3, examples=None, progress=Non
          "Compare each filter with the conv1 row of figure 3: the patches that drive it "
          "hardest. Zeiler & Fergus 2014, Fig. 2 (layer 1)."),
         (f"fig2_extreme_{digit}s.png", f"Maximally and minimally activating {digit}s",
-         lambda: plots.extreme_examples(model, X, y, digit, progress=progress),
+         lambda: plots.extreme_examples(X[mine], extremes, p[mine].argmax(axis=1)),
          f"All {n_digit} held-out {digit}s ranked by the model's probability of '{digit}' "
          f"(max_activating at the classifier head, descending and ascending). {wrong} of "
          f"them are misclassified (red, with the predicted class). The lecture asks: do we "
          f"have a problem with certain {digit}s? The least probable ones show which "
          "writing styles the model has not learned."),
         ("fig3_maxact.png", "MaxAct: what each feature map responds to",
-         lambda: plots.maxact_montages(model, X, convs, FEATURES, TOP, rankings, progress),
+         lambda: plots.maxact_montages(model, X, montages, TOP),
          f"For the first {FEATURES} feature maps of each convolution, the {TOP} held-out "
          "digits whose strongest response in the map is largest (MaxAct), each cropped to "
          "the receptive field of the unit that responded. Deeper units see larger patches "
          "and respond to larger structures: stroke pieces, then stroke combinations, then "
          "parts of digits. Zeiler & Fergus 2014, Fig. 2 (right)."),
         ("fig4_projections.png", "Deconvnet projections and their patches",
-         lambda: plots.projections(model, X, units, TOP, "deconvnet", rankings, progress),
+         lambda: plots.projections(model, X, projected("deconvnet", TOP)),
          f"For {unit_text} (the map of {deepest} that responds most to the {digit} of "
          "figure 6): the top examples' strongest unit sent back to the input with the "
          "deconvnet (transposed convolutions, unpooling through the switches, rectified "
@@ -219,14 +259,16 @@ def tour(out_dir, digit=8, layer="conv2", feature=3, examples=None, progress=Non
          "The projection shows which pixels of the patch the unit used. The lecture's "
          "'saliency maps and corresponding patches'; Zeiler & Fergus 2014, §2.1."),
         ("fig5_rules.png", "Gradient, deconvnet and guided backprop",
-         lambda: plots.compare_rules(model, X, units, RULE_IMAGES, rankings, progress),
+         lambda: plots.compare_rules(model, X, list(zip(
+             *(projected(rule, RULE_IMAGES) for rule in RULES), strict=True))),
          "The same units and images, sent back three ways: the gradient (the ReLU passes "
          "the signal where its input was positive), the deconvnet (where the signal "
          "itself is positive) and guided backprop (both). Only the ReLU rule differs; "
          "convolutions and max-pooling go back the same way in all three (Springenberg et "
          "al. 2015, Fig. 1)."),
         (f"fig6_occlusion_{digit}.png", f"Occlusion of a {digit}",
-         lambda: plots.occlusion_figure(model, x, digit, OCCLUSION_SIZES, deepest, progress),
+         lambda: plots.occlusion_figure(x, digit, **occlusion_results(
+             model, x, digit, OCCLUSION_SIZES, deepest, k_deep, progress)),
          f"Held-out digit #{i}, the first {digit} the model classifies correctly. A square "
          "of 0s (the background) is slid over it one pixel at a time; red marks where "
          f"hiding the digit lowers p({digit}) (b, c, squares of {OCCLUSION_SIZES[0]} and "
@@ -234,7 +276,7 @@ def tour(out_dir, digit=8, layer="conv2", feature=3, examples=None, progress=Non
          "map that responds most to this digit (d, e); (f) shows the most probable class "
          "with the square at each position. Zeiler & Fergus 2014, Fig. 7."),
         ("fig7_receptive_fields.png", "Receptive fields grow with depth",
-         lambda: plots.receptive_field_growth(model, x),
+         lambda: plots.receptive_field_growth(x, fields, outlined),
          "The input pixels that the central unit of each convolution and pooling layer can "
          "see, and the size r, jump S and padding P of every layer's field, computed from "
          "the kernels, strides and paddings alone (Araujo et al., Distill 2019). Fields of "
@@ -246,7 +288,8 @@ def tour(out_dir, digit=8, layer="conv2", feature=3, examples=None, progress=Non
          "pooling, and the gradient of max-pooling — puts each value back at its switch "
          "and zeros elsewhere. Zeiler & Fergus 2014, §2.1 and Fig. 1."),
         ("fig9_effective_rf.png", "Effective vs theoretical receptive field",
-         lambda: plots.effective_receptive_fields(model, X[:n_erf], convs, progress=progress),
+         lambda: plots.effective_receptive_fields(fields, erf_results(model, X[:n_erf], convs),
+                                                  n_erf),
          f"The mean absolute gradient of the central unit of each convolution over {n_erf} "
          "held-out digits, against the theoretical box of figure 7: the pixels near the "
          "middle of the field matter most, those near its edge hardly at all (Luo et al., "
@@ -263,37 +306,3 @@ def tour(out_dir, digit=8, layer="conv2", feature=3, examples=None, progress=Non
              "rebuilt alone by the script of the same number in demos/.")
     written.append(write_index(out, entries, intro))
     return written
-
-
-# --------------------------------------------------------------------------- command line
-
-
-def add_tour_arguments(parser):
-    """Add ``--out``, ``--digit``, ``--layer``, ``--feature``, ``--examples``, ``--model``."""
-    parser.add_argument("--out", type=Path, default=Path("tinyconv-tour"), metavar="DIR",
-                        help="directory for the PNGs and index.html (default: %(default)s)")
-    parser.add_argument("--digit", type=int, choices=range(10), default=8, metavar="0..9",
-                        help="digit class of the most/least probable examples and of the "
-                             "occlusion figure (default: %(default)s)")
-    parser.add_argument("--layer", default="conv2",
-                        help="layer of the unit shown by the projection figures, one with "
-                             "feature maps (default: %(default)s)")
-    parser.add_argument("--feature", type=int, default=3,
-                        help="feature map of that layer (default: %(default)s)")
-    parser.add_argument("--examples", type=int, default=None, metavar="N",
-                        help="use only the first N held-out digits (quicker; default: all)")
-    parser.add_argument("--model", default="mnist",
-                        help="a saved model (.npz), or 'mnist' for the shipped one "
-                             "(default: %(default)s)")
-
-
-def run_tour(args):
-    """Run :func:`tour` from parsed arguments; print each file written, then the page."""
-    start = time.perf_counter()
-    paths = tour(args.out, digit=args.digit, layer=args.layer, feature=args.feature,
-                 examples=args.examples, model=load_model(getattr(args, "model", "mnist")))
-    for path in paths[:-1]:
-        print(path)
-    print(f"{len(paths) - 1} figures in {time.perf_counter() - start:.0f} s; "
-          f"open {paths[-1]}")
-    return 0

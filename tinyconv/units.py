@@ -53,9 +53,14 @@ def check_idx(model, l, idx, N, name="idx"):
     ``idx`` is one ``(row, col)`` pair for every example or ``(N, 2)`` ints, each inside the
     ``H_l x W_l`` map of layer ``l``. Layers without locations (after Flatten) refuse any idx.
     """
-    shape = model.output_shapes[l]
-    if not is_spatial(model, l):
-        raise ValueError(f"{name}: layer {model.names[l]!r} (output {shape}) has no spatial "
+    return check_locations(idx, N, model.output_shapes[l], model.names[l], name)
+
+
+def check_locations(idx, N, shape, layer_name, name="idx"):
+    """:func:`check_idx` for a layer known by its per-example output ``shape`` and its name
+    (what a :class:`~tinyconv.ReceptiveField` knows) -> ``(N, 2)`` int64."""
+    if len(shape) != 3:
+        raise ValueError(f"{name}: layer {layer_name!r} (output {tuple(shape)}) has no spatial "
                          f"locations; pass {name}=None")
     idx = np.asarray(idx)
     if idx.dtype.kind not in "iu" or idx.shape not in ((2,), (N, 2)):
@@ -66,7 +71,7 @@ def check_idx(model, l, idx, N, name="idx"):
     bad = (idx[:, 0] < 0) | (idx[:, 0] >= H_l) | (idx[:, 1] < 0) | (idx[:, 1] >= W_l)
     if bad.any():
         raise ValueError(f"{name}: locations must lie in the {H_l}x{W_l} map of layer "
-                         f"{model.names[l]!r}, got {idx[bad][0].tolist()}")
+                         f"{layer_name!r}, got {idx[bad][0].tolist()}")
     return idx
 
 
@@ -83,9 +88,28 @@ def strongest_locations(y, k):
     (N, 2) int64 ``(row, col)`` of ``argmax_idx y_(l),idx,k``; ties go to the first in
     row-major order.
     """
+    return strongest_responses(y, [k])[1][:, 0]
+
+
+def strongest_responses(y, features):
+    """Each example's strongest response in each of the feature maps ``features``, and where.
+
+    Parameters
+    ----------
+    y : (N, H_l, W_l, C_l) activations ``y_(l)``.
+    features : (K,) feature indices.
+
+    Returns
+    -------
+    values : (N, K) ``max_idx y_(l),idx,k`` in ``y``'s dtype;
+    locations : (N, K, 2) int64 ``(row, col)`` of that maximum (the first in row-major order
+        on a tie, as in :func:`strongest_locations`).
+    """
     N, H_l, W_l, _ = y.shape
-    flat = y[..., k].reshape(N, H_l * W_l).argmax(axis=1)
-    return np.stack(np.divmod(flat, W_l), axis=1).astype(np.int64)
+    flat = y[..., features].reshape(N, H_l * W_l, len(features))       # (N, H_l W_l, K)
+    where = flat.argmax(axis=1)                                         # (N, K)
+    values = np.take_along_axis(flat, where[:, None, :], axis=1)[:, 0, :]
+    return values, np.stack(np.divmod(where, W_l), axis=-1).astype(np.int64)
 
 
 def map_totals(y):
@@ -109,6 +133,18 @@ def strongest_feature(y):
     part can hide behind a larger negative one.
     """
     return map_totals(y).argmax(axis=1)
+
+
+def strongest_feature_at(y, idx):
+    """The feature most active at location ``idx`` on average over the examples:
+    ``argmax_k mean_i y_(l),idx,k`` (an int).
+
+    Parameters
+    ----------
+    y : (N, H_l, W_l, C_l) activations ``y_(l)``; idx : one ``(row, col)`` (already checked).
+    """
+    row, col = idx
+    return int(y[:, row, col, :].mean(axis=0, dtype=np.float64).argmax())
 
 
 def unit_signal(model, y, l, k, idx=None):
@@ -185,7 +221,8 @@ def conv_layers(model):
 
 def centre_unit(model, l):
     """The location ``(row, col)`` at the centre of layer ``l``'s ``H_l x W_l`` map (the lower
-    right of the middle four when a side is even)."""
+    right of the middle four when a side is even); ``l`` a layer name or number."""
+    l = model.index(l)
     if not is_spatial(model, l):
         raise ValueError(f"layer: {model.names[l]!r} has no spatial locations")
     H_l, W_l = model.output_shapes[l][:2]
