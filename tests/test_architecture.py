@@ -29,8 +29,8 @@ ENGINE = {"layers", "model", "checks", "kernels", "workspace", "reference"}
 #: Infrastructure beside the techniques: training, files, data, the shipped model, interop.
 SUPPORT = {"__init__", "__main__", "training", "serialize", "data", "pretrained",
            "architectures", "progress", "files", "interop"}
-#: The top floors: figures, the tour, the explorer, the command line.
-TOP = {"plots", "tour", "explore", "cli"}
+#: The top floors: figures, the tour, explain (your own image), the explorer, the command line.
+TOP = {"plots", "tour", "explain", "explore", "cli"}
 #: Modules that draw (matplotlib lives behind them).
 DRAWING = {"plots", "tour"}
 

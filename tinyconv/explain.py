@@ -274,7 +274,7 @@ def write_report(explanation, x, notes, source, out, stem):
 
     Returns the list of files written.
     """
-    from .explain_plots import method_figure
+    from .plots.explain import method_figure
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
