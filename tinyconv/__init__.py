@@ -14,7 +14,11 @@ import os
 # layer first needs it; a value the user set is kept.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from .activation_max import ActivationMaximization, activation_maximization
 from .data import load_mnist, to_float
+from .grad_cam import GradCAM, grad_cam, guided_grad_cam
+from .input_x_gradient import input_x_gradient
+from .integrated_gradients import IntegratedGradients, integrated_gradients
 from .interop import from_torch
 from .layers import Conv2D, Dense, Flatten, Layer, MaxPool2D, ReLU, softmax
 from .max_activation import MaxActivation, max_activating
@@ -24,6 +28,7 @@ from .pretrained import pretrained
 from .projection import project, saliency
 from .receptive_field import ReceptiveField, patches, receptive_field, receptive_fields
 from .serialize import load, save
+from .smoothgrad import smoothgrad
 from .training import SGD, Adam, cross_entropy, evaluate, fit, predict
 
 __version__ = "0.1.0"
@@ -34,4 +39,7 @@ __all__ = [
     "from_torch", "load", "load_mnist", "max_activating", "occlusion", "patches", "predict",
     "pretrained", "project", "receptive_field", "receptive_fields", "saliency", "save",
     "softmax", "to_float",
+    # after Zeiler & Fergus
+    "ActivationMaximization", "GradCAM", "IntegratedGradients", "activation_maximization",
+    "grad_cam", "guided_grad_cam", "input_x_gradient", "integrated_gradients", "smoothgrad",
 ]
