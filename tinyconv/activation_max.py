@@ -5,7 +5,7 @@ Erhan, Bengio, Courville & Vincent, "Visualizing Higher-Layer Features of a Deep
 Simonyan, Vedaldi & Zisserman, "Deep Inside Convolutional Networks", 2013, §2: the same for a
 class logit ``y_(L),c`` with an L2 penalty — a *class model*. Yosinski, Clune, Nguyen, Fuchs &
 Lipson, "Understanding Neural Networks Through Deep Visualization", 2015, §3: regularisers that
-keep the image natural, applied after each step ``x <- x + lr ∇/rms(∇)``:
+keep the image natural, applied after each step ``x <- x + lr ∇ / max|∇|``:
 
 * L2 decay ``x <- b + (1 - l2)(x - b)`` towards the background ``b = clip_range[0]``;
 * a Gaussian blur of width ``blur_sigma`` every ``blur_every`` steps;
@@ -80,8 +80,8 @@ def activation_maximization(model, layer, k, idx=None, objective="unit", steps=2
     idx : ``(row, col)`` of the unit for ``objective="unit"`` at a spatial layer; None takes
         the centre of the map. Must be None after Flatten.
     objective : ``"unit"`` (``y_(l),idx,k``) or ``"map"`` (``Σ_idx y_(l),idx,k``, spatial only).
-    steps : ascent steps; lr : step length in input units (the gradient is divided by its
-        root mean square, so ``lr`` does not depend on the unit's scale).
+    steps : ascent steps; lr : the largest change of any pixel in one step (the gradient is
+        divided by its largest magnitude, so ``lr`` does not depend on the unit's scale).
     l2, blur_every, blur_sigma, jitter, clip_small : Yosinski et al.'s regularisers (module
         docstring); 0 switches one off.
     clip_range : ``(lo, hi)`` the image stays in. seed : seeds the start and the jitter.
@@ -125,7 +125,7 @@ def activation_maximization(model, layer, k, idx=None, objective="unit", steps=2
         y = model.forward(shifted, upto=l)
         history[step], signal = objective_signal(model, y, l, k, idx, objective)
         grad = np.roll(model.backward(signal, start=l)[0], (-dr, -dc), axis=(0, 1))
-        x = x + lr * grad / (np.sqrt(np.mean(grad.astype(np.float64) ** 2)) + 1e-12)
+        x = x + lr * grad / (np.abs(grad).max() + 1e-30)     # a dead unit (0 gradient) stays
         x = lo + (1 - l2) * (x - lo)
         if blur_every and (step + 1) % blur_every == 0:
             x = gaussian_blur(x, blur_sigma)
