@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .checks import check_choice, check_int
+from .checks import check_array, check_choice, check_int
 from .units import check_target, class_backward, n_classes
 
 METHODS = ("trapezoid", "left", "right", "middle")
@@ -99,13 +99,13 @@ def integrated_gradients(model, x, target=None, baseline=0.0, steps=50, method="
     :class:`IntegratedGradients` with ``attributions (N, H, W, C_0)`` and ``gap (N,)``.
     """
     n_classes(model, "integrated_gradients")
-    x = model._check_input(x)                                     # (N, H, W, C_0)
+    x = check_array(x, "x", ndim=4).astype(model.dtype, copy=False)   # (N, H, W, C_0)
+    logits_x = model.forward(x)                                   # checks x against the model
     check_choice(method, "method", METHODS)
     steps = check_int(steps, "steps", minimum=2 if method == "trapezoid" else 1)
     batch_size = check_int(batch_size, "batch_size", minimum=1)
     base = check_baseline(baseline, x)
     N = len(x)
-    logits_x = model.forward(x)
     target = check_target(target, logits_x)
     logits_b = model.forward(base)
     rows = np.arange(N)

@@ -60,7 +60,8 @@ def smoothgrad(model, x, target=None, sigma=0.15, n=50, kind="mean", base="gradi
     (N, H, W, C_0) array in the model's dtype.
     """
     n_classes(model, "smoothgrad")
-    x = model._check_input(x)                                     # (N, H, W, C_0), model dtype
+    x = check_array(x, "x", ndim=4).astype(model.dtype, copy=False)   # (N, H, W, C_0)
+    target = check_target(target, model.forward(x))               # the forward checks x
     n = check_int(n, "n", minimum=1)
     check_choice(kind, "kind", KINDS)
     check_choice(base, "base", BASES)
@@ -76,7 +77,6 @@ def smoothgrad(model, x, target=None, sigma=0.15, n=50, kind="mean", base="gradi
         if len(noise) != n:
             raise ValueError(f"noise: expected n = {n} noisy copies (noise.shape[0]), "
                              f"got {len(noise)}")
-    target = check_target(target, model.forward(x))
     # every copy is one example of a long batch: (n, N, H, W, C_0) -> (n N, H, W, C_0)
     copies = (x[None] + noise).astype(x.dtype).reshape(n * N, *x.shape[1:])
     targets = np.tile(target, n)                                  # (n N,), copy j of example i
