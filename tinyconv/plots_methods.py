@@ -116,7 +116,7 @@ def every_map(model, x, target=None, cam_layer="relu3", smooth_n=50, ig_steps=64
     return fig
 
 
-def class_models(model, classes=range(10), steps=300, lr=0.02, l2=0.01, blur_every=4,
+def class_models(model, classes=range(10), steps=150, lr=0.04, l2=0.01, blur_every=4,
                  blur_sigma=0.6, jitter=1, seed=0):
     """The preferred image of each class logit ``y_(L),c`` (Simonyan et al. 2013, §2), by
     :func:`~tinyconv.activation_maximization` with Yosinski et al.'s regularisers."""
@@ -141,7 +141,7 @@ def class_models(model, classes=range(10), steps=300, lr=0.02, l2=0.01, blur_eve
     return fig
 
 
-def preferred_images(model, X, layer="conv3", n=6, top=9, steps=200, lr=0.02, l2=0.01,
+def preferred_images(model, X, layer="conv3", n=6, top=9, steps=120, lr=0.03, l2=0.01,
                      blur_every=4, blur_sigma=0.5, jitter=1, seed=0):
     """For the ``n`` units of ``layer`` with the largest top activation on ``X``: the preferred
     image of the centre unit, cropped to its receptive field, beside the MaxAct top-``top``
