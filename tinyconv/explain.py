@@ -34,7 +34,9 @@ MAX_PIXELS = 50_000_000
 #: MNIST's geometry: the digit fits a 20x20 box inside the 28x28 image.
 SIDE, BOX = 28, 20
 CORE_METHODS = ("saliency", "gradient", "deconvnet", "guided", "occlusion", "maxact")
-OPTIONAL_METHODS = ("input_x_gradient", "smoothgrad", "integrated_gradients", "grad_cam")
+#: The methods after Zeiler & Fergus, each ``(N, H, W, C_0)`` or a result with that array.
+AFTER_ZF_METHODS = ("input_x_gradient", "smoothgrad", "integrated_gradients", "grad_cam",
+                    "guided_grad_cam")
 
 
 def read_grey(path):
@@ -152,10 +154,9 @@ def load_input(path):
 
 
 def available_methods():
-    """The method names this installation offers, core first, then the optional ones."""
-    import tinyconv as tc
+    """The method names explain offers: the lecture's first, then those after Zeiler & Fergus."""
 
-    return list(CORE_METHODS) + [m for m in OPTIONAL_METHODS if hasattr(tc, m)]
+    return list(CORE_METHODS) + list(AFTER_ZF_METHODS)
 
 
 def choose_unit(model, x, layer=None, feature=None):
@@ -220,7 +221,7 @@ def explain(model, x, methods=None, layer=None, feature=None, target=None, data=
         elif method == "maxact":
             results[method] = maxact_neighbours(model, x, l, k, data)
         else:
-            results[method] = optional_method(tc, method, model, x, c)
+            results[method] = after_zf_method(tc, method, model, x, c)
     return {"prediction": c, "probabilities": probabilities, "unit": [name, k],
             "results": results}
 
@@ -246,21 +247,25 @@ def maxact_neighbours(model, x, l, k, data=None):
             "call": f"tc.max_activating(model, X_test, {name!r}, k={k}, top=9)"}
 
 
-def optional_method(tc, method, model, x, c):
-    """A method written elsewhere in the package, called as ``tc.<method>(model, x, target=c)``
-    (``grad_cam`` also gets the last convolution as ``layer``)."""
+def after_zf_method(tc, method, model, x, c):
+    """One of :data:`AFTER_ZF_METHODS` on ``x`` (1, H, W, C_0) for class ``c``: the map as
+    an ``(H, W)`` array (channels summed) and the call that computed it. Grad-CAM and guided
+    Grad-CAM use the last convolution; Grad-CAM shows its bilinear ``upsampled`` map."""
     from .units import conv_layers
 
-    fn = getattr(tc, method)
     kwargs = {"target": c}
-    if method == "grad_cam":
+    if method in ("grad_cam", "guided_grad_cam"):
         kwargs["layer"] = model.names[conv_layers(model)[-1]]
-    a = np.asarray(fn(model, x, **kwargs), dtype=np.float64)[0]
+    result = getattr(tc, method)(model, x, **kwargs)
+    if method == "integrated_gradients":
+        result = result.attributions
+    elif method == "grad_cam":
+        result = result.upsampled
+    a = np.asarray(result, dtype=np.float64)[0]
     if a.ndim == 3:                                   # (H, W, C_0): sum the channels
         a = a.sum(axis=-1)
     text = ", ".join(f"{key}={value!r}" for key, value in kwargs.items())
     return {"array": a, "call": f"tc.{method}(model, x, {text})"}
-
 
 def summary(a):
     """``{"shape", "min", "max", "mean"}`` of an array, for the JSON report."""

@@ -273,12 +273,12 @@ class Recipe:
 
     arch: str = "mnist"
     seed: int = 0
-    optimizer: str = "adam"
-    lr: float = 2e-3
+    optimizer: str = "sgd"
+    lr: float = 0.05
     schedule: str = "exponential"
     lr_decay: float = 0.85
     momentum: float = 0.9
-    weight_decay: float = 0.0
+    weight_decay: float = 5e-3
     batch_size: int = 32
     epochs: int = 15
     shift: int = 2
