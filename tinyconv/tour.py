@@ -413,7 +413,8 @@ def tour(out_dir, digit=8, layer="conv2", feature=3, examples=None, progress=Non
         erfs = erf_results(model, X[:n_erf], convs)
         fig = plots.effective_receptive_fields(fields, erfs, n_erf)
         shares = ", ".join(
-            f"{model.names[l]} {central_share(e, fields[l].box(*c, clip=False)):.0%}"
+            "{} {:.0%} (uniform: {:.0%})".format(
+                model.names[l], *central_share(e, fields[l].box(*c, clip=False))[:2])
             for l, c, _, e in erfs)
         return fig, (
             f"The mean absolute gradient of the central unit of each convolution over {n_erf} "
@@ -422,7 +423,8 @@ def tour(out_dir, digit=8, layer="conv2", feature=3, examples=None, progress=Non
             "against the theoretical box of figure 7. For conv1 it is the mean |filter|: no "
             "nonlinearity lies between the unit and the pixels, so nothing concentrates it. "
             "Deeper, the gradient concentrates in the middle of the field. Share of the mean "
-            f"|gradient| in the central half of the box (a quarter of its area): {shares}. "
+            f"|gradient| in the central part of the box (a quarter of each side cut off): "
+            f"{shares}. "
             "(Luo et al., 'Understanding the Effective Receptive Field in Deep CNNs', NeurIPS "
             "2016.)")
 
@@ -515,8 +517,9 @@ HOWTO = dict(
         "(score − score with the square over it) ÷ score, averaged over the squares that "
         "cover it, on one fixed ±100 % scale. d is a post-ReLU map y_(l),idx,k ≥ 0 of the "
         "deepest convolution, f the class predicted with the square at each position. You "
-        "should see red only where the square hides strokes that make this a {digit}, and "
-        "the class in f change where b and c are darkest."),
+        "should see red only where the square hides strokes the model needs for a {digit} — "
+        "as deep a red as the drop is large, the same in every tour — and the class in f "
+        "change where c is darkest."),
     fields=(
         "Unit (row, col) of layer l sees the input rows [row·S − P, row·S − P + r) and the "
         "same columns, r, S, P from the table (Araujo et al.). You should see the box grow "
