@@ -483,8 +483,10 @@ HOWTO = dict(
     filters=(
         "Each tile is one filter W[:, :, 0, k] of the first convolution (HWIO weights), and "
         "y_(1),idx,k = Σ W · (the 5×5 patch at idx) + b. Red weights reward ink under them, "
-        "blue ones punish it, on one scale for all filters. Look for tiles with a red band "
-        "beside a blue band: such a filter responds to an edge of that orientation."),
+        "blue ones punish it, on one scale for all filters. The HF share in the caption says "
+        "how far the filters are from noise (white noise ≈ 0.9, a smooth edge ≈ 0). You "
+        "should see tiles with a red band beside a blue band: edge detectors, one "
+        "orientation each, the clearer the lower that share."),
     extremes=(
         "The classifier's unit y_(L),c for c = {digit}, ranked over every held-out {digit}: "
         "MaxAct at the last layer. Left, the {digit}s the model is surest of (1 − p tiny); "

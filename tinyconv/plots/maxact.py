@@ -18,9 +18,9 @@ def extreme_examples(X, ranking, predicted, n=16, cols=4, logits=None):
     :func:`~tinyconv.max_activating` at the classifier head over the examples ``X`` of class
     ``c`` (``k=c``, ``top=None``), ranked by ``softmax(y_(L))_c``. One full ranking gives
     both ends: its first ``n`` and its last ``n`` (least probable first). Each image is titled
-    with ``1 − p`` in scientific notation on the "highest" side where ``p ≥ 0.5`` (near 1
-    the probabilities all print as 1.000, and their order would be lost) and with ``p`` on
-    the "lowest" side; misclassified ones also with the predicted class.
+    with ``1 − p`` in scientific notation where ``p ≥ 0.5`` (near 1 the probabilities all
+    print as 1.000, and their order would be lost) and with ``p`` below; misclassified ones
+    also with the predicted class.
 
     Parameters
     ----------
@@ -49,8 +49,7 @@ def extreme_examples(X, ranking, predicted, n=16, cols=4, logits=None):
         for ax, i, p_i in zip(axes.flat, idx, p_end, strict=False):
             c = int(predicted[i])
             ax.imshow(X[i, :, :, 0], cmap=INK, vmin=0, vmax=1)
-            text = (probability_text(p_i, None if logits is None else logits[i], digit)
-                    if which == "highest" else f"p = {p_i:.3g}")
+            text = probability_text(p_i, None if logits is None else logits[i], digit)
             text = text if c == digit else f"{text} → {c}"
             ax.set_title(text, fontsize=9, color="black" if c == digit else "#c00000")
         half.suptitle(f"{which} p({digit})", fontsize=11)
@@ -61,9 +60,9 @@ def extreme_examples(X, ranking, predicted, n=16, cols=4, logits=None):
 
 def probability_text(p, logits, c):
     """``"1−p = 3.2e-06"`` for ``p >= 0.5`` (from ``logits`` in float64 when given), else
-    ``"p = 0.012"``."""
+    ``"p = 0.0123"``."""
     if p < 0.5:
-        return f"p = {p:.3f}"
+        return f"p = {p:.3g}"
     if logits is not None:
         z = np.asarray(logits, dtype=np.float64)
         e = np.exp(z - z.max())
