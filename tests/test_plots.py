@@ -165,7 +165,8 @@ def test_hf_share_tells_strokes_from_noise():
     assert plots.measures.hf_share(smooth)[0] < 0.15
     assert plots.measures.hf_share(np.zeros((1, 5, 5)))[0] == 0
     checker = np.indices((1, 6, 6)).sum(axis=0) % 2 * 2 - 1.0         # the worst case
-    assert plots.measures.hf_share(checker)[0] > 0.9
+    assert plots.measures.hf_share(checker)[0] > 0.7
+    assert plots.measures.hf_share(np.ones((1, 5, 5)))[0] == 0       # a blur keeps a constant
     m = np.array([[[1.0, -2.0], [0.0, 3.0]]])
     assert plots.measures.positive_share(m)[0] == pytest.approx(2 / 3)
 

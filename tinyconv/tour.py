@@ -196,7 +196,7 @@ def write_index(out, entries, intro):
                 f'</div>\n'
                 f'    <figcaption>{html.escape(e["caption"])}</figcaption>\n'
                 f'  </figure>\n'
-                f'  <p class="redraw">Re-draw with another digit or unit: '
+                f'  <p class="redraw">Re-draw it: '
                 f'<code>{html.escape(e["command"])}</code></p>\n</section>')
 
     sections = "\n".join(section(n, e) for n, e in enumerate(entries, 1))
@@ -330,7 +330,7 @@ def tour(out_dir, digit=8, layer="conv2", feature=3, examples=None, progress=Non
             f"{first.kernel[1]}), on one colour scale centred at 0 "
             f"(±{float(np.abs(W).max()):.2g}): a red weight adds the pixel under it to the "
             "unit's response, a blue one subtracts it. Median HF share (the "
-            f"share of a filter's energy that a 3×3 box blur removes; white noise ≈ 0.9, a "
+            f"share of a filter's energy that a 3×3 box blur removes; white noise ≈ 0.89, a "
             f"smooth edge ≈ 0): {blur:.2f}. Zeiler & Fergus 2014, Fig. 2 (layer 1).")
 
     def fig_extremes():
@@ -362,7 +362,7 @@ def tour(out_dir, digit=8, layer="conv2", feature=3, examples=None, progress=Non
             "deconvnet (transposed convolutions, unpooling through the switches, rectified "
             "signal), cropped to the receptive field, each ÷ its own max |value| (left), "
             "beside the input patch (right). HF share: the share of a map's energy a 3×3 "
-            "blur removes (≈ 0.9 for pixel noise). Zeiler & Fergus 2014, §2.1.")
+            "blur removes (≈ 0.89 for pixel noise). Zeiler & Fergus 2014, §2.1.")
 
     def fig_rules():
         results = list(zip(*(projected(rule, RULE_IMAGES) for rule in RULES), strict=True))
@@ -450,7 +450,8 @@ def tour(out_dir, digit=8, layer="conv2", feature=3, examples=None, progress=Non
          HOWTO["projections"], unit_cmd),
         ("fig5_rules.png", "Gradient, deconvnet and guided backprop", fig_rules,
          HOWTO["rules"], unit_cmd),
-        (f"fig6_occlusion_{digit}.png", f"Occlusion of a {digit}", fig_occlusion,
+        (f"fig6_occlusion_{digit}.png", f"Occlusion of {'an' if digit == 8 else 'a'} {digit}",
+         fig_occlusion,
          HOWTO["occlusion"], f"{tour_cmd} --digit 3   (now: --digit {digit})"),
         ("fig7_receptive_fields.png", "Receptive fields grow with depth", fig_fields,
          HOWTO["fields"], f"{tour_cmd} --digit 3   (the digit drawn under the boxes)"),
@@ -484,7 +485,7 @@ HOWTO = dict(
         "Each tile is one filter W[:, :, 0, k] of the first convolution (HWIO weights), and "
         "y_(1),idx,k = Σ W · (the 5×5 patch at idx) + b. Red weights reward ink under them, "
         "blue ones punish it, on one scale for all filters. The HF share in the caption says "
-        "how far the filters are from noise (white noise ≈ 0.9, a smooth edge ≈ 0). You "
+        "how far the filters are from noise (white noise ≈ 0.89, a smooth edge ≈ 0). You "
         "should see tiles with a red band beside a blue band: edge detectors, one "
         "orientation each, the clearer the lower that share."),
     extremes=(

@@ -98,9 +98,8 @@ def effective_receptive_fields(fields, erfs, n_examples):
         which = ("mean over all k" if k is None else f"k = {k}" if np.ndim(k) == 0
                  else f"mean over {len(k)} features")
         inner, area, (h, w) = central_share(erf, edges)
-        top.set_title(f"{layer}, unit ({row}, {col}), {which}\nbox: theoretical r = {r} px; "
-                      f"its central {h}×{w} holds {inner:.0%}\n(uniform would give "
-                      f"{area:.0%})", fontsize=10)
+        top.set_title(f"{layer}, unit ({row}, {col}), {which}\nbox: r = {r} px; its central "
+                      f"{h}×{w}: {inner:.0%}\nof the total (flat: {area:.0%})", fontsize=10)
         top.set_xlabel("column (px)", fontsize=8)
         top.set_ylabel("row (px)", fontsize=8)
         r_in = (edges[0] + edges[1] - 1) // 2
