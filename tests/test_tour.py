@@ -137,6 +137,17 @@ def test_progress_prints_one_line_per_figure(run):
     assert lines[-1].startswith("wrote 10 figures")
 
 
+def test_the_saliency_figure_shows_the_chosen_unit():
+    convs = ["conv1", "conv2", "conv3"]
+    best = [4, 7, 9]                        # most distinctive map of each convolution
+    # the tour's own unit replaces the one of its layer, whichever layer that is
+    assert tour.saliency_units(convs, best, 22, "conv3", 5) == [("conv2", 7), ("conv3", 5)]
+    assert tour.saliency_units(convs, best, 22, "conv2", 3) == [("conv2", 3), ("conv3", 22)]
+    # a unit of another layer leaves both: conv2's most distinctive, conv3's occluded map
+    assert tour.saliency_units(convs, best, 22, "relu2", 3) == [("conv2", 7), ("conv3", 22)]
+    assert tour.saliency_units(["conv1"], [4], 2, "conv1", 0) == [("conv1", 0)]
+
+
 def test_quiet_tour_prints_nothing(capsys):
     say = tour.announcer(False)
     say("hello")

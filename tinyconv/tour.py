@@ -147,6 +147,19 @@ def distinctive(ranking, n):
     return ranking.features[order], scores[order]
 
 
+def saliency_units(convs, most_distinctive, k_deep, layer, feature):
+    """The units ``(name, k)`` of the saliency figure: one of each of the last two
+    convolutions ``convs`` — the tour's own ``(layer, feature)`` where ``layer`` is one of
+    them, else the deepest one's map ``k_deep`` (the occluded digit's strongest) and the
+    other's most distinctive map (``most_distinctive``: one ``k`` per convolution)."""
+    pick = {n: int(k) for n, k in zip(convs, most_distinctive, strict=True)}
+    pick = {n: pick[n] for n in convs[-2:]}
+    pick[convs[-1]] = int(k_deep)
+    if layer in pick:
+        pick[layer] = int(feature)
+    return list(pick.items())
+
+
 def rule_summary(model, X, results):
     """Median share of positive pixels and median HF share per rule over the rows of
     :func:`tinyconv.plots.compare_rules` -> ``{rule: (positive, hf)}``."""
@@ -294,12 +307,7 @@ def tour(out_dir, digit=8, layer="conv2", feature=3, examples=None, progress=Non
             rankings[name] = max_activating(model, X, name, k=k, top=TOP, progress=progress)
     chosen = [distinctive(rankings[n], FEATURES) for n in convs]
     montages = [rankings[n].select(ks) for n, (ks, _) in zip(convs, chosen, strict=True)]
-    # the saliency figure: one unit of each of the last two convolutions, the tour's own
-    # unit where it is one of them, else the most distinctive map (conv3: the occluded one)
-    pick = {n: int(chosen[convs.index(n)][0][0]) for n in convs[-2:]}
-    pick[deepest] = k_deep
-    pick.update({n: k for n, k in units if n in pick and n == layer})
-    salient = list(pick.items())
+    salient = saliency_units(convs, [int(ks[0]) for ks, _ in chosen], k_deep, layer, feature)
     # figure 2: one full ranking of the digit's examples gives both ends
     mine = y == digit
     say(f"ranking the {int(mine.sum())} {digit}s by p({digit}) …")
