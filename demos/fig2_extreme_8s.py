@@ -20,7 +20,8 @@ ranking = tc.max_activating(model, eights, "logits", k=8, top=None)   # one rank
 print("the five least probable 8s have p(8) =", ranking.values[0][::-1][:5].round(3))
 
 predicted = tc.predict(model, eights).argmax(axis=1)
-fig = plots.extreme_examples(eights, ranking, predicted)
+# near p = 1 the titles give 1 - p, computed from the logits in float64
+fig = plots.extreme_examples(eights, ranking, predicted, logits=model.forward(eights))
 out = sys.argv[1] if len(sys.argv) > 1 else "fig2_extreme_8s.png"
 fig.savefig(out, dpi=110)
 print(f"saved {out}")

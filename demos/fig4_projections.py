@@ -17,7 +17,7 @@ images, labels = tc.load_mnist("bundled-test")
 X = tc.to_float(images)
 
 eight = X[example_of(model, X, labels, 8)]
-k = int(strongest_feature(model.forward(eight[None], upto="conv3"))[0])
+k = int(strongest_feature(model.forward(eight[None], upto="relu3"))[0])   # post-ReLU totals
 print(f"the conv3 map with the largest total activation on this 8: k = {k}")
 
 results = [tc.project_top(model, X, tc.max_activating(model, X, layer, k=unit, top=9), unit,

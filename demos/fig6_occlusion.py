@@ -1,5 +1,6 @@
 """Occlusion of an 8 (Zeiler & Fergus 2014, Fig. 7): erase a square at every position and
-record the drop in p(8), in the strongest conv3 map, and the most probable class.
+record the drop in p(8), in the total of the strongest post-ReLU conv3 map, and the most
+probable class. b, c and e share one fixed scale, -100 % .. +100 %.
 
     python demos/fig6_occlusion.py [out.png]
 """
@@ -22,8 +23,8 @@ print(f"p(8) = {result.original:.3f}; it drops most ({result.grid[r, c]:.0%}) wi
       f"square at rows {result.rows[r]}..{result.rows[r] + 7}, columns "
       f"{result.cols[c]}..{result.cols[c] + 7}")
 
-k = int(strongest_feature(model.forward(eight[None], upto="conv3"))[0])
-fig = plots.occlusion_figure(eight, 8, **occlusion_results(model, eight, 8, (4, 8), "conv3", k))
+k = int(strongest_feature(model.forward(eight[None], upto="relu3"))[0])   # post-ReLU totals
+fig = plots.occlusion_figure(eight, 8, **occlusion_results(model, eight, 8, (4, 8), "relu3", k))
 out = sys.argv[1] if len(sys.argv) > 1 else "fig6_occlusion.png"
 fig.savefig(out, dpi=110)
 print(f"saved {out}")

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 import tinyconv as tc
+from tinyconv.measures import box_blur, hf_share  # noqa: F401  (box_blur: for callers)
 
 SHIPPED = Path(__file__).resolve().parent.parent / "tinyconv" / "data" / "mnist_cnn.npz"
 
@@ -48,57 +49,6 @@ TARGETS = {
 
 # layer -> take every n-th feature of it for the projection measure
 PROJECTION_LAYERS = {"conv2": 4, "conv3": 8}
-
-
-def box_blur(images):
-    """3x3 box blur (the mean of each pixel's 3x3 neighbourhood), edges replicated.
-
-    Parameters
-    ----------
-    images : (..., H, W) array; the blur acts on the last two axes.
-
-    Returns
-    -------
-    (..., H, W) float64 array.
-
-    Notes
-    -----
-    Boundary: the image is padded by one pixel on each side with copies of its border pixels
-    (``np.pad(mode="edge")``, scipy's ``"nearest"``; for a 3x3 window the same as mirroring
-    with the border pixel repeated). So a constant or a linear ramp across a filter is kept
-    almost whole, and a smooth edge that runs off the filter's border is not mistaken for
-    high frequency, as it would be with zero padding (a 5x5 ``tanh`` edge would then lose
-    ~0.2 of its energy instead of ~0.02).
-    """
-    images = np.asarray(images, dtype=np.float64)
-    if images.ndim < 2:
-        raise ValueError(f"images: expected an array (..., H, W), got shape {images.shape}")
-    H, W = images.shape[-2:]
-    pad = [(0, 0)] * (images.ndim - 2) + [(1, 1), (1, 1)]
-    padded = np.pad(images, pad, mode="edge")                     # (..., H + 2, W + 2)
-    return sum(padded[..., dr:dr + H, dc:dc + W] for dr in range(3) for dc in range(3)) / 9
-
-
-def hf_share(images):
-    """The share of each image's energy that a 3x3 box blur removes.
-
-    ``||f - blur(f)||^2 / ||f||^2`` with :func:`box_blur` (edges replicated): near 0 for a
-    smooth pattern (an edge, a blob, a thick stroke), near 0.8 for white noise, and up to ~1
-    for a checkerboard at the pixel scale.
-
-    Parameters
-    ----------
-    images : (..., H, W) array, e.g. conv1 filters ``(C_in * C_out, kh, kw)``.
-
-    Returns
-    -------
-    (...) float64 array of shares; NaN where an image is all zeros (no energy to share).
-    """
-    images = np.asarray(images, dtype=np.float64)
-    energy = (images ** 2).sum(axis=(-2, -1))
-    removed = ((images - box_blur(images)) ** 2).sum(axis=(-2, -1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(energy > 0, removed / energy, np.nan)
 
 
 def conv_filters(model, layer="conv1"):

@@ -30,7 +30,7 @@ ENGINE = {"layers", "model", "checks", "kernels", "workspace", "reference"}
 SUPPORT = {"__init__", "__main__", "training", "serialize", "data", "pretrained",
            "architectures", "progress", "files", "interop"}
 #: The top floors: figures, the tour, explain (your own image), the explorer, the command line.
-TOP = {"plots", "tour", "explain", "explore", "cli"}
+TOP = {"plots", "tour", "tour_page", "explain", "explore", "cli"}
 #: Modules that draw (matplotlib lives behind them).
 DRAWING = {"plots", "tour"}
 

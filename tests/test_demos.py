@@ -13,7 +13,8 @@ import pytest
 
 import tinyconv as tc
 
-DEMOS = sorted((Path(__file__).parent.parent / "demos").glob("fig*.py"))
+DEMOS = sorted((Path(__file__).parent.parent / "demos").glob("fig*.py"),
+               key=lambda p: int(p.name.split("_")[0][3:]))
 
 
 def shipped_model_present():
@@ -28,8 +29,23 @@ pytestmark = pytest.mark.skipif(not shipped_model_present(),
                                 reason="the shipped model tinyconv/data/mnist_cnn.npz is missing")
 
 
+#: Figures 1-10 are the tour's (the lecture); 11-13 show the methods after Zeiler & Fergus.
+TOUR_FIGURES = 10
+
+
 def test_there_is_one_demo_per_figure():
-    assert [p.name.split("_")[0] for p in DEMOS] == [f"fig{n}" for n in range(1, 10)]
+    assert [p.name.split("_")[0] for p in DEMOS] == [f"fig{n}" for n in range(1, 14)]
+
+
+def test_the_tour_writes_one_figure_per_demo():
+    # the PNG names of the tour (digit 8) and the first demos' default names agree
+    import re
+
+    from tinyconv import tour
+    source = Path(tour.__file__).read_text(encoding="utf-8")
+    names = re.findall(r'\(f?"(fig\d+_[a-z_{}]+)\.png"', source)
+    assert [n.split("_")[0] for n in names] == \
+        [p.name.split("_")[0] for p in DEMOS[:TOUR_FIGURES]]
 
 
 @pytest.mark.parametrize("script", DEMOS, ids=[p.stem for p in DEMOS])

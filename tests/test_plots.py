@@ -2,13 +2,14 @@ import io
 import subprocess
 import sys
 
+import matplotlib as mpl
 import matplotlib.image
 import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
 import tinyconv as tc
-from tinyconv import plots, tour
+from tinyconv import measures, plots, tour
 from tinyconv.architectures import build
 
 
@@ -57,17 +58,32 @@ def test_extreme_examples_take_both_ends_from_one_ranking(model, digits):
     eights = X[y == 8]
     ranking = tc.max_activating(model, eights, "logits", k=8, top=None)
     predicted = tc.predict(model, eights).argmax(axis=1)
-    fig = plots.extreme_examples(eights, ranking, predicted, n=4)
+    fig = plots.extreme_examples(eights, ranking, predicted, n=4,
+                                 logits=model.forward(eights))
     check_figure(fig)
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
     n = min(4, len(eights))
     assert len(titles) == 2 * n
-    assert all(t.startswith("p = ") for t in titles)
+    assert all(t.startswith(("p = ", "1−p = ")) for t in titles)
     low = tc.max_activating(model, eights, "logits", k=8, top=n, descending=False)
-    assert [float(t.split()[2]) for t in titles[n:]] == \
-        pytest.approx(low.values[0].round(3).tolist())
+
+    def p_of(title):                      # "p = 0.123" or "1−p = 4.5e-02", maybe "→ 3" after
+        value = float(title.split()[2])
+        return 1 - value if title.startswith("1−p") else value
+    assert [p_of(t) for t in titles[n:]] == pytest.approx(low.values[0], abs=0.06)
     with pytest.raises(ValueError, match="ranking"):
         plots.extreme_examples(X, tc.max_activating(model, X, "conv1", k=0), predicted)
+
+
+def test_probabilities_near_one_are_shown_as_one_minus_p():
+    logits = np.array([30.0, 10.0, 0.0])           # p(0) rounds to 1.0 even in float64
+    text = plots.maxact.probability_text(1.0, logits, 0)
+    assert text.startswith("1−p = ")
+    exact = (np.exp(-20.0) + np.exp(-30.0)) / (1 + np.exp(-20.0) + np.exp(-30.0))
+    assert float(text.split("= ")[1]) == pytest.approx(exact, rel=0.05)
+    assert plots.maxact.probability_text(0.25, logits, 0) == "p = 0.25"
+    # without logits, 1 - p itself (0 when p is exactly 1: no rank information, hence logits)
+    assert plots.maxact.probability_text(0.999, None, 0) == "1−p = 1.0e-03"
 
 
 def test_maxact_montages_draw_the_rankings_given(model, digits):
@@ -78,6 +94,21 @@ def test_maxact_montages_draw_the_rankings_given(model, digits):
     check_figure(fig)
     assert sum(1 for ax in fig.axes if ax.get_images()) == 4
     assert [ax.get_title() for ax in fig.axes if ax.get_images()][:2] == ["k = 2", "k = 0"]
+    fig = plots.maxact_montages(model, X, [r.select([2, 0]) for r in rankings],
+                                scores=[[5.0, 4.0], [3.0, 2.5]], score_name="mean top-9")
+    assert [ax.get_title() for ax in fig.axes if ax.get_images()][:2] == \
+        ["k = 2\nmean top-9 5", "k = 0\nmean top-9 4"]
+
+
+def test_the_most_distinctive_maps_are_those_with_the_highest_top9_mean(model, digits):
+    X, _ = digits
+    ranking = tc.max_activating(model, X, "conv2", k=None, top=9)
+    ks, scores = tour.distinctive(ranking, 3)
+    means = ranking.values.mean(axis=1)
+    np.testing.assert_array_equal(ks, ranking.features[np.argsort(-means)[:3]])
+    assert list(scores) == sorted(scores, reverse=True)
+    assert scores[0] == pytest.approx(means.max())
+    assert means[ks].min() >= np.delete(means, ks).max()
 
 
 def projected(model, X, units, n, rules):
@@ -96,11 +127,70 @@ def test_projections_and_rules(model, digits):
     fig = plots.compare_rules(model, X, projected(model, X, units, 2,
                                                   ["gradient", "deconvnet", "guided"]))
     check_figure(fig)
-    titles = [ax.get_title() for ax in fig.axes]
-    assert {"input", "gradient", "deconvnet", "guided backprop"} <= set(titles)
+    titles = [ax.get_title().split("\n")[0] for ax in fig.axes]
+    assert {"gradient", "deconvnet", "guided backprop"} <= set(titles)
     maps = [im for ax in fig.axes for im in ax.get_images() if im.get_cmap().name == "RdBu_r"]
     assert len(maps) == 3 * 2 * len(units)
-    assert all(np.nanmax(np.abs(im.get_array())) <= 1 + 1e-6 for im in maps)
+    # one symmetric scale, and each row's three maps ÷ the row's max |value|: the largest
+    # value of a row is ±1, and reached by one rule only
+    assert {im.get_clim() for im in maps} == {(-1.0, 1.0)}
+    peaks = np.array([np.abs(im.get_array()).max() for im in maps]).reshape(-1, 3)
+    np.testing.assert_allclose(peaks.max(axis=1), 1.0)
+    # maps are cropped to the unit's field (conv1: 5 px; conv2: its r) and quantified
+    assert {np.shape(im.get_array()) for im in maps} == \
+        {tc.receptive_field(model, n).size for n, _ in units}
+    labels = [ax.get_xlabel() for ax in fig.axes if "HF" in ax.get_xlabel()]
+    assert len(labels) == len(maps)
+
+
+def test_rule_summary_matches_the_measures(model, digits):
+    X, _ = digits
+    results = projected(model, X, [("conv2", 1)], 2, ["gradient", "guided"])
+    summary = tour.rule_summary(model, X, results)
+    assert list(summary) == ["gradient", "guided"]
+    rf = tc.receptive_field(model, "conv2")
+    guided = results[0][1]
+    crops = rf.patches(guided.maps, guided.locations)[..., 0]
+    assert 0 <= summary["guided"][0] <= 1 and 0 <= summary["guided"][1] <= 1
+    # scaling a row does not change either share
+    assert summary["guided"][1] == pytest.approx(
+        float(np.median(measures.hf_share(crops))))
+
+
+def test_hf_share_tells_strokes_from_noise():
+    rng = np.random.default_rng(0)
+    noise = rng.standard_normal((50, 24, 24))
+    smooth = np.tile(np.linspace(0, 1, 24), (1, 24, 1))              # a gentle ramp
+    assert np.median(measures.hf_share(noise)) == pytest.approx(8 / 9, abs=0.03)
+    assert measures.hf_share(smooth)[0] < 0.15
+    assert np.isnan(measures.hf_share(np.zeros((1, 5, 5)))[0])   # no energy, no share
+    checker = np.indices((1, 6, 6)).sum(axis=0) % 2 * 2 - 1.0         # the worst case
+    assert measures.hf_share(checker)[0] > 0.7
+    assert measures.hf_share(np.ones((1, 5, 5)))[0] == 0       # a blur keeps a constant
+    m = np.array([[[1.0, -2.0], [0.0, 3.0]]])
+    assert measures.positive_share(m)[0] == pytest.approx(2 / 3)
+
+
+def test_saliency_patches_pair_each_map_with_its_patch(model, digits):
+    X, _ = digits
+    units = [("conv1", 0), ("conv2", 1)]
+    results = [r for (r,) in projected(model, X, units, 4, ["gradient"])]
+    fig = plots.saliency_patches(model, X, results)
+    check_figure(fig)
+    images = [im for ax in fig.axes for im in ax.get_images()]
+    maps = [im for im in images if im.get_cmap().name == "RdBu_r"]
+    patches = [im for im in images if im.get_cmap().name != "RdBu_r"]
+    assert len(maps) == len(patches) == 4 * len(units)
+    for n, (name, _) in enumerate(units):
+        rf = tc.receptive_field(model, name)
+        mine = maps[4 * n:4 * n + 4]
+        assert {np.shape(im.get_array()) for im in mine} == {rf.size}
+        # one symmetric scale per unit, its largest |gradient|
+        scale = np.abs(rf.patches(results[n].maps, results[n].locations)).max()
+        assert {im.get_clim() for im in mine} == {(-scale, scale)}
+        np.testing.assert_array_equal(
+            patches[4 * n].get_array(),
+            rf.patches(X[results[n].examples[:1]], results[n].locations[:1])[0, ..., 0])
 
 
 def test_project_top_projects_each_example_from_its_strongest_unit(model, digits):
@@ -119,13 +209,44 @@ def test_project_top_projects_each_example_from_its_strongest_unit(model, digits
 def test_occlusion_figure(model, digits):
     X, y = digits
     x = X[tour.example_of(model, X, y, 8)]
-    results = tour.occlusion_results(model, x, 8, (6, 10), "conv2", 1)
+    layer = tour.relu_after(model, "conv2")
+    assert layer == "relu2" and tour.relu_after(model, "relu2") == "relu2"
+    results = tour.occlusion_results(model, x, 8, (6, 10), layer, 1)
+    assert results["fmap"].min() >= 0                          # a post-ReLU feature map
+    assert results["feature"].original >= 0                   # so its total is >= 0 too
     fig = plots.occlusion_figure(x, 8, **results)
     check_figure(fig)
-    assert sum(1 for ax in fig.axes if ax.get_label() == "<colorbar>") == 5
+    # (d) has its own bar; b, c and e share one
+    assert sum(1 for ax in fig.axes if ax.get_label() == "<colorbar>") == 2
     assert "k = 1" in fig.axes[3].get_title()                 # the k it was given
+    b, c, d, e = (fig.axes[i].get_images()[0] for i in (1, 2, 3, 4))
+    assert b.get_clim() == c.get_clim() == e.get_clim() == (-1.0, 1.0)   # fixed, symmetric
+    assert b.norm is c.norm is e.norm                          # one scale, not three equal ones
+    assert d.get_clim()[0] == 0 and d.get_cmap()(0.0)[:3] == pytest.approx((1, 1, 1), abs=0.02)
+    # (f): a categorical legend naming every class that occurs, the label not in red
+    legend = fig.axes[5].get_legend()
+    present = np.unique(results["argmax"].occluded.astype(int))
+    assert [t.get_text().split()[0] for t in legend.get_texts()] == [str(v) for v in present]
+    colours = plots.occlusion.class_colours(8)
+    assert colours[8] == "#dddddd"
+    reds = [mpl.colors.to_rgb(col) for col in colours]
+    assert not any(r > 0.7 and g < 0.3 and bl < 0.3 for r, g, bl in reds)   # no "drop" red
     with pytest.raises(ValueError, match="sweeps"):
         plots.occlusion_figure(x, 8, **{**results, "sweeps": results["sweeps"][:1]})
+    with pytest.raises(ValueError, match="fmap: expected a non-negative"):
+        plots.occlusion_figure(x, 8, **{**results, "fmap": results["fmap"] - 1})
+
+
+def test_occlusion_scale_does_not_depend_on_the_digit(model, digits):
+    # the same small drop must look equally pale whichever figure it is drawn in
+    X, y = digits
+    clims = set()
+    for digit in (3, 8):
+        x = X[tour.example_of(model, X, y, digit)]
+        fig = plots.occlusion_figure(x, digit, **tour.occlusion_results(
+            model, x, digit, (6, 10), "relu2", 1))
+        clims |= {fig.axes[i].get_images()[0].get_clim() for i in (1, 2, 4)}
+    assert clims == {(-1.0, 1.0)}
 
 
 def test_receptive_field_growth_draws_one_box_per_unit(model, digits):
@@ -147,14 +268,21 @@ def test_pooling_switches_shows_the_toolkit_numbers():
     assert texts == ["13", "15", "5", "7"]
     switches = [t.get_text() for t in fig.axes[2].texts if t.get_text()]
     assert switches == ["(0, 1)", "(0, 3)", "(2, 1)", "(2, 3)"]
+    table = fig.axes[2].get_images()[0]                 # coordinates are not coloured by value
+    assert np.ptp(table.get_array()) == 0
     unpooled = [t.get_text() for t in fig.axes[3].texts]
     assert unpooled == ["0", "13", "0", "15"] + ["0"] * 4 + ["0", "5", "0", "7"] + ["0"] * 4
 
 
 def test_effective_receptive_fields(model, digits):
     X, _ = digits
-    erfs = tour.erf_results(model, X[:20], ["conv1", "conv2"])
+    erfs = tour.erf_results(model, X[:20], ["conv1", "conv2"], features=4)
+    # averaged over evenly spaced features, as Luo et al. average over units
+    assert [list(ks) for _, _, ks, _ in erfs] == [[0, 2, 5, 7], [0, 5, 10, 15]]
+    np.testing.assert_allclose(erfs[1][3], tc.effective_receptive_field(
+        model, X[:20], "conv2", erfs[1][2], erfs[1][1]))
     fig = plots.effective_receptive_fields(tc.receptive_fields(model), erfs, 20)
+    assert "mean over 4 features" in fig.axes[0].get_title()
     check_figure(fig)
     heat = [im for ax in fig.axes for im in ax.get_images()]
     assert len(heat) == 2

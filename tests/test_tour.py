@@ -1,3 +1,5 @@
+import contextlib
+import io
 import re
 from html.parser import HTMLParser
 from pathlib import Path
@@ -24,9 +26,18 @@ def model():
 
 
 @pytest.fixture(scope="module")
-def written(model, tmp_path_factory):
+def run(model, tmp_path_factory):
+    """One tour with its progress lines forced on, and what it wrote to stderr."""
     out = tmp_path_factory.mktemp("tour") / "new" / "folder"    # created by the tour
-    return out, tour.tour(out, examples=60, progress=False, model=model)
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        paths = tour.tour(out, examples=60, progress=True, model=model)
+    return out, paths, err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def written(run):
+    return run[:2]
 
 
 class Links(HTMLParser):
@@ -42,10 +53,11 @@ class Links(HTMLParser):
             self.href.append(attrs["href"])
 
 
-def test_writes_nine_pngs_then_the_index(written):
+def test_writes_ten_pngs_then_the_index(written):
     out, paths = written
-    assert len(paths) == 10
-    assert [p.suffix for p in paths] == [".png"] * 9 + [".html"]
+    assert len(paths) == 11
+    assert [p.suffix for p in paths] == [".png"] * 10 + [".html"]
+    assert paths[9].name == "fig10_saliency.png"
     assert paths[-1] == out / "index.html"
     assert all(p.parent == out and p.is_file() for p in paths)
     # no temporary files left behind
@@ -72,7 +84,84 @@ def test_index_links_every_figure(written):
     for link in page.src + page.href:
         assert not Path(link).is_absolute() and (out / link).is_file()
     text = paths[-1].read_text(encoding="utf-8")
-    assert len(re.findall(r"<figcaption>\S", text)) == 9      # a caption each
+    assert len(re.findall(r"<figcaption>\S", text)) == 10     # a caption each
+
+
+def sections(page):
+    return re.findall(r'<section id="([^"]+)">(.*?)</section>', page, flags=re.S)
+
+
+def test_each_figure_says_how_to_read_it_and_how_to_redraw_it(written):
+    _, paths = written
+    page = paths[-1].read_text(encoding="utf-8")
+    found = sections(page)
+    assert [stem for stem, _ in found] == [p.stem for p in paths[:-1]]
+    for stem, body in found:
+        howto = re.search(r'<p class="howto"><b>How to read this figure.</b> (.*?)</p>', body,
+                          flags=re.S)
+        assert howto and len(howto.group(1)) > 150, stem
+        assert "see" in howto.group(1).split(".")[-2], stem     # ends with what to see
+        command = re.search(r'<p class="redraw">.*?<code>(.*?)</code>', body, flags=re.S)
+        assert command, stem
+        assert command.group(1).startswith(("tinyconv tour", "python demos/fig")), stem
+        if command.group(1).startswith("python demos/"):
+            script = command.group(1).split()[1]
+            assert (Path(__file__).parent.parent / script).is_file(), script
+    # the digit's figures name the option that changes it, the unit's the two that change it
+    by_stem = dict(found)
+    assert "--digit" in by_stem["fig6_occlusion_8"] and "--digit" in by_stem["fig2_extreme_8s"]
+    for stem in ("fig4_projections", "fig5_rules", "fig10_saliency"):
+        assert "--layer" in by_stem[stem] and "--feature" in by_stem[stem], stem
+
+
+def test_the_page_shows_figures_at_native_size_with_titled_navigation(written):
+    _, paths = written
+    page = paths[-1].read_text(encoding="utf-8")
+    assert "max-width: 100%" not in page                          # never shrink a figure
+    assert re.search(r"img \{[^}]*max-width: none", page)
+    assert "overflow-x: auto" in page                              # wide ones scroll
+    nav = re.search(r"<nav>(.*?)</nav>", page, flags=re.S).group(1)
+    titles = re.findall(r'<a href="#[^"]+">(\d+)\. ([^<]+)</a>', nav)
+    assert [int(n) for n, _ in titles] == list(range(1, 11))
+    assert all(len(t) > 10 for _, t in titles)
+
+
+def test_progress_prints_one_line_per_figure(run):
+    _, paths, err = run
+    lines = [line.split("\r")[-1] for line in err.splitlines()]
+    steps = [line for line in lines if re.match(r"\[\d+/10\] ", line)]
+    assert [int(re.match(r"\[(\d+)/", s).group(1)) for s in steps] == list(range(1, 11))
+    assert steps[3].startswith("[4/10] Deconvnet projections")
+    assert any("compiles the numba kernels" in line for line in lines)   # slow steps said
+    assert lines[-1].startswith("wrote 10 figures")
+
+
+def test_the_saliency_figure_shows_the_chosen_unit():
+    convs = ["conv1", "conv2", "conv3"]
+    best = [4, 7, 9]                        # most distinctive map of each convolution
+    # the tour's own unit replaces the one of its layer, whichever layer that is
+    assert tour.saliency_units(convs, best, 22, "conv3", 5) == [("conv2", 7), ("conv3", 5)]
+    assert tour.saliency_units(convs, best, 22, "conv2", 3) == [("conv2", 3), ("conv3", 22)]
+    # a unit of another layer leaves both: conv2's most distinctive, conv3's occluded map
+    assert tour.saliency_units(convs, best, 22, "relu2", 3) == [("conv2", 7), ("conv3", 22)]
+    assert tour.saliency_units(["conv1"], [4], 2, "conv1", 0) == [("conv1", 0)]
+
+
+def test_quiet_tour_prints_nothing(capsys):
+    say = tour.announcer(False)
+    say("hello")
+    loud = tour.announcer(True)
+    loud("[1/10] filters …")
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == "[1/10] filters …\n"
+
+
+def test_the_tours_occlusion_map_is_read_after_the_relu(model):
+    deepest = model.names[tour.conv_layers(model)[-1]]
+    name = tour.relu_after(model, deepest)
+    assert isinstance(model.layers[model.index(name) - 1], tc.ReLU)
+    with pytest.raises(ValueError, match="layer: no ReLU follows"):
+        tour.relu_after(model, "logits")
 
 
 def test_digit_chooses_the_file_names(written):

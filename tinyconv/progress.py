@@ -65,3 +65,17 @@ class Progress:
     def __exit__(self, *exc):
         self.close()
         return False
+
+
+def announcer(progress, stream=None):
+    """``say(text)``: one whole line on stderr per step of a long job (the tour's "[4/10]
+    deconvnet projections …"), under the same rule as :class:`Progress`: ``progress`` True /
+    False forces it, None shows it only when the stream is a terminal."""
+    stream = stream or sys.stderr
+    on = stream.isatty() if progress is None else bool(progress)
+
+    def say(text):
+        if on:
+            print(text, file=stream, flush=True)
+    return say
+

@@ -21,11 +21,15 @@ function                                    shows
 :func:`receptive_field_growth`              the receptive field of every layer
 :func:`pooling_switches`                    max-pooling switches and unpooling (Z&F §2.1)
 :func:`effective_receptive_fields`          effective vs theoretical field (Luo et al.)
+:func:`saliency_patches`                    saliency maps and corresponding patches
 ==========================================  ==============================================
 
 Colour conventions (:mod:`tinyconv.plots._style`): signed values use a diverging map centred
-at 0 (``RdBu_r``: red positive, blue negative, white 0); images of digits are ink on paper
-(``gray_r``).
+at 0 (``RdBu_r``: red positive, blue negative, white 0) on a symmetric scale, shared and
+stated where panels are compared; non-negative maps a sequential one, white at 0; classes
+categorical colours named in a legend; images of digits are ink on paper (``gray_r``).
+:mod:`tinyconv.measures` has the numbers the captions quote (HF share, positive
+share).
 """
 
 from ..units import centre_unit, conv_layers
@@ -33,7 +37,7 @@ from ._style import DIVERGING, FIELD_COLOURS, GAP, INK, RULE_NAMES
 from .filters import filters
 from .maxact import extreme_examples, maxact_montages
 from .occlusion import occlusion_figure
-from .projections import compare_rules, projections
+from .projections import compare_rules, projections, saliency_patches
 from .receptive_fields import effective_receptive_fields, receptive_field_growth
 from .switches import pooling_switches
 
@@ -41,5 +45,5 @@ __all__ = [
     "DIVERGING", "FIELD_COLOURS", "GAP", "INK", "RULE_NAMES", "centre_unit", "compare_rules",
     "conv_layers", "effective_receptive_fields", "extreme_examples", "filters",
     "maxact_montages", "occlusion_figure", "pooling_switches", "projections",
-    "receptive_field_growth",
+    "receptive_field_growth", "saliency_patches",
 ]

@@ -1,7 +1,9 @@
 """Colours, scales and small drawing helpers shared by the figures of :mod:`tinyconv.plots`.
 
 Signed values use a diverging map centred at 0 (``RdBu_r``: red positive, blue negative,
-white 0); images of digits are ink on paper (``gray_r``).
+white 0), on a scale that is symmetric and, where panels are compared, shared and stated;
+non-negative values use a sequential map that is white at 0 (``Purples``); classes use
+categorical colours named in a legend; images of digits are ink on paper (``gray_r``).
 """
 
 import matplotlib as mpl
@@ -9,6 +11,12 @@ import numpy as np
 from matplotlib.patches import Rectangle
 
 DIVERGING = "RdBu_r"
+CHANGE = DIVERGING       # a signed change: red a drop of the score, blue a rise, white none
+MAGNITUDE = "Purples"    # a non-negative quantity (a post-ReLU map): white at 0
+# one colour per class 0..9 for categorical maps: no red and no blue, which mean
+# "positive" / "negative" (or "drop" / "rise") everywhere else
+CLASS_COLOURS = ("#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02",
+                 "#a6761d", "#17becf", "#666666", "#bcbd22")
 INK = mpl.colormaps["gray_r"].with_extremes(bad="white")
 GAP = "#6f9fd8"   # the lines between the tiles of a mosaic
 FIELD_COLOURS = ("#e41a1c", "#ff7f00", "#4daf4a", "#377eb8", "#984ea3", "#a65628", "#f781bf")

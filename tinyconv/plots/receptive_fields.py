@@ -65,20 +65,24 @@ def receptive_field_growth(x, fields, units):
 def effective_receptive_fields(fields, erfs, n_examples):
     """Effective vs theoretical receptive field (Luo et al., NeurIPS 2016).
 
-    For each unit ``y_(l),idx,k``, its :func:`~tinyconv.effective_receptive_field` (mean
-    ``|d y_(l),idx,k / d x|`` over the examples) divided by its maximum, with the analytic
-    box of :func:`~tinyconv.receptive_field` drawn on it. Below, the profile along the box's
-    central row: the gradient concentrates in the middle of the box.
+    For each layer's central unit ``y_(l),idx,k``, its
+    :func:`~tinyconv.effective_receptive_field` (mean ``|d y_(l),idx,k / d x|`` over the
+    examples and, as in Luo et al., over the features ``k``) divided by its maximum, with the
+    analytic box of :func:`~tinyconv.receptive_field` drawn on it. Below, the profile along
+    the box's central row. For a first convolution the average is the mean ``|filter|`` (no
+    nonlinearity lies between the unit and the input); deeper, the gradient concentrates in
+    the middle of the box.
 
     Parameters
     ----------
     fields : :func:`~tinyconv.receptive_fields` of the model.
     erfs : list of ``(l, (row, col), k, erf)``, ``erf`` the ``(H, W)`` effective receptive
-        field of that unit.
+        field of that unit; ``k`` the feature index, the features averaged, or None when
+        averaged over all.
     n_examples : how many examples were averaged (for the title).
     """
     H, W = erfs[0][3].shape
-    fig = Figure(figsize=(3.5 * len(erfs) + 0.9, 6.2), layout="constrained")
+    fig = Figure(figsize=(3.7 * len(erfs) + 0.9, 6.5), layout="constrained")
     axes = fig.subplots(2, len(erfs), squeeze=False, height_ratios=(2.2, 1))
     for n, (l, (row, col), k, erf) in enumerate(erfs):
         erf = erf / (erf.max() or 1.0)
@@ -91,8 +95,11 @@ def effective_receptive_fields(fields, erfs, n_examples):
         top.set_xlim(-0.5, W - 0.5)
         top.set_ylim(H - 0.5, -0.5)
         r = edges[1] - edges[0]
-        top.set_title(f"{layer}, unit ({row}, {col}), k = {k}\ntheoretical r = {r} px (box)",
-                      fontsize=10)
+        which = ("mean over all k" if k is None else f"k = {k}" if np.ndim(k) == 0
+                 else f"mean over {len(k)} features")
+        inner, area, (h, w) = central_share(erf, edges)
+        top.set_title(f"{layer}, unit ({row}, {col}), {which}\nbox: r = {r} px; its central "
+                      f"{h}×{w}: {inner:.0%}\nof the total (flat: {area:.0%})", fontsize=10)
         top.set_xlabel("column (px)", fontsize=8)
         top.set_ylabel("row (px)", fontsize=8)
         r_in = (edges[0] + edges[1] - 1) // 2
@@ -106,7 +113,24 @@ def effective_receptive_fields(fields, erfs, n_examples):
         for ax in (top, bottom):
             ax.tick_params(labelsize=7)
     fig.colorbar(im, ax=axes[0, :], shrink=0.9, label="mean |∂y/∂x| ÷ its max")
-    fig.suptitle(f"Effective receptive field: mean |gradient| of the central unit over "
-                 f"{n_examples} digits,\nagainst the theoretical box (cyan; below, dashed: "
-                 "its edges) — Luo et al. 2016")
+    fig.suptitle(f"Effective receptive field (Luo et al. 2016): mean |gradient| of the "
+                 f"central unit over {n_examples} digits and its features,\nagainst the "
+                 "theoretical box (cyan; below, dashed: its edges)")
     return fig
+
+
+def central_share(erf, edges):
+    """How concentrated ``erf`` is in the box ``edges = (r0, r1, c0, c1)``: the share of its
+    total inside the box's central part (a quarter of each side cut off, about half of each
+    side kept), the share of the box's area that part has (what a flat field would give),
+    and that part's ``(h, w)`` -> ``(share, area share, (h, w))``. The box is clipped to the
+    image for both shares."""
+    r0, r1, c0, c1 = edges
+    qr, qc = (r1 - r0) // 4, (c1 - c0) // 4
+    H, W = erf.shape
+    rows = slice(max(r0 + qr, 0), min(r1 - qr, H))
+    cols = slice(max(c0 + qc, 0), min(c1 - qc, W))
+    inside = (min(r1, H) - max(r0, 0)) * (min(c1, W) - max(c0, 0))
+    part = erf[rows, cols]
+    return (float(part.sum() / (erf.sum() or 1.0)), part.size / inside,
+            (r1 - r0 - 2 * qr, c1 - c0 - 2 * qc))

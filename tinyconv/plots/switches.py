@@ -31,12 +31,12 @@ def pooling_switches(x=None, size=2):
     axes = fig.subplots(1, 4, width_ratios=(H, pooled.shape[0], pooled.shape[0], H))
     norm = mpl.colors.Normalize(0, x.max())
 
-    def grid(ax, a, title, fmt="{:g}"):
-        im = ax.imshow(a, cmap="Blues", norm=norm)
+    def grid(ax, a, title, fmt="{:g}", cmap="Blues"):
+        im = ax.imshow(a, cmap=cmap, norm=norm)
         for (r, c), v in np.ndenumerate(a):
             text = fmt(v) if callable(fmt) else fmt.format(v)
             ax.text(c, r, text, ha="center", va="center", fontsize=10,
-                    color="white" if norm(v) > 0.6 else "black")
+                    color="white" if cmap == "Blues" and norm(v) > 0.6 else "black")
         ax.set_title(title, fontsize=10)
         ax.set_xticks(range(a.shape[1]))
         ax.set_yticks(range(a.shape[0]))
@@ -49,17 +49,23 @@ def pooling_switches(x=None, size=2):
     for c in range(0, W + 1, size):
         axes[0].axvline(c - 0.5, color="black", linewidth=1.5)
     grid(axes[1], pooled, "(b) max-pooled")
-    grid(axes[2], pooled,
-         "(c) switches: (row, col)\nof each max in (a)", fmt=lambda v: "")
+    # the switches are coordinates, not values: a plain table, no colour scale
+    grid(axes[2], np.zeros_like(pooled),
+         "(c) switches: (row, col)\nof each max in (a)", fmt=lambda v: "",
+         cmap=mpl.colors.ListedColormap(["white"]))
+    for r in range(pooled.shape[0] + 1):
+        axes[2].axhline(r - 0.5, color="0.6", linewidth=0.8)
+    for c in range(pooled.shape[1] + 1):
+        axes[2].axvline(c - 0.5, color="0.6", linewidth=0.8)
     for (r, c), s in np.ndenumerate(switches):
         axes[2].text(c, r, f"({s // W}, {s % W})", ha="center", va="center", fontsize=9,
-                     color="white" if norm(pooled[r, c]) > 0.6 else "black")
+                     family="monospace", color="black")
     grid(axes[3], unpooled, "(d) unpooled through\nthe switches")
     for ax in (axes[0], axes[3]):
         for r, c in zip(*wins, strict=True):
             for rr, cc in zip(r.ravel(), c.ravel(), strict=True):
                 box(ax, (rr, rr + 1, cc, cc + 1), "#d62728", linewidth=2.2)
-    fig.colorbar(im, ax=axes, shrink=0.8, label="value")
+    fig.colorbar(im, ax=[axes[0], axes[1], axes[3]], shrink=0.8, label="value (a, b, d)")
     fig.suptitle("Max-pooling keeps the largest value of each window and records where it "
                  "was (red: the switches);\nunpooling puts each value back there, zeros "
                  "elsewhere (the first max in row-major order wins a tie)")

@@ -1,0 +1,149 @@
+"""The tour's page: ``index.html`` with, per figure, how to read it and the command that
+re-draws it, and the PNGs written whole (temporary file, then rename).
+
+The texts of :data:`HOWTO` use the lecture's notation (``y_(l),idx,k``; layer 0 is the
+input) and each ends with what the student should *see* in the figure above it.
+"""
+
+import html
+from pathlib import Path
+
+from .files import atomic_write
+
+DPI = 110
+INDEX = "index.html"
+
+# --------------------------------------------------------------------------- writing
+
+
+def write_png(fig, path, dpi=DPI):
+    """Save ``fig`` as ``path`` through :func:`~tinyconv.files.atomic_write`."""
+    with atomic_write(path) as f:
+        fig.savefig(f, format="png", dpi=dpi)
+    return path
+
+
+def write_index(out, entries, intro):
+    """``index.html``: one section per figure, each a dict with ``name`` (the PNG),
+    ``heading``, ``caption``, ``howto`` (how to read it) and ``command`` (how to re-draw it);
+    links relative, images at their native size (the page scrolls, it does not shrink them).
+    """
+    def section(n, e):
+        stem = html.escape(Path(e["name"]).stem)
+        return (f'<section id="{stem}">\n'
+                f'  <h2>{n}. {html.escape(e["heading"])}</h2>\n'
+                f'  <p class="howto"><b>How to read this figure.</b> '
+                f'{html.escape(e["howto"])}</p>\n'
+                f'  <figure>\n'
+                f'    <div class="scroll"><a href="{html.escape(e["name"])}">'
+                f'<img src="{html.escape(e["name"])}" alt="{html.escape(e["heading"])}"></a>'
+                f'</div>\n'
+                f'    <figcaption>{html.escape(e["caption"])}</figcaption>\n'
+                f'  </figure>\n'
+                f'  <p class="redraw">Re-draw it: '
+                f'<code>{html.escape(e["command"])}</code></p>\n</section>')
+
+    sections = "\n".join(section(n, e) for n, e in enumerate(entries, 1))
+    nav = "\n".join(f'  <li><a href="#{html.escape(Path(e["name"]).stem)}">{n}. '
+                    f'{html.escape(e["heading"])}</a></li>' for n, e in enumerate(entries, 1))
+    page = f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>tinyconv tour: interpreting a CNN on MNIST</title>
+<style>
+  body {{ font-family: system-ui, sans-serif; margin: 2rem; line-height: 1.45; color: #222; }}
+  section {{ margin: 2.5rem 0; }}
+  .scroll {{ overflow-x: auto; }}
+  img {{ max-width: none; border: 1px solid #ddd; }}
+  figure {{ margin: 0; }}
+  figcaption, p {{ max-width: 48rem; }}
+  .howto {{ background: #f5f5f0; padding: 0.6rem 0.8rem; border-left: 3px solid #999; }}
+  nav ol {{ columns: 2; max-width: 48rem; }}
+  code {{ background: #f0f0f0; padding: 0 0.3rem; }}
+</style>
+</head>
+<body>
+<h1>tinyconv tour: interpreting a CNN on MNIST</h1>
+<p>{html.escape(intro)}</p>
+<nav><ol>
+{nav}
+</ol></nav>
+{sections}
+</body>
+</html>
+"""
+    path = out / INDEX
+    with atomic_write(path, "w") as f:
+        f.write(page)
+    return path
+
+
+# What each figure is for, in the lecture's notation, ending with what to see.
+HOWTO = dict(
+    filters=(
+        "Each tile is one filter W[:, :, 0, k] of the first convolution (HWIO weights), and "
+        "y_(1),idx,k = Σ W · (the 5×5 patch at idx) + b. Red weights reward ink under them, "
+        "blue ones punish it, on one scale for all filters. The HF share in the caption says "
+        "how far the filters are from noise (white noise ≈ 0.89, a smooth edge ≈ 0). You "
+        "should see tiles with a red band beside a blue band: edge detectors, one "
+        "orientation each, the clearer the lower that share."),
+    extremes=(
+        "The classifier's unit y_(L),c for c = {digit}, ranked over every held-out {digit}: "
+        "MaxAct at the last layer. Left, the {digit}s the model is surest of (1 − p tiny); "
+        "right, the least sure, misclassified ones in red with the class they were given. "
+        "You should see well-formed, upright {digit}s on the left and unusual styles "
+        "(slanted, broken, thick) on the right."),
+    maxact=(
+        "One row per convolution l, one column per feature k: the 9 digits i with the "
+        "largest max_idx y_(l),idx,k, each cut to the receptive field of that idx. Compare "
+        "rows: patches grow with depth. Within a column, you should see what the 9 patches "
+        "share — a stroke direction at conv1, a curve or junction at conv2, a part of a "
+        "digit at conv3."),
+    projections=(
+        "For one unit (l, k) and each of its top 9 examples, the strongest y_(l),idx,k is "
+        "set to 1, every other activation of layer l to 0, and sent back with the deconvnet "
+        "rule. Left, the projection inside the receptive field; right, the input patch in "
+        "the same order. You should see that the red parts of the projection lie on the "
+        "ink that the patches have in common."),
+    rules=(
+        "Each row is one example of one unit y_(l),idx,k (green box: its receptive field; "
+        "cross: its centre); the three maps send the same one-hot signal back through "
+        "ReLUs that pass it by the input's sign (gradient), the signal's sign (deconvnet) "
+        "or both (guided), then through the same transposed convolutions, so all three can "
+        "end with both signs. Compare along a row, on the row's one scale, and read the "
+        "numbers: you should see guided backprop's map the least speckled (lowest HF share) "
+        "and the gradient's the most, guided backprop's red lying on the strokes of the "
+        "digit."),
+    occlusion=(
+        "A grey square is replaced by 0 at every position; each pixel of b, c and e shows "
+        "(score − score with the square over it) ÷ score, averaged over the squares that "
+        "cover it, on one fixed ±100 % scale. d is a post-ReLU map y_(l),idx,k ≥ 0 of the "
+        "deepest convolution, f the class predicted with the square at each position. You "
+        "should see red only where the square hides strokes the model needs for a {digit} — "
+        "as deep a red as the drop is large, the same in every tour — and the class in f "
+        "change where c is darkest."),
+    fields=(
+        "Unit (row, col) of layer l sees the input rows [row·S − P, row·S − P + r) and the "
+        "same columns, r, S, P from the table (Araujo et al.). You should see the box grow "
+        "with every convolution and jump with every pooling, until the deepest units see "
+        "almost the whole digit."),
+    switches=(
+        "Max-pooling keeps the largest value of each 2×2 window (a → b) and records where "
+        "it was (c). Unpooling (d) puts each kept value back at its switch, zeros "
+        "elsewhere: the deconvnet's approximate inverse, and exactly the gradient's path. "
+        "You should see that d is zero except at the red squares, which hold the values "
+        "of b."),
+    erf=(
+        "Each image is mean_i mean_k |∂y_(l),idx,k / ∂x_i| (k over up to 16 features) for "
+        "the central unit idx of "
+        "layer l (Luo et al.), scaled to its maximum; the cyan box is the theoretical "
+        "field. Below, the profile along the box's middle row. You should see that deeper "
+        "fields fade towards the box's edges: the effective field is smaller than the "
+        "theoretical one."),
+    saliency=(
+        "For one unit of conv2 and one of conv3, each of its 9 top examples is a pair: "
+        "left, ∂y_(l),idx,k/∂x inside the receptive field (red: more ink there raises the "
+        "unit); right, the input patch. You should see the red of each map follow the "
+        "strokes of its patch that the 9 patches share."),
+)
