@@ -27,7 +27,7 @@ ROOT = "tinyconv"
 #: The engine: layers, the model, and what they stand on. It knows no technique, draws nothing.
 ENGINE = {"layers", "model", "checks", "kernels", "workspace", "reference"}
 #: Infrastructure beside the techniques: training, files, data, the shipped model, interop.
-SUPPORT = {"__init__", "__main__", "training", "serialize", "data", "pretrained",
+SUPPORT = {"__init__", "__main__", "training", "optimizers", "serialize", "data", "pretrained",
            "architectures", "progress", "files", "interop"}
 #: The top floors: figures, the tour, the explorer, the command line.
 TOP = {"plots", "tour", "explore", "cli"}
