@@ -8,6 +8,7 @@ import argparse
 import dataclasses
 import gzip
 import hashlib
+import io
 import os
 import re
 import shutil
@@ -469,3 +470,114 @@ def test_tour_out_that_is_a_file(tmp_path, capsys):
     assert cli.main(["tour", "--out", str(target)]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "out_dir" in err
+
+
+# ------------------------------------------------ the current directory, pipes, Ctrl-C
+
+
+@pytest.mark.parametrize("kind", ["folder", "file"])
+@pytest.mark.parametrize("command", ["info", "rf", "evaluate"])
+def test_a_local_mnist_does_not_shadow_the_shipped_model(capsys, tmp_path, monkeypatch,
+                                                          kind, command):
+    monkeypatch.chdir(tmp_path)
+    if kind == "folder":
+        (tmp_path / "mnist").mkdir()
+    else:
+        (tmp_path / "mnist").write_text("my notes")
+    code, out, err = run(capsys, command, "mnist")
+    assert code == 0, err
+    # a path that names it still means the local one, and says what was found
+    code, out, err = run(capsys, command, "./mnist")
+    assert_one_line_error(code, out, err, 1)
+    assert ("is a directory" if kind == "folder" else "not a readable") in err
+
+
+def test_the_default_tour_with_a_local_mnist_folder_uses_the_shipped_model(
+        tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mnist").mkdir()
+    seen = {}
+    monkeypatch.setattr(tour, "tour", lambda out_dir, **kw: seen.update(kw) or [out_dir])
+    assert cli.main(["tour", "--out", str(tmp_path / "t")]) == 0, capsys.readouterr().err
+    assert seen["model"].names == tc.pretrained("mnist").names
+
+
+def test_the_name_rule_of_load_model(tmp_path, monkeypatch):
+    from tinyconv.pretrained import load_model
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mnist").mkdir()
+    assert load_model("mnist").names == tc.pretrained("mnist").names
+    for text in ("./mnist", str(tmp_path / "mnist"), Path("mnist")):
+        with pytest.raises(IsADirectoryError, match="directory"):
+            load_model(text)
+    with pytest.raises(FileNotFoundError, match=r"mnist\.npz"):
+        load_model("mnist.npz")
+    with pytest.raises(TypeError, match="name_or_path"):
+        load_model(3)
+
+
+@pytest.mark.parametrize("argv, text", [
+    (["tour", "--layer", "conv9"], "--layer"),
+    (["tour", "--layer", "logits"], "--layer"),
+    (["tour", "--layer", "input"], "--layer"),
+    (["tour", "--feature", "99"], "--feature"),
+    (["tour", "--feature", "-1"], "--feature"),
+    (["tour", "--digit", "x"], "--digit"),
+    (["tour", "--examples", "0"], "--examples"),
+])
+def test_tour_flags_are_usage_errors_before_any_work(tmp_path, capsys, monkeypatch, argv, text):
+    monkeypatch.setattr(tour, "tour", lambda *a, **k: pytest.fail("the tour started"))
+    code, out, err = run(capsys, *argv, "--out", tmp_path / "t")
+    assert_one_line_error(code, out, err, 2)
+    assert text in err and "layer:" not in err and "feature:" not in err
+
+
+@pytest.mark.parametrize("shift", [28, 29, 100])
+def test_a_shift_as_large_as_the_digit_is_a_usage_error(capsys, tmp_path, shift):
+    code, out, err = run(capsys, "train", "--augment", shift, "--out", tmp_path / "m.npz")
+    assert_one_line_error(code, out, err, 2)
+    assert "--augment" in err and "broadcast" not in err
+
+
+def test_version(capsys):
+    code, out, err = run(capsys, "--version")
+    assert code == 0 and out.strip() == f"tinyconv {tc.__version__}"
+
+
+@pytest.mark.skipif(os.name != "posix", reason="pipes and SIGPIPE")
+@pytest.mark.parametrize("command", [["evaluate", "mnist"], ["info", "mnist"]])
+def test_a_closed_pipe_is_not_an_error(command):
+    """``tinyconv evaluate mnist | head -1``: the reader has gone when the output comes;
+    a pipe whose read end is already closed makes that deterministic."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    done = subprocess.run([sys.executable, "-m", "tinyconv", *command], stdout=write_end,
+                          stderr=subprocess.PIPE, text=True, timeout=120)
+    os.close(write_end)
+    assert "Broken pipe" not in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr == "" and done.returncode == 141
+
+
+def test_a_closed_pipe_in_process(monkeypatch):
+    """The same in-process: a BrokenPipeError from print is the reader's choice, not ours."""
+    def broken(*args, **kwargs):
+        raise BrokenPipeError(32, "Broken pipe")
+    monkeypatch.setattr(cli.info, "print", broken, raising=False)
+    monkeypatch.setattr(sys, "stdout", io.StringIO())
+    assert cli.main(["info", "mnist"]) == 141
+
+
+def test_ctrl_c_while_the_command_imports_is_one_line(tmp_path):
+    """A KeyboardInterrupt while ``python -m tinyconv`` imports its command layer."""
+    code = ("import runpy, sys\n"
+            "class Stop:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name.startswith('tinyconv.cli'):\n"
+            "            raise KeyboardInterrupt\n"
+            "sys.meta_path.insert(0, Stop())\n"
+            "sys.argv = ['tinyconv', 'info', 'mnist']\n"
+            "runpy.run_module('tinyconv', run_name='__main__', alter_sys=True)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 130
+    assert done.stderr.strip() == "interrupted" and "Traceback" not in done.stderr

@@ -348,6 +348,30 @@ def _numpy_dtype(torch, module):
     return np.float32 if dtype == torch.float32 else np.float64
 
 
+#: torch's per-module hook tables (``Module`` attributes) and what each hook does
+HOOK_TABLES = {"_forward_hooks": "forward", "_forward_pre_hooks": "forward pre",
+               "_backward_hooks": "backward", "_backward_pre_hooks": "backward pre"}
+
+
+def _refuse_hooks(torch, module):
+    """Hooks change what torch computes (a forward hook may replace a module's output), and a
+    copy of the weights cannot carry them: refuse, naming the module, rather than return a
+    model that silently computes something else."""
+    tables = torch.nn.modules.module
+    for attribute, kind in HOOK_TABLES.items():
+        if getattr(tables, "_global" + attribute, None):
+            raise ValueError(f"module: a global {kind} hook is registered (register_module_"
+                             f"{kind.replace(' ', '_')}_hook); tinyconv would not run it — "
+                             "remove it first")
+    for key, m in [("", module), *module.named_children()]:
+        label = (f"module {key!r} ({type(m).__name__})" if key
+                 else "module (the Sequential)")
+        for attribute, kind in HOOK_TABLES.items():
+            if getattr(m, attribute, None):
+                raise ValueError(f"{label} has a {kind} hook; tinyconv would not run it, so "
+                                 "the copy would compute something else — remove it first")
+
+
 def from_torch(module, input_shape):
     """A tinyconv :class:`~tinyconv.model.Sequential` with the weights of a torch one.
 
@@ -376,7 +400,9 @@ def from_torch(module, input_shape):
         For a module that has no exact tinyconv counterpart (BatchNorm2d, Conv2d with
         ``groups > 1`` or ``padding_mode != "zeros"``, MaxPool2d with ``ceil_mode=True`` or
         ``dilation > 1``, padding that is neither symmetric nor TensorFlow's ``"same"``, …),
-        naming the module and what is unsupported; for shapes that do not fit.
+        naming the module and what is unsupported; for shapes that do not fit; for a module
+        (or the Sequential itself) with a forward, forward-pre, backward or backward-pre hook,
+        or a global one, since the copy could not run it.
     ImportError
         If torch is not installed.
 
@@ -394,6 +420,7 @@ def from_torch(module, input_shape):
     if not isinstance(input_shape, (tuple, list)) or len(input_shape) != 3:
         raise ValueError(f"input_shape: expected (H, W, C), got {input_shape!r}")
     shape = input_shape = tuple(check_int(d, "input_shape", minimum=1) for d in input_shape)
+    _refuse_hooks(torch, module)
     dtype = _numpy_dtype(torch, module)
     layers, pad, flat_from = [], None, None
     for key, m in module.named_children():
