@@ -9,6 +9,9 @@ command line). ``test_a_bad_import_is_reported`` shows on a copy of the package 
 kind of bad import fails the check.
 
     kernels  <-  engine (layers, model, ...)  <-  techniques, support  <-  plots  <-  tour  <-  cli
+
+``cli`` is a package (one module per command group); its modules import each other, and
+nothing outside it imports any of them.
 """
 
 import ast
@@ -141,8 +144,11 @@ RULES = [
          lambda m: floor(m) in ("technique", "support") and group(m) != "__main__",
          lambda t: internal(t) and floor(t) == "top"),
     Rule("nothing imports cli (only python -m tinyconv runs it)",
-         lambda m: group(m) != "__main__",
+         lambda m: group(m) not in ("__main__", "cli"),
          lambda t: internal(t) and group(t) == "cli"),
+    Rule("argparse only in cli (argument parsing is the command layer's job)",
+         lambda m: group(m) != "cli",
+         lambda t: top_name(t) == "argparse"),
     Rule("torch (and captum) only in interop",
          lambda m: group(m) != "interop",
          lambda t: top_name(t) in ("torch", "captum")),
@@ -244,6 +250,8 @@ def test_a_bad_import_is_reported(copy_of_package):
         "tour.py": ("from .cli import main", "nothing imports cli (only python -m tinyconv "
                                              "runs it)"),
         "training.py": ("import torch", "torch (and captum) only in interop"),
+        "serialize.py": ("import argparse", "argparse only in cli (argument parsing is the "
+                                            "command layer's job)"),
     }
     for name, (statement, _) in injected.items():
         add_lazy_import(copy_of_package / name, statement)

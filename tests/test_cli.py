@@ -151,7 +151,7 @@ def test_ctrl_c_saves_nothing(capsys, tmp_path, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "train_recipe", interrupted)
+    monkeypatch.setattr(cli.train, "train_recipe", interrupted)
     out_file = tmp_path / "m.npz"
     code, out, err = run(capsys, "train", "--arch", "small", "--out", out_file)
     assert code == 130
@@ -182,7 +182,7 @@ def test_diverging_run_keeps_the_old_file(capsys, tmp_path, monkeypatch):
         raise FloatingPointError("training diverged: the loss is nan (lr=1000.0); "
                                  "nothing was written — lower the learning rate")
 
-    monkeypatch.setattr(cli, "train_recipe", diverge)
+    monkeypatch.setattr(cli.train, "train_recipe", diverge)
     out_file = tmp_path / "m.npz"
     out_file.write_bytes(b"old")
     code, out, err = run(capsys, "train", "--arch", "small", "--lr", 1000, "--out", out_file)
@@ -196,7 +196,7 @@ def test_unexpected_errors_are_one_line_unless_debugging(capsys, tmp_path, monke
     def broken(*args, **kwargs):
         raise RuntimeError("something broke")
 
-    monkeypatch.setattr(cli, "train_recipe", broken)
+    monkeypatch.setattr(cli.train, "train_recipe", broken)
     argv = ["train", "--arch", "small", "--out", str(tmp_path / "m.npz")]
     monkeypatch.delenv(cli.DEBUG_ENV, raising=False)
     code, out, err = run(capsys, *argv)
@@ -234,7 +234,7 @@ def test_evaluate_the_shipped_model(capsys):
 
 
 def test_format_confusion_handles_an_empty_row():
-    text = cli.format_confusion(np.array([[3, 1], [0, 0]]))
+    text = cli.train.format_confusion(np.array([[3, 1], [0, 0]]))
     assert text.splitlines()[2].split() == ["0", "3", "1", "75.0%"]
     assert text.splitlines()[3].split() == ["1", "0", "0", "-"]
 
@@ -289,7 +289,7 @@ BAD = [
     (["fly"], 2, "invalid choice"),
     (["evaluate"], 2, "MODEL"),
     (["evaluate", "MISSING"], 1, "no model file"),
-    (["evaluate", "DIR"], 1, "no model file"),
+    (["evaluate", "DIR"], 1, "is a directory"),
     (["evaluate", "TEXT"], 1, "not a readable tinyconv model file"),
     (["rf", "TEXT"], 1, "not a readable tinyconv model file"),
     (["info", "NPZ"], 1, "not a tinyconv model file"),
@@ -415,7 +415,7 @@ def test_installed_command_and_python_dash_m():
 
 def test_tour_arguments_and_runner(monkeypatch, tmp_path, capsys):
     parser = argparse.ArgumentParser()
-    cli.tour_arguments(parser)
+    cli.tour.tour_arguments(parser)
     args = parser.parse_args([])
     assert (args.out, args.digit, args.layer, args.feature, args.examples, args.model) == \
         (Path("tinyconv-tour"), 8, "conv2", 3, None, "mnist")
@@ -427,11 +427,12 @@ def test_tour_arguments_and_runner(monkeypatch, tmp_path, capsys):
         seen.update(kwargs, out_dir=out_dir)
         return [Path(out_dir) / "fig1_kernels.png", Path(out_dir) / "index.html"]
 
+    shipped = tc.pretrained("mnist")
     monkeypatch.setattr(tour, "tour", fake_tour)
-    monkeypatch.setattr(cli, "load_model", lambda name: f"model from {name}")
-    assert cli.run_tour(args) == 0
+    monkeypatch.setattr(cli.tour, "load_model", lambda name: shipped if name == "m.npz" else None)
+    assert cli.tour.run_tour(args) == 0
     assert seen == {"out_dir": tmp_path, "digit": 3, "layer": "conv3", "feature": 7,
-                    "examples": 50, "model": "model from m.npz"}
+                    "examples": 50, "model": shipped}
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == str(tmp_path / "fig1_kernels.png")
     assert lines[-1].endswith(str(tmp_path / "index.html"))
@@ -454,9 +455,9 @@ def test_tour_command_writes_the_figures(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, code, text", [
     (["tour", "--digit", "11"], 2, "--digit"),
-    (["tour", "--layer", "conv9"], 1, "layer"),
-    (["tour", "--layer", "logits"], 1, "layer"),
-    (["tour", "--feature", "99"], 1, "feature"),
+    (["tour", "--layer", "conv9"], 2, "--layer"),
+    (["tour", "--layer", "logits"], 2, "--layer"),
+    (["tour", "--feature", "99"], 2, "--feature"),
 ])
 def test_tour_bad_input_is_one_line(tmp_path, capsys, argv, code, text):
     assert cli.main([*argv, "--out", str(tmp_path / "t")]) == code
@@ -467,9 +468,9 @@ def test_tour_bad_input_is_one_line(tmp_path, capsys, argv, code, text):
 def test_tour_out_that_is_a_file(tmp_path, capsys):
     target = tmp_path / "taken"
     target.write_text("x")
-    assert cli.main(["tour", "--out", str(target)]) == 1
+    assert cli.main(["tour", "--out", str(target)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "out_dir" in err
+    assert err.count("\n") == 1 and "--out" in err
 
 
 # ------------------------------------------------ the current directory, pipes, Ctrl-C
@@ -529,7 +530,7 @@ def test_tour_flags_are_usage_errors_before_any_work(tmp_path, capsys, monkeypat
     monkeypatch.setattr(tour, "tour", lambda *a, **k: pytest.fail("the tour started"))
     code, out, err = run(capsys, *argv, "--out", tmp_path / "t")
     assert_one_line_error(code, out, err, 2)
-    assert text in err and "layer:" not in err and "feature:" not in err
+    assert text in err and "error: layer:" not in err and "error: feature:" not in err
 
 
 @pytest.mark.parametrize("shift", [28, 29, 100])

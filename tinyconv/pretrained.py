@@ -7,6 +7,7 @@ The weights in ``tinyconv/data/mnist_cnn.npz`` were trained by ``tinyconv train`
 ``(N, 10)``.
 """
 
+import os
 from importlib import resources
 from pathlib import Path
 
@@ -27,11 +28,31 @@ def pretrained(name="mnist"):
 
 
 def load_model(name_or_path):
-    """A shipped model by name (``"mnist"``), or a model saved at a ``.npz`` path."""
-    if name_or_path in MODELS and not Path(name_or_path).exists():
+    """A shipped model by name, or a model saved at a path -> :class:`~tinyconv.model.Sequential`.
+
+    The rule: a ``str`` that is a name of :data:`MODELS` (``"mnist"``: no path separator, no
+    ``.npz``) always means the shipped model, even when a file or folder of that name is in
+    the current directory; ``"./mnist"``, a ``Path`` or anything else is a file to load.
+
+    Raises
+    ------
+    TypeError
+        If ``name_or_path`` is neither a str nor a path.
+    IsADirectoryError, FileNotFoundError
+        If the path is a folder or names nothing; the message says which, and names it.
+    ValueError
+        If the file is not a tinyconv model (see :func:`tinyconv.serialize.load`).
+    """
+    if isinstance(name_or_path, str) and name_or_path in MODELS:
         return pretrained(name_or_path)
-    if not Path(name_or_path).is_file():
-        raise FileNotFoundError(f"no model file at {str(name_or_path)!r}; give a .npz written "
-                                f"by 'tinyconv train', or one of {', '.join(MODELS)} for the "
-                                "shipped model")
-    return load(name_or_path)
+    if not isinstance(name_or_path, str | os.PathLike):
+        raise TypeError(f"name_or_path: expected a model name or a path, got "
+                        f"{type(name_or_path).__name__}")
+    path = Path(name_or_path)
+    hint = (f"give a .npz written by 'tinyconv train', or {' or '.join(map(repr, MODELS))} "
+            "(as a bare name) for the shipped model")
+    if path.is_dir():
+        raise IsADirectoryError(f"{str(path)!r} is a directory, not a model file; {hint}")
+    if not path.is_file():
+        raise FileNotFoundError(f"no model file at {str(path)!r}; {hint}")
+    return load(path)
