@@ -75,6 +75,17 @@ def atomic_write(path, mode="wb", encoding=None):
         raise
 
 
+def check_path(path, name="path"):
+    """``path`` as a :class:`~pathlib.Path` if it is a non-empty str or ``os.PathLike``;
+    ``TypeError`` / ``ValueError`` naming ``name`` otherwise."""
+    if not isinstance(path, str | os.PathLike):
+        raise TypeError(f"{name}: expected a file name (str or path), got "
+                        f"{type(path).__name__}")
+    if not os.fspath(path):
+        raise ValueError(f"{name}: expected a file name, got an empty string")
+    return Path(path)
+
+
 def is_writable(folder):
     """Whether files can be created in ``folder`` (a directory that exists)."""
     return os.access(folder, os.W_OK | os.X_OK)

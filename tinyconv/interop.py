@@ -43,6 +43,9 @@ def _import_torch():
 def _check_4d(x, name):
     """``x`` as an array, or ValueError if it is not 4-dimensional."""
     x = np.asarray(x)
+    if x.dtype.kind not in "biuf":
+        raise TypeError(f"{name}: expected a numeric array, got {type(x).__name__} of dtype "
+                        f"{x.dtype}")
     if x.ndim != 4:
         raise ValueError(f"{name}: expected a 4-dimensional array, got shape {x.shape}")
     return x
@@ -94,6 +97,8 @@ def flatten_permutation(shape):
     of shape ``(H*W*C, out)``, becomes ``nn.Linear`` with ``weight = W[perm].T``, and back:
     ``W[perm] = weight.T``.
     """
+    if not isinstance(shape, (tuple, list)) or len(shape) != 3:
+        raise ValueError(f"shape: expected (H, W, C), got {shape!r}")
     H, W, C = (check_int(d, "shape", minimum=1) for d in shape)
     return np.arange(H * W * C).reshape(H, W, C).transpose(2, 0, 1).ravel()
 

@@ -7,11 +7,10 @@ The weights in ``tinyconv/data/mnist_cnn.npz`` were trained by ``tinyconv train`
 ``(N, 10)``.
 """
 
-import os
 from importlib import resources
-from pathlib import Path
 
 from .checks import check_choice
+from .files import check_path
 from .serialize import load
 
 MODELS = {"mnist": "mnist_cnn.npz"}
@@ -45,10 +44,7 @@ def load_model(name_or_path):
     """
     if isinstance(name_or_path, str) and name_or_path in MODELS:
         return pretrained(name_or_path)
-    if not isinstance(name_or_path, str | os.PathLike):
-        raise TypeError(f"name_or_path: expected a model name or a path, got "
-                        f"{type(name_or_path).__name__}")
-    path = Path(name_or_path)
+    path = check_path(name_or_path, "name_or_path")
     hint = (f"give a .npz written by 'tinyconv train', or {' or '.join(map(repr, MODELS))} "
             "(as a bare name) for the shipped model")
     if path.is_dir():

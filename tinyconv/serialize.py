@@ -14,11 +14,10 @@ reads the weights. A 500-byte file cannot make it allocate more than the limits 
 import json
 import math
 import zipfile
-from pathlib import Path
 
 import numpy as np
 
-from .files import atomic_write
+from .files import atomic_write, check_path
 from .layers import LAYER_TYPES
 from .model import Sequential
 
@@ -120,7 +119,7 @@ def save(model, path):
     """
     if not isinstance(model, Sequential):
         raise TypeError(f"model: expected a tinyconv Sequential, got {type(model).__name__}")
-    path = Path(path)
+    path = check_path(path)
     arrays = {"spec": np.frombuffer(json.dumps(model_spec(model)).encode(), dtype=np.uint8)}
     for l, layer in enumerate(model.layers, 1):
         for key, value in layer.params.items():
@@ -214,7 +213,7 @@ def load(path):
         its stored size, NaN or inf, or misses or misshapes a parameter; the message names
         the file.
     """
-    path = Path(path)
+    path = check_path(path)
     if not path.is_file():
         raise FileNotFoundError(f"path: no model file at {str(path)!r}")
     if not zipfile.is_zipfile(path):     # NumPy's own message would suggest unpickling it
