@@ -79,19 +79,29 @@ shift_int = number_type(int, lambda v: 0 <= v < INPUT_SHAPE[0],
                         f"{INPUT_SHAPE[0]}-pixel digit)")
 
 
+
+
+def model_text(text):
+    """An argparse ``type=`` for ``MODEL`` / ``--model``: any non-empty text (the file or the
+    name is looked at when the command runs)."""
+    if not text:
+        raise argparse.ArgumentTypeError("expected a saved model (.npz) or 'mnist', got ''")
+    return text
+
+
 # --------------------------------------------------------------------------- shared arguments
 
 
 def model_argument(parser):
     """The positional ``MODEL`` of evaluate, rf and info."""
-    parser.add_argument("model", metavar="MODEL",
+    parser.add_argument("model", metavar="MODEL", type=model_text,
                         help="a saved model (.npz), or 'mnist' for the shipped one (write "
                              "'./mnist' for a file of that name)")
 
 
 def model_option(parser):
     """``--model`` of tour, explain and explore."""
-    parser.add_argument("--model", default="mnist",
+    parser.add_argument("--model", default="mnist", type=model_text,
                         help="a saved model (.npz), or 'mnist' for the shipped one "
                              "(default: %(default)s)")
 
