@@ -582,3 +582,19 @@ def test_ctrl_c_while_the_command_imports_is_one_line(tmp_path):
                           timeout=120)
     assert done.returncode == 130
     assert done.stderr.strip() == "interrupted" and "Traceback" not in done.stderr
+
+
+def test_a_new_command_is_one_entry_in_the_table(monkeypatch, capsys):
+    hello = cli.Command("say hello", lambda parser: parser.add_argument("--name"),
+                        lambda args: print(f"hello {args.name}") or 0)
+    monkeypatch.setitem(cli.COMMANDS, "hello", hello)
+    code, out, err = run(capsys, "hello", "--name", "digits")
+    assert code == 0 and out == "hello digits\n"
+    code, out, _ = run(capsys, "--help")
+    assert "say hello" in out
+
+
+def test_every_module_of_the_command_layer_is_short():
+    folder = Path(cli.__file__).parent
+    lengths = {p.name: len(p.read_text().splitlines()) for p in folder.glob("*.py")}
+    assert len(lengths) >= 5 and max(lengths.values()) < 400, lengths

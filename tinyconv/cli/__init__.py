@@ -92,6 +92,15 @@ def closed_pipe():
 
 def main(argv=None):
     """Run the command line ``argv`` (default ``sys.argv[1:]``) and return its exit status."""
+    try:
+        return run(argv)
+    except KeyboardInterrupt:       # while the parser is built or reads argv
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def run(argv):
+    """:func:`main` without the outermost Ctrl-C guard."""
     debug = bool(os.environ.get(DEBUG_ENV))
     parser = build_parser()
     try:
