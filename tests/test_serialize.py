@@ -383,3 +383,26 @@ def test_resaving_a_private_model_keeps_it_private(tmp_path):
     os.chmod(path, 0o600)
     tc.save(make_model(seed=1), path)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_a_malformed_layer_after_a_huge_one_allocates_nothing_big(tmp_path):
+    """Layers are built in order: a bad config in layer 3 must be found before layer 2 (a
+    valid but huge Dense) is built."""
+    spec = huge_dense_spec()
+    spec["layers"].append({"type": "Dense", "config": {"in_features": 0, "out_features": 2}})
+    path = crafted(tmp_path / "late.npz", spec)
+
+    def load():
+        with pytest.raises(ValueError, match="in_features"):
+            tc.load(path)
+    assert peak_bytes_of(load) < 20 * 2**20
+
+
+def test_declared_shapes_are_the_shapes_the_layers_build():
+    """load checks a file against shapes read from the spec alone; they must be what the
+    layers allocate, for every layer type and config the model above uses."""
+    from tinyconv.serialize import declared_shapes
+    for entry in model_spec(make_model())["layers"]:
+        from tinyconv.serialize import layer_from
+        built = {key: value.shape for key, value in layer_from(entry).params.items()}
+        assert declared_shapes(entry) == built, entry

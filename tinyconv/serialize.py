@@ -69,6 +69,11 @@ def check_spec(spec):
     for i, entry in enumerate(entries):
         if entry.get("type") not in LAYER_TYPES:
             raise ValueError(f"spec: layer {i + 1} has unknown type {entry.get('type')!r}")
+        if declared_shapes(entry) is None:
+            # the constructor checks its arguments before it allocates: let it say what is
+            # wrong (no layer before this one has been built yet)
+            layer_from(entry)
+            raise ValueError(f"spec: layer {i + 1} ({entry['type']}) has a malformed config")
     return entries
 
 
@@ -99,14 +104,17 @@ def declared_shapes(entry):
 
 def model_from_spec(spec):
     """Build an (untrained) :class:`Sequential` from :func:`model_spec` output."""
-    layers = []
-    for entry in check_spec(spec):
-        config = dict(entry["config"])
-        for key in ("padding", "kernel", "stride", "dilation", "size"):
-            if isinstance(config.get(key), list):
-                config[key] = tuple(config[key])
-        layers.append(LAYER_TYPES[entry["type"]](**config))
+    layers = [layer_from(entry) for entry in check_spec(spec)]
     return Sequential(layers, tuple(spec["input_shape"])).astype(spec.get("dtype", "float32"))
+
+
+def layer_from(entry):
+    """The layer a spec entry describes (JSON lists back to the tuples the layers take)."""
+    config = dict(entry["config"])
+    for key in ("padding", "kernel", "stride", "dilation", "size"):
+        if isinstance(config.get(key), list):
+            config[key] = tuple(config[key])
+    return LAYER_TYPES[entry["type"]](**config)
 
 
 def save(model, path):
@@ -169,9 +177,7 @@ def check_arrays(headers, entries):
     no more than :data:`MAX_PARAMETERS` in all (before any layer is built)."""
     expected = {}
     for l, entry in enumerate(entries, 1):
-        shapes = declared_shapes(entry)
-        if shapes is None:          # a malformed config: the constructor will say what is wrong
-            return
+        shapes = declared_shapes(entry)      # not None: check_spec refused malformed configs
         label = entry["config"].get("name") or entry["type"]
         expected.update({f"{l}/{key}": (shape, label) for key, shape in shapes.items()})
     missing = sorted(set(expected) - set(headers))
@@ -247,7 +253,7 @@ def load(path):
         raise ValueError(f"{path}: bad architecture spec ({err})") from None
     expected = {f"{l}/{key}": layer for l, layer in enumerate(model.layers, 1)
                 for key in layer.params}
-    if set(expected) != set(headers):   # only after a malformed config the constructor took
+    if set(expected) != set(headers):   # declared_shapes and the layers disagree: a bug here
         raise ValueError(f"{path}: parameters do not match the spec (missing "
                          f"{sorted(set(expected) - set(headers))}, unexpected "
                          f"{sorted(set(headers) - set(expected))})")
