@@ -491,6 +491,7 @@ def test_a_local_mnist_does_not_shadow_the_shipped_model(capsys, tmp_path, monke
     code, out, err = run(capsys, command, "./mnist")
     assert_one_line_error(code, out, err, 1)
     assert ("is a directory" if kind == "folder" else "not a readable") in err
+    assert "./mnist" in err
 
 
 def test_the_default_tour_with_a_local_mnist_folder_uses_the_shipped_model(

@@ -401,8 +401,7 @@ def test_a_malformed_layer_after_a_huge_one_allocates_nothing_big(tmp_path):
 def test_declared_shapes_are_the_shapes_the_layers_build():
     """load checks a file against shapes read from the spec alone; they must be what the
     layers allocate, for every layer type and config the model above uses."""
-    from tinyconv.serialize import declared_shapes
+    from tinyconv.serialize import declared_shapes, layer_from
     for entry in model_spec(make_model())["layers"]:
-        from tinyconv.serialize import layer_from
         built = {key: value.shape for key, value in layer_from(entry).params.items()}
         assert declared_shapes(entry) == built, entry

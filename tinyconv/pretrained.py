@@ -7,6 +7,7 @@ The weights in ``tinyconv/data/mnist_cnn.npz`` were trained by ``tinyconv train`
 ``(N, 10)``.
 """
 
+import os
 from importlib import resources
 
 from .checks import check_choice
@@ -47,8 +48,9 @@ def load_model(name_or_path):
     path = check_path(name_or_path, "name_or_path")
     hint = (f"give a .npz written by 'tinyconv train', or {' or '.join(map(repr, MODELS))} "
             "(as a bare name) for the shipped model")
+    shown = repr(os.fspath(name_or_path))    # as the caller wrote it: './mnist', not 'mnist'
     if path.is_dir():
-        raise IsADirectoryError(f"{str(path)!r} is a directory, not a model file; {hint}")
+        raise IsADirectoryError(f"{shown} is a directory, not a model file; {hint}")
     if not path.is_file():
-        raise FileNotFoundError(f"no model file at {str(path)!r}; {hint}")
-    return load(path)
+        raise FileNotFoundError(f"no model file at {shown}; {hint}")
+    return load(name_or_path)

@@ -13,6 +13,7 @@ reads the weights. A 500-byte file cannot make it allocate more than the limits 
 
 import json
 import math
+import os
 import zipfile
 
 import numpy as np
@@ -219,22 +220,23 @@ def load(path):
         its stored size, NaN or inf, or misses or misshapes a parameter; the message names
         the file.
     """
-    path = check_path(path)
+    # messages name the file as the caller wrote it ('./m.npz', not Path's 'm.npz')
+    path, where = check_path(path), os.fspath(path)
     if not path.is_file():
-        raise FileNotFoundError(f"path: no model file at {str(path)!r}")
+        raise FileNotFoundError(f"path: no model file at {where!r}")
     if not zipfile.is_zipfile(path):     # NumPy's own message would suggest unpickling it
-        raise ValueError(f"{path}: not a readable tinyconv model file (not an .npz archive)")
+        raise ValueError(f"{where}: not a readable tinyconv model file (not an .npz archive)")
     try:
         headers = read_headers(path)
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as err:
-        raise ValueError(f"{path}: not a readable tinyconv model file ({err})") from None
+        raise ValueError(f"{where}: not a readable tinyconv model file ({err})") from None
     if "spec" not in headers:
-        raise ValueError(f"{path}: not a tinyconv model file (no architecture spec)")
+        raise ValueError(f"{where}: not a tinyconv model file (no architecture spec)")
     spec_shape, spec_dtype = headers.pop("spec")
     if spec_dtype != np.uint8 or len(spec_shape) != 1:
-        raise ValueError(f"{path}: bad architecture spec (not a byte string)")
+        raise ValueError(f"{where}: bad architecture spec (not a byte string)")
     if spec_shape[0] > MAX_SPEC_BYTES:
-        raise ValueError(f"{path}: bad architecture spec ({spec_shape[0]:,} bytes, more than "
+        raise ValueError(f"{where}: bad architecture spec ({spec_shape[0]:,} bytes, more than "
                          f"the {MAX_SPEC_BYTES:,} tinyconv loads)")
     try:
         with np.load(path, allow_pickle=False) as f:
@@ -242,19 +244,19 @@ def load(path):
         spec = json.loads(raw.tobytes().decode())
         entries = check_spec(spec)
     except (ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path}: bad architecture spec ({err})") from None
+        raise ValueError(f"{where}: bad architecture spec ({err})") from None
     try:
         check_arrays(headers, entries)
     except ValueError as err:
-        raise ValueError(f"{path}: {err}") from None
+        raise ValueError(f"{where}: {err}") from None
     try:
         model = model_from_spec(spec)
     except (ValueError, KeyError, TypeError) as err:
-        raise ValueError(f"{path}: bad architecture spec ({err})") from None
+        raise ValueError(f"{where}: bad architecture spec ({err})") from None
     expected = {f"{l}/{key}": layer for l, layer in enumerate(model.layers, 1)
                 for key in layer.params}
     if set(expected) != set(headers):   # declared_shapes and the layers disagree: a bug here
-        raise ValueError(f"{path}: parameters do not match the spec (missing "
+        raise ValueError(f"{where}: parameters do not match the spec (missing "
                          f"{sorted(set(expected) - set(headers))}, unexpected "
                          f"{sorted(set(headers) - set(expected))})")
     with np.load(path, allow_pickle=False) as f:
@@ -262,9 +264,9 @@ def load(path):
             key = name.split("/")[1]
             value, want = f[name], layer.params[key]
             if value.shape != want.shape or value.dtype.kind != "f":
-                raise ValueError(f"{path}: parameter {name} ({layer.name}) should be float "
+                raise ValueError(f"{where}: parameter {name} ({layer.name}) should be float "
                                  f"{want.shape}, found {value.dtype} {value.shape}")
             if not np.isfinite(value).all():
-                raise ValueError(f"{path}: parameter {name} ({layer.name}) holds NaN or inf")
+                raise ValueError(f"{where}: parameter {name} ({layer.name}) holds NaN or inf")
             layer.params[key] = value.astype(want.dtype)
     return model
