@@ -284,10 +284,10 @@ def test_random_command_lines_exit_cleanly(sandbox, command, rest):
     """Whatever the command line, the command exits 0, or with one line and no traceback."""
     argv = [sandbox.get(t, t) for t in ([command] if command else []) + rest]
     out, err = io.StringIO(), io.StringIO()
-    saved = {name: getattr(cli, name) for name in ("train_recipe", "evaluate")}
+    saved = {name: getattr(cli.train, name) for name in ("train_recipe", "evaluate")}
     saved_tour, saved_env, saved_cwd = tour_module.tour, dict(os.environ), os.getcwd()
     try:
-        cli.train_recipe, cli.evaluate = fake_train_recipe, fake_evaluate
+        cli.train.train_recipe, cli.train.evaluate = fake_train_recipe, fake_evaluate
         tour_module.tour = fake_tour
         # downloads go to a closed local port and a private cache: nothing leaves the machine
         os.environ["TINYCONV_MNIST_MIRRORS"] = "http://127.0.0.1:9/"
@@ -297,7 +297,7 @@ def test_random_command_lines_exit_cleanly(sandbox, command, rest):
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             code = cli.main(argv)
     finally:
-        cli.train_recipe, cli.evaluate = saved["train_recipe"], saved["evaluate"]
+        cli.train.train_recipe, cli.train.evaluate = saved["train_recipe"], saved["evaluate"]
         tour_module.tour = saved_tour
         os.environ.clear()
         os.environ.update(saved_env)

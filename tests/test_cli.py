@@ -8,6 +8,7 @@ import argparse
 import dataclasses
 import gzip
 import hashlib
+import io
 import os
 import re
 import shutil
@@ -150,7 +151,7 @@ def test_ctrl_c_saves_nothing(capsys, tmp_path, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "train_recipe", interrupted)
+    monkeypatch.setattr(cli.train, "train_recipe", interrupted)
     out_file = tmp_path / "m.npz"
     code, out, err = run(capsys, "train", "--arch", "small", "--out", out_file)
     assert code == 130
@@ -181,7 +182,7 @@ def test_diverging_run_keeps_the_old_file(capsys, tmp_path, monkeypatch):
         raise FloatingPointError("training diverged: the loss is nan (lr=1000.0); "
                                  "nothing was written — lower the learning rate")
 
-    monkeypatch.setattr(cli, "train_recipe", diverge)
+    monkeypatch.setattr(cli.train, "train_recipe", diverge)
     out_file = tmp_path / "m.npz"
     out_file.write_bytes(b"old")
     code, out, err = run(capsys, "train", "--arch", "small", "--lr", 1000, "--out", out_file)
@@ -195,7 +196,7 @@ def test_unexpected_errors_are_one_line_unless_debugging(capsys, tmp_path, monke
     def broken(*args, **kwargs):
         raise RuntimeError("something broke")
 
-    monkeypatch.setattr(cli, "train_recipe", broken)
+    monkeypatch.setattr(cli.train, "train_recipe", broken)
     argv = ["train", "--arch", "small", "--out", str(tmp_path / "m.npz")]
     monkeypatch.delenv(cli.DEBUG_ENV, raising=False)
     code, out, err = run(capsys, *argv)
@@ -233,7 +234,7 @@ def test_evaluate_the_shipped_model(capsys):
 
 
 def test_format_confusion_handles_an_empty_row():
-    text = cli.format_confusion(np.array([[3, 1], [0, 0]]))
+    text = cli.train.format_confusion(np.array([[3, 1], [0, 0]]))
     assert text.splitlines()[2].split() == ["0", "3", "1", "75.0%"]
     assert text.splitlines()[3].split() == ["1", "0", "0", "-"]
 
@@ -288,7 +289,7 @@ BAD = [
     (["fly"], 2, "invalid choice"),
     (["evaluate"], 2, "MODEL"),
     (["evaluate", "MISSING"], 1, "no model file"),
-    (["evaluate", "DIR"], 1, "no model file"),
+    (["evaluate", "DIR"], 1, "is a directory"),
     (["evaluate", "TEXT"], 1, "not a readable tinyconv model file"),
     (["rf", "TEXT"], 1, "not a readable tinyconv model file"),
     (["info", "NPZ"], 1, "not a tinyconv model file"),
@@ -414,7 +415,7 @@ def test_installed_command_and_python_dash_m():
 
 def test_tour_arguments_and_runner(monkeypatch, tmp_path, capsys):
     parser = argparse.ArgumentParser()
-    cli.tour_arguments(parser)
+    cli.tour.tour_arguments(parser)
     args = parser.parse_args([])
     assert (args.out, args.digit, args.layer, args.feature, args.examples, args.model) == \
         (Path("tinyconv-tour"), 8, "conv2", 3, None, "mnist")
@@ -426,11 +427,12 @@ def test_tour_arguments_and_runner(monkeypatch, tmp_path, capsys):
         seen.update(kwargs, out_dir=out_dir)
         return [Path(out_dir) / "fig1_kernels.png", Path(out_dir) / "index.html"]
 
+    shipped = tc.pretrained("mnist")
     monkeypatch.setattr(tour, "tour", fake_tour)
-    monkeypatch.setattr(cli, "load_model", lambda name: f"model from {name}")
-    assert cli.run_tour(args) == 0
+    monkeypatch.setattr(cli.tour, "load_model", lambda name: shipped if name == "m.npz" else None)
+    assert cli.tour.run_tour(args) == 0
     assert seen == {"out_dir": tmp_path, "digit": 3, "layer": "conv3", "feature": 7,
-                    "examples": 50, "model": "model from m.npz"}
+                    "examples": 50, "model": shipped}
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == str(tmp_path / "fig1_kernels.png")
     assert lines[-1].endswith(str(tmp_path / "index.html"))
@@ -453,9 +455,9 @@ def test_tour_command_writes_the_figures(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, code, text", [
     (["tour", "--digit", "11"], 2, "--digit"),
-    (["tour", "--layer", "conv9"], 1, "layer"),
-    (["tour", "--layer", "logits"], 1, "layer"),
-    (["tour", "--feature", "99"], 1, "feature"),
+    (["tour", "--layer", "conv9"], 2, "--layer"),
+    (["tour", "--layer", "logits"], 2, "--layer"),
+    (["tour", "--feature", "99"], 2, "--feature"),
 ])
 def test_tour_bad_input_is_one_line(tmp_path, capsys, argv, code, text):
     assert cli.main([*argv, "--out", str(tmp_path / "t")]) == code
@@ -466,6 +468,134 @@ def test_tour_bad_input_is_one_line(tmp_path, capsys, argv, code, text):
 def test_tour_out_that_is_a_file(tmp_path, capsys):
     target = tmp_path / "taken"
     target.write_text("x")
-    assert cli.main(["tour", "--out", str(target)]) == 1
+    assert cli.main(["tour", "--out", str(target)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "out_dir" in err
+    assert err.count("\n") == 1 and "--out" in err
+
+
+# ------------------------------------------------ the current directory, pipes, Ctrl-C
+
+
+@pytest.mark.parametrize("kind", ["folder", "file"])
+@pytest.mark.parametrize("command", ["info", "rf", "evaluate"])
+def test_a_local_mnist_does_not_shadow_the_shipped_model(capsys, tmp_path, monkeypatch,
+                                                          kind, command):
+    monkeypatch.chdir(tmp_path)
+    if kind == "folder":
+        (tmp_path / "mnist").mkdir()
+    else:
+        (tmp_path / "mnist").write_text("my notes")
+    code, out, err = run(capsys, command, "mnist")
+    assert code == 0, err
+    # a path that names it still means the local one, and says what was found
+    code, out, err = run(capsys, command, "./mnist")
+    assert_one_line_error(code, out, err, 1)
+    assert ("is a directory" if kind == "folder" else "not a readable") in err
+    assert "./mnist" in err
+
+
+def test_the_default_tour_with_a_local_mnist_folder_uses_the_shipped_model(
+        tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mnist").mkdir()
+    seen = {}
+    monkeypatch.setattr(tour, "tour", lambda out_dir, **kw: seen.update(kw) or [out_dir])
+    assert cli.main(["tour", "--out", str(tmp_path / "t")]) == 0, capsys.readouterr().err
+    assert seen["model"].names == tc.pretrained("mnist").names
+
+
+def test_the_name_rule_of_load_model(tmp_path, monkeypatch):
+    from tinyconv.pretrained import load_model
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mnist").mkdir()
+    assert load_model("mnist").names == tc.pretrained("mnist").names
+    for text in ("./mnist", str(tmp_path / "mnist"), Path("mnist")):
+        with pytest.raises(IsADirectoryError, match="directory"):
+            load_model(text)
+    with pytest.raises(FileNotFoundError, match=r"mnist\.npz"):
+        load_model("mnist.npz")
+    with pytest.raises(TypeError, match="name_or_path"):
+        load_model(3)
+
+
+@pytest.mark.parametrize("argv, text", [
+    (["tour", "--layer", "conv9"], "--layer"),
+    (["tour", "--layer", "logits"], "--layer"),
+    (["tour", "--layer", "input"], "--layer"),
+    (["tour", "--feature", "99"], "--feature"),
+    (["tour", "--feature", "-1"], "--feature"),
+    (["tour", "--digit", "x"], "--digit"),
+    (["tour", "--examples", "0"], "--examples"),
+])
+def test_tour_flags_are_usage_errors_before_any_work(tmp_path, capsys, monkeypatch, argv, text):
+    monkeypatch.setattr(tour, "tour", lambda *a, **k: pytest.fail("the tour started"))
+    code, out, err = run(capsys, *argv, "--out", tmp_path / "t")
+    assert_one_line_error(code, out, err, 2)
+    assert text in err and "error: layer:" not in err and "error: feature:" not in err
+
+
+@pytest.mark.parametrize("shift", [28, 29, 100])
+def test_a_shift_as_large_as_the_digit_is_a_usage_error(capsys, tmp_path, shift):
+    code, out, err = run(capsys, "train", "--augment", shift, "--out", tmp_path / "m.npz")
+    assert_one_line_error(code, out, err, 2)
+    assert "--augment" in err and "broadcast" not in err
+
+
+def test_version(capsys):
+    code, out, err = run(capsys, "--version")
+    assert code == 0 and out.strip() == f"tinyconv {tc.__version__}"
+
+
+@pytest.mark.skipif(os.name != "posix", reason="pipes and SIGPIPE")
+@pytest.mark.parametrize("command", [["evaluate", "mnist"], ["info", "mnist"]])
+def test_a_closed_pipe_is_not_an_error(command):
+    """``tinyconv evaluate mnist | head -1``: the reader has gone when the output comes;
+    a pipe whose read end is already closed makes that deterministic."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    done = subprocess.run([sys.executable, "-m", "tinyconv", *command], stdout=write_end,
+                          stderr=subprocess.PIPE, text=True, timeout=120)
+    os.close(write_end)
+    assert "Broken pipe" not in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr == "" and done.returncode == 141
+
+
+def test_a_closed_pipe_in_process(monkeypatch):
+    """The same in-process: a BrokenPipeError from print is the reader's choice, not ours."""
+    def broken(*args, **kwargs):
+        raise BrokenPipeError(32, "Broken pipe")
+    monkeypatch.setattr(cli.info, "print", broken, raising=False)
+    monkeypatch.setattr(sys, "stdout", io.StringIO())
+    assert cli.main(["info", "mnist"]) == 141
+
+
+def test_ctrl_c_while_the_command_imports_is_one_line(tmp_path):
+    """A KeyboardInterrupt while ``python -m tinyconv`` imports its command layer."""
+    code = ("import runpy, sys\n"
+            "class Stop:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name.startswith('tinyconv.cli'):\n"
+            "            raise KeyboardInterrupt\n"
+            "sys.meta_path.insert(0, Stop())\n"
+            "sys.argv = ['tinyconv', 'info', 'mnist']\n"
+            "runpy.run_module('tinyconv', run_name='__main__', alter_sys=True)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 130
+    assert done.stderr.strip() == "interrupted" and "Traceback" not in done.stderr
+
+
+def test_a_new_command_is_one_entry_in_the_table(monkeypatch, capsys):
+    hello = cli.Command("say hello", lambda parser: parser.add_argument("--name"),
+                        lambda args: print(f"hello {args.name}") or 0)
+    monkeypatch.setitem(cli.COMMANDS, "hello", hello)
+    code, out, err = run(capsys, "hello", "--name", "digits")
+    assert code == 0 and out == "hello digits\n"
+    code, out, _ = run(capsys, "--help")
+    assert "say hello" in out
+
+
+def test_every_module_of_the_command_layer_is_short():
+    folder = Path(cli.__file__).parent
+    lengths = {p.name: len(p.read_text().splitlines()) for p in folder.glob("*.py")}
+    assert len(lengths) >= 5 and max(lengths.values()) < 400, lengths

@@ -446,3 +446,107 @@ def test_unwritable_cache_dir_message_even_with_privileges(server, monkeypatch, 
         load_mnist("train", download=True, cache_dir=tmp_path, mirrors=[server.url])
     assert str(tmp_path) in str(info.value)
     assert server.requests == []
+
+
+# ---------------------------------------------------------------- a mirror that misbehaves
+
+
+class _Hostile(http.server.BaseHTTPRequestHandler):
+    """A mirror that misbehaves on purpose, by the first part of the path:
+
+    ``/endless/``: no Content-Length, then bytes until the client hangs up (at most 64 MB);
+    ``/huge/``: announces a Content-Length far above the file's known size;
+    ``/trickle/``: one byte every 20 ms (at most 30 s); ``/loop/``: redirects to itself.
+    """
+
+    def do_GET(self):
+        mode = self.path.strip("/").split("/")[0]
+        try:
+            if mode == "loop":
+                self.send_response(302)
+                self.send_header("Location", self.path)
+                self.end_headers()
+                return
+            self.send_response(200)
+            if mode == "huge":
+                self.send_header("Content-Length", str(1 << 40))
+            self.end_headers()
+            if mode == "endless":
+                for _ in range(1024):
+                    self.wfile.write(b"\0" * (1 << 16))
+            elif mode == "trickle":
+                for _ in range(1500):
+                    self.wfile.write(b"\0")
+                    self.wfile.flush()
+                    self.server.stop_event.wait(0.02)
+                    if self.server.stop_event.is_set():
+                        return
+            elif mode == "huge":
+                self.wfile.write(b"\0" * 1000)
+        except (BrokenPipeError, ConnectionResetError):
+            pass                               # the client gave up, as it should
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def hostile():
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hostile)
+    httpd.daemon_threads = True
+    httpd.stop_event = threading.Event()
+    httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}/"
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield httpd
+    httpd.stop_event.set()
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join(timeout=10)
+
+
+def test_every_mnist_file_has_a_known_size_cap():
+    assert set(tcdata.SIZES) == set(tcdata.SHA256)
+    assert tcdata.SIZES["train-images-idx3-ubyte.gz"] == 9912422
+
+
+def test_a_mirror_without_a_length_cannot_fill_the_disk(hostile, tmp_path):
+    with pytest.raises(DownloadError, match=r"more than [\d,]+ bytes") as info:
+        load_mnist("test", download=True, cache_dir=tmp_path, mirrors=[hostile.url + "endless/"])
+    assert "t10k-images-idx3-ubyte.gz" in str(info.value)
+    assert cache_listing(tmp_path) == []
+
+
+def test_a_mirror_announcing_too_many_bytes_is_refused_before_reading(hostile, tmp_path):
+    with pytest.raises(DownloadError, match="announces") as info:
+        load_mnist("test", download=True, cache_dir=tmp_path, mirrors=[hostile.url + "huge/"])
+    assert "t10k-images-idx3-ubyte.gz" in str(info.value)
+    assert cache_listing(tmp_path) == []
+
+
+def test_a_trickling_mirror_meets_the_deadline(hostile, tmp_path, monkeypatch):
+    monkeypatch.setattr(tcdata, "DEADLINE", 0.3)
+    with pytest.raises(DownloadError, match="deadline"):
+        load_mnist("test", download=True, cache_dir=tmp_path, mirrors=[hostile.url + "trickle/"])
+    assert cache_listing(tmp_path) == []
+
+
+def test_a_redirect_loop_is_a_download_error(hostile, tmp_path):
+    with pytest.raises(DownloadError, match="redirect"):
+        load_mnist("test", download=True, cache_dir=tmp_path, mirrors=[hostile.url + "loop/"])
+
+
+def test_a_hostile_mirror_falls_back_to_a_good_one(hostile, server, tmp_path):
+    """The negative control: the same misbehaving mirrors, then a good one, and it works."""
+    mirrors = [hostile.url + "endless/", hostile.url + "huge/", server.url]
+    images, labels = load_mnist("test", download=True, cache_dir=tmp_path, mirrors=mirrors)
+    assert len(images) == len(labels) > 0
+
+
+def test_a_cache_that_cannot_be_written_is_named_not_its_temporary(server, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(OSError) as info:
+        load_mnist("test", download=True, cache_dir=blocker / "cache", mirrors=[server.url])
+    message = str(info.value)
+    assert str(blocker / "cache") in message and ".tmp" not in message

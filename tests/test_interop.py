@@ -401,3 +401,47 @@ def test_layout_helpers_are_inverse_transposes():
         nhwc_to_nchw(x[0])
     with pytest.raises(ValueError, match="x: expected a 4-dimensional array"):
         nchw_to_nhwc(x[0])
+
+
+# --------------------------------------------------------------------------- hooks
+
+
+HOOKS = {
+    "forward": lambda m: m.register_forward_hook(lambda mod, i, o: o * 2),
+    "forward pre": lambda m: m.register_forward_pre_hook(lambda mod, i: (i[0] * 2,)),
+    "backward": lambda m: m.register_full_backward_hook(lambda mod, gi, go: None),
+    "backward pre": lambda m: m.register_full_backward_pre_hook(lambda mod, go: None),
+    "state dict": lambda m: m.register_state_dict_pre_hook(lambda *a: None),
+}
+
+
+@pytest.mark.parametrize("kind", ["forward", "forward pre", "backward", "backward pre"])
+@pytest.mark.parametrize("where", ["child", "container"])
+def test_a_module_with_hooks_is_refused_naming_it(kind, where):
+    """A hook changes what torch computes; a copy without it would silently differ."""
+    module = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(),
+                           nn.Linear(2 * 4 * 3, 2))
+    target = module[1] if where == "child" else module
+    HOOKS[kind](target)
+    label = r"module '1' \(ReLU\)" if where == "child" else r"module \(the Sequential\)"
+    with pytest.raises(ValueError, match=f"{label}.*{kind} hook"):
+        from_torch(module, (6, 5, 1))
+
+
+def test_global_module_hooks_are_refused():
+    from torch.nn.modules.module import register_module_forward_hook
+    module = nn.Sequential(nn.Conv2d(1, 2, 3))
+    handle = register_module_forward_hook(lambda mod, i, o: o)
+    try:
+        with pytest.raises(ValueError, match="global forward hook"):
+            from_torch(module, (6, 5, 1))
+    finally:
+        handle.remove()
+
+
+def test_a_removed_hook_or_a_state_dict_hook_is_fine():
+    """The negative control: hooks that change nothing torch computes, or are gone."""
+    module = nn.Sequential(nn.Conv2d(1, 2, 3))
+    HOOKS["forward"](module[0]).remove()
+    HOOKS["state dict"](module[0])
+    assert len(from_torch(module, (6, 5, 1)).layers) == 1

@@ -247,3 +247,161 @@ def test_a_pickle_bearing_npz_is_refused_without_running_it(tmp_path, saved):
     with np.load(tmp_path / "evil.npz", allow_pickle=True) as f:
         f["spec"]
     assert marker.exists()
+
+
+# --------------------------------------------------------------------------- untrusted files
+
+
+def crafted(path, spec, arrays=None):
+    """A small .npz holding ``spec`` and ``arrays``: what a hostile file may look like."""
+    np.savez(path, spec=spec_array(spec), **(arrays or {}))
+    return path
+
+
+def huge_dense_spec(in_features=100_000, out_features=3_000):
+    return {"format": "tinyconv-model", "version": 1, "input_shape": [1, 1, in_features],
+            "dtype": "float32",
+            "layers": [{"type": "Flatten", "config": {"name": None}},
+                       {"type": "Dense", "config": {"in_features": in_features,
+                                                    "out_features": out_features,
+                                                    "name": "big"}}]}
+
+
+def peak_bytes_of(call):
+    """Peak bytes NumPy (and Python) allocated during ``call()`` (tracemalloc sees both)."""
+    import tracemalloc
+    tracemalloc.start()
+    try:
+        call()
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return peak
+
+
+def test_a_tiny_file_claiming_a_huge_layer_allocates_nothing_big(tmp_path):
+    path = crafted(tmp_path / "bomb.npz", huge_dense_spec(),
+                   {"2/W": np.zeros((2, 2), np.float32), "2/b": np.zeros(2, np.float32)})
+    assert path.stat().st_size < 2000
+
+    def load():
+        with pytest.raises(ValueError, match="bomb.npz") as info:
+            tc.load(path)
+        assert "2/W" in str(info.value)
+    assert peak_bytes_of(load) < 20 * 2**20
+
+
+def test_a_file_whose_arrays_match_a_huge_spec_is_refused_by_the_limit(tmp_path):
+    """Headers can lie as well as the spec: an array header announcing 300 million floats in a
+    few bytes of data is refused from the header, without reading or allocating the data."""
+    import zipfile
+    path = tmp_path / "liar.npz"
+    spec = huge_dense_spec()
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("spec.npy", _npy(spec_array(spec)))
+        z.writestr("2/W.npy", _npy_header((100_000, 3_000), "<f4") + b"\0" * 64)
+        z.writestr("2/b.npy", _npy(np.zeros(3_000, np.float32)))
+
+    def load():
+        with pytest.raises(ValueError, match="liar.npz"):
+            tc.load(path)
+    assert peak_bytes_of(load) < 20 * 2**20
+
+
+def _npy(array):
+    import io
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def _npy_header(shape, descr):
+    import io
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buffer, {"descr": descr, "fortran_order": False, "shape": shape})
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("change, match", [
+    (lambda spec: spec.update(layers=[{"type": "ReLU", "config": {"name": None}}] * 5000),
+     "layers"),
+    (lambda spec: spec.update(input_shape=[100_000, 100_000, 3]), "input_shape"),
+    (lambda spec: spec.update(dtype="float16"), "dtype"),
+    (lambda spec: spec.update(padding="x" * (2 << 20)), "spec"),
+])
+def test_specs_beyond_the_stated_limits_are_refused(tmp_path, saved, change, match):
+    arrays = arrays_of(saved)
+    spec = json.loads(arrays["spec"].tobytes())
+    change(spec)
+    arrays["spec"] = spec_array(spec)
+    np.savez(tmp_path / "big.npz", **arrays)
+    with pytest.raises(ValueError, match=match):
+        tc.load(tmp_path / "big.npz")
+
+
+def test_the_limits_are_stated_in_the_load_docstring():
+    from tinyconv import serialize
+    for value in (serialize.MAX_LAYERS, serialize.MAX_PARAMETERS, serialize.MAX_SPEC_BYTES):
+        assert f"{value:,}" in tc.load.__doc__
+
+
+def test_a_model_at_the_limits_still_loads(tmp_path):
+    """The negative control: a legal model of a realistic size round-trips."""
+    model = tc.Sequential([tc.Flatten(), tc.Dense(28 * 28, 512), tc.ReLU(), tc.Dense(512, 10)],
+                          (28, 28, 1), seed=0)
+    tc.save(model, tmp_path / "m.npz")
+    assert tc.load(tmp_path / "m.npz").n_parameters() == model.n_parameters()
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_a_non_finite_weight_is_refused_at_save_naming_the_layer(tmp_path, value):
+    model = make_model()
+    model.layers[-1].params["W"][0, 0] = value
+    path = tmp_path / "m.npz"
+    with pytest.raises(ValueError, match=r"model: .*logits.*W"):
+        tc.save(model, path)
+    assert not path.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_save_errors_name_the_callers_path_not_a_temporary(tmp_path):
+    target = tmp_path / "no-such-folder" / "m.npz"
+    with pytest.raises(OSError) as info:
+        tc.save(make_model(), target)
+    assert str(target) in str(info.value) and ".tmp" not in str(info.value)
+
+
+def test_a_250_byte_file_name_saves_and_loads(tmp_path):
+    path = tmp_path / ("m" * 246 + ".npz")
+    tc.save(make_model(), path)
+    assert tc.load(path).n_parameters() == make_model().n_parameters()
+
+
+def test_resaving_a_private_model_keeps_it_private(tmp_path):
+    path = tmp_path / "m.npz"
+    tc.save(make_model(), path)
+    os.chmod(path, 0o600)
+    tc.save(make_model(seed=1), path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_a_malformed_layer_after_a_huge_one_allocates_nothing_big(tmp_path):
+    """Layers are built in order: a bad config in layer 3 must be found before layer 2 (a
+    valid but huge Dense) is built."""
+    spec = huge_dense_spec()
+    spec["layers"].append({"type": "Dense", "config": {"in_features": 0, "out_features": 2}})
+    path = crafted(tmp_path / "late.npz", spec)
+
+    def load():
+        with pytest.raises(ValueError, match="in_features"):
+            tc.load(path)
+    assert peak_bytes_of(load) < 20 * 2**20
+
+
+def test_declared_shapes_are_the_shapes_the_layers_build():
+    """load checks a file against shapes read from the spec alone; they must be what the
+    layers allocate, for every layer type and config the model above uses."""
+    from tinyconv.serialize import declared_shapes, layer_from
+    for entry in model_spec(make_model())["layers"]:
+        built = {key: value.shape for key, value in layer_from(entry).params.items()}
+        assert declared_shapes(entry) == built, entry

@@ -7,11 +7,15 @@ The bundled subset (``tinyconv/data/mnist_5k.npz``, made by ``scripts/make_bundl
 needs no network: 500 digits per class, split once, stratified, into 400 + 100 per class.
 The full set (LeCun, Cortes & Burges) is four gzip IDX files, fetched only on request from
 the first mirror that answers, checked against the published SHA-256 sums, and cached.
+A mirror is trusted with nothing: it may send at most the published size of each file
+(:data:`SIZES`, 9.9 MB for the largest), must send a byte every :data:`TIMEOUT` (60) seconds
+and the whole file within :data:`DEADLINE` (600) seconds, or the next mirror is tried.
 """
 
 import gzip
 import hashlib
 import os
+import time
 import zlib
 from collections.abc import Sequence
 from importlib import resources
@@ -48,7 +52,16 @@ FILES = {  # split -> (images file, labels file)
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
 }
+#: Size in bytes of each published gzip file: a mirror that sends more (or announces more)
+#: is refused, so one that streams without a Content-Length cannot fill the disk.
+SIZES = {
+    "train-images-idx3-ubyte.gz": 9_912_422,
+    "train-labels-idx1-ubyte.gz": 28_881,
+    "t10k-images-idx3-ubyte.gz": 1_648_877,
+    "t10k-labels-idx1-ubyte.gz": 4_542,
+}
 TIMEOUT = 60  # seconds without a byte before a mirror counts as failed
+DEADLINE = 600  # seconds for one whole file from one mirror (a trickle must end, too)
 CHUNK = 1 << 16
 
 
@@ -90,7 +103,9 @@ def load_mnist(split="bundled", download=False, cache_dir=None, mirrors=None):
     ChecksumError
         A cached file does not match its published SHA-256 and ``download`` is False.
     DownloadError
-        Every mirror failed (the message lists each failure).
+        Every mirror failed (the message lists each failure): refused, 404, a redirect loop,
+        a wrong checksum, a short body, more bytes than the published size, no byte for
+        :data:`TIMEOUT` seconds, or the file not complete within :data:`DEADLINE` seconds.
     PermissionError
         The cache directory cannot be written when a download is needed.
     """
@@ -289,18 +304,30 @@ def _download_one(url, path, expected):
     """Stream ``url`` to a temporary file beside ``path``; verify; then rename into place.
 
     Nothing is left behind on failure, so the cache only ever holds complete, verified files.
+    Limits: at most :data:`SIZES` ``[name]`` bytes (the published size), :data:`TIMEOUT`
+    seconds without a byte, and :data:`DEADLINE` seconds for the whole file.
     """
     import urllib.request
 
+    limit, started = SIZES.get(path.name), time.monotonic()
     with atomic_write(path, "wb") as out, urllib.request.urlopen(url, timeout=TIMEOUT) as resp:
         length = resp.headers.get("Content-Length", "")
         total = int(length) if length.isdigit() else None
+        if total is not None and limit is not None and total > limit:
+            raise OSError(f"the mirror announces {total:,} bytes; the file has {limit:,}")
         digest, received = hashlib.sha256(), 0
         with Progress(total, f"downloading {path.name}") as bar:
-            while chunk := resp.read(CHUNK):
+            # read1 returns what has arrived, so the deadline is checked while bytes trickle
+            while chunk := resp.read1(CHUNK):
+                received += len(chunk)
+                if limit is not None and received > limit:
+                    raise OSError(f"the mirror sent more than {limit:,} bytes, the size of "
+                                  "the published file")
+                if time.monotonic() - started > DEADLINE:
+                    raise TimeoutError(f"missed the deadline of {DEADLINE} s for the whole "
+                                       f"file ({received:,} bytes received)")
                 out.write(chunk)
                 digest.update(chunk)
-                received += len(chunk)
                 bar.update(len(chunk))
         if total is not None and received != total:
             # http.client returns a short body silently when the connection drops

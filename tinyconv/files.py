@@ -38,7 +38,7 @@ def atomic_write(path, mode="wb", encoding=None):
     The open file object. On any exception (including KeyboardInterrupt) the temporary file is
     removed, the target is left as it was, and the exception propagates. An existing target
     keeps its permission bits (re-saving a ``chmod 600`` file keeps it private); a new file
-    gets the usual ``0o666 & ~umask``.
+    gets the usual ``0o666 & ~umask``. Errors name ``path``, never the temporary file.
     """
     if mode not in ("wb", "w"):
         raise ValueError(f"mode: expected 'wb' or 'w', got {mode!r}")
@@ -49,7 +49,12 @@ def atomic_write(path, mode="wb", encoding=None):
     except OSError:
         keep = None
     # O_EXCL never reuses an existing file; 0o666 lets the umask set the usual permissions
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
+                     0o666)
+    except OSError as err:
+        # the caller's path, not the temporary name the caller never gave
+        raise type(err)(err.errno, f"cannot write {str(path)!r}: {err.strerror}") from None
     try:
         if mode == "w":
             f = os.fdopen(fd, "w", encoding=encoding or "utf-8", newline="")
@@ -59,12 +64,26 @@ def atomic_write(path, mode="wb", encoding=None):
             yield f
             f.flush()
             os.fsync(f.fileno())
-        if keep is not None:
-            os.chmod(tmp, keep)
-        os.replace(tmp, path)
+        try:
+            if keep is not None:
+                os.chmod(tmp, keep)
+            os.replace(tmp, path)
+        except OSError as err:
+            raise type(err)(err.errno, f"cannot write {str(path)!r}: {err.strerror}") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def check_path(path, name="path"):
+    """``path`` as a :class:`~pathlib.Path` if it is a non-empty str or ``os.PathLike``;
+    ``TypeError`` / ``ValueError`` naming ``name`` otherwise."""
+    if not isinstance(path, str | os.PathLike):
+        raise TypeError(f"{name}: expected a file name (str or path), got "
+                        f"{type(path).__name__}")
+    if not os.fspath(path):
+        raise ValueError(f"{name}: expected a file name, got an empty string")
+    return Path(path)
 
 
 def is_writable(folder):

@@ -7,10 +7,11 @@ The weights in ``tinyconv/data/mnist_cnn.npz`` were trained by ``tinyconv train`
 ``(N, 10)``.
 """
 
+import os
 from importlib import resources
-from pathlib import Path
 
 from .checks import check_choice
+from .files import check_path
 from .serialize import load
 
 MODELS = {"mnist": "mnist_cnn.npz"}
@@ -27,11 +28,29 @@ def pretrained(name="mnist"):
 
 
 def load_model(name_or_path):
-    """A shipped model by name (``"mnist"``), or a model saved at a ``.npz`` path."""
-    if name_or_path in MODELS and not Path(name_or_path).exists():
+    """A shipped model by name, or a model saved at a path -> :class:`~tinyconv.model.Sequential`.
+
+    The rule: a ``str`` that is a name of :data:`MODELS` (``"mnist"``: no path separator, no
+    ``.npz``) always means the shipped model, even when a file or folder of that name is in
+    the current directory; ``"./mnist"``, a ``Path`` or anything else is a file to load.
+
+    Raises
+    ------
+    TypeError
+        If ``name_or_path`` is neither a str nor a path.
+    IsADirectoryError, FileNotFoundError
+        If the path is a folder or names nothing; the message says which, and names it.
+    ValueError
+        If the file is not a tinyconv model (see :func:`tinyconv.serialize.load`).
+    """
+    if isinstance(name_or_path, str) and name_or_path in MODELS:
         return pretrained(name_or_path)
-    if not Path(name_or_path).is_file():
-        raise FileNotFoundError(f"no model file at {str(name_or_path)!r}; give a .npz written "
-                                f"by 'tinyconv train', or one of {', '.join(MODELS)} for the "
-                                "shipped model")
+    path = check_path(name_or_path, "name_or_path")
+    hint = (f"give a .npz written by 'tinyconv train', or {' or '.join(map(repr, MODELS))} "
+            "(as a bare name) for the shipped model")
+    shown = repr(os.fspath(name_or_path))    # as the caller wrote it: './mnist', not 'mnist'
+    if path.is_dir():
+        raise IsADirectoryError(f"{shown} is a directory, not a model file; {hint}")
+    if not path.is_file():
+        raise FileNotFoundError(f"no model file at {shown}; {hint}")
     return load(name_or_path)

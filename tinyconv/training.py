@@ -1,5 +1,6 @@
-"""Training: softmax cross-entropy, SGD with momentum, Adam, the fit / evaluate loops, and
-the recipe of the shipped model (:data:`MNIST_RECIPE`, :func:`train_recipe`).
+"""Training: softmax cross-entropy, the fit / evaluate loops, and the recipe of the shipped
+model (:data:`MNIST_RECIPE`, :func:`train_recipe`). The optimizers (SGD with momentum, Adam)
+live in :mod:`tinyconv.optimizers` and are re-exported here.
 
 ``fit`` is deterministic: the same model seed, data, and ``seed`` give bit-identical weights.
 A step whose loss, gradients or updated weights are not finite raises ``FloatingPointError``
@@ -7,7 +8,6 @@ before anything is written, so a diverging run never leaves NaN weights behind.
 """
 
 import math
-import numbers
 import time
 from dataclasses import dataclass
 
@@ -16,7 +16,10 @@ import numpy as np
 from .architectures import ARCHITECTURES, build, shift_images
 from .checks import check_array, check_choice, check_int
 from .layers import softmax
+from .model import Sequential
+from .optimizers import SGD, Adam, Optimizer, real_number
 from .progress import Progress
+from .units import n_classes
 
 
 def check_labels(labels, name, n, n_classes):
@@ -56,106 +59,6 @@ def cross_entropy(logits, labels):
     return loss, dlogits / N
 
 
-def _real(v, name, lo, hi=np.inf, lo_open=False, what=None):
-    """``v`` as a float if it is a real number (not a bool) in ``[lo, hi)`` (``(lo, hi)`` with
-    ``lo_open``), else ``ValueError`` naming ``name``: an optimizer's hyper-parameters."""
-    ok = isinstance(v, numbers.Real) and not isinstance(v, bool) and np.isfinite(v) \
-        and (v > lo if lo_open else v >= lo) and v < hi
-    if not ok:
-        what = what or f"a number in {'(' if lo_open else '['}{lo:g}, {hi:g})"
-        raise ValueError(f"{name}: expected {what}, got {v!r}")
-    return float(v)
-
-
-class Optimizer:
-    """Updates ``layer.params[key]`` from ``layer.grads[key]`` for every parameter of a model."""
-
-    def __init__(self, model, lr):
-        self.model = model
-        self.lr = _real(lr, "lr", 0, lo_open=True, what="a positive finite number")
-        self.slots = [(layer, key) for layer, key in model.parameters()]
-
-    def step(self):
-        """Apply one update. All new values are computed and checked before any is written."""
-        # in the parameter's own dtype: state made before a model.astype() must not turn a
-        # float32 model into float64 one step later
-        new = [self._update(i, layer.params[key], layer.grads[key])
-               .astype(layer.params[key].dtype, copy=False)
-               for i, (layer, key) in enumerate(self.slots)]
-        for (layer, key), value in zip(self.slots, new, strict=True):
-            if not np.isfinite(value).all():
-                raise FloatingPointError(
-                    f"training diverged: {layer.name}.{key} would become NaN/inf "
-                    f"(lr={self.lr}); nothing was written — lower the learning rate")
-        for (layer, key), value in zip(self.slots, new, strict=True):
-            layer.params[key] = value
-        self._commit()
-
-    def _commit(self):
-        """Make the optimizer's own state of this step current (after the finite check)."""
-
-
-class SGD(Optimizer):
-    """SGD with (heavy-ball) momentum: ``v = mu v - lr g``; ``w = w + v``.
-
-    Parameters
-    ----------
-    model : a :class:`~tinyconv.model.Sequential`.
-    lr : learning rate; momentum : ``mu`` in [0, 1); weight_decay : L2 factor added to ``g``.
-    """
-
-    def __init__(self, model, lr=0.01, momentum=0.9, weight_decay=0.0):
-        super().__init__(model, lr)
-        self.momentum = _real(momentum, "momentum", 0, 1)
-        self.weight_decay = _real(weight_decay, "weight_decay", 0,
-                                  what="a finite number >= 0")
-        self.velocity = [np.zeros_like(layer.params[key]) for layer, key in self.slots]
-        self._pending = [None] * len(self.slots)
-
-    def _update(self, i, w, g):
-        if self.weight_decay:
-            g = g + self.weight_decay * w
-        self._pending[i] = v = self.momentum * self.velocity[i] - self.lr * g
-        return w + v
-
-    def _commit(self):
-        self.velocity, self._pending = self._pending, [None] * len(self.slots)
-
-
-class Adam(Optimizer):
-    """Adam (Kingma & Ba 2015): bias-corrected first and second moments of the gradient.
-
-    ``m = b1 m + (1-b1) g``; ``v = b2 v + (1-b2) g^2``;
-    ``w -= lr * m_hat / (sqrt(v_hat) + eps)`` with ``m_hat = m / (1 - b1^t)``, ``v_hat`` alike.
-    """
-
-    def __init__(self, model, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
-        super().__init__(model, lr)
-        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-            raise ValueError(f"betas: expected two numbers in [0, 1), got {betas!r}")
-        self.b1, self.b2 = (_real(b, "betas", 0, 1, what="two numbers in [0, 1)")
-                            for b in betas)
-        self.eps = _real(eps, "eps", 0, lo_open=True, what="a positive finite number")
-        self.t = 0
-        self.m = [np.zeros_like(layer.params[key]) for layer, key in self.slots]
-        self.v = [np.zeros_like(layer.params[key]) for layer, key in self.slots]
-        self._pending = [None] * len(self.slots)
-
-    def _update(self, i, w, g):
-        t = self.t + 1
-        m = self.b1 * self.m[i] + (1 - self.b1) * g
-        v = self.b2 * self.v[i] + (1 - self.b2) * g * g
-        self._pending[i] = (m, v)
-        m_hat = m / (1 - self.b1 ** t)
-        v_hat = v / (1 - self.b2 ** t)
-        return (w - self.lr * m_hat / (np.sqrt(v_hat) + self.eps)).astype(w.dtype)
-
-    def _commit(self):
-        self.t += 1
-        self.m = [m for m, _ in self._pending]
-        self.v = [v for _, v in self._pending]
-
-
 def train_step(model, optimizer, xb, yb):
     """One mini-batch: forward, loss, backward (``rule="gradient"``), update.
 
@@ -177,20 +80,71 @@ def train_step(model, optimizer, xb, yb):
     return loss, int((logits.argmax(axis=1) == yb).sum())
 
 
+def check_model(model, what):
+    """``K`` of a :class:`~tinyconv.model.Sequential` whose output is ``(N, K)`` class
+    scores; ``TypeError`` / ``ValueError`` naming ``model`` otherwise."""
+    if not isinstance(model, Sequential):
+        raise TypeError(f"model: expected a tinyconv Sequential, got {type(model).__name__}")
+    return n_classes(model, what)
+
+
+def check_inputs(model, X, name):
+    """``X`` as a non-empty, finite ``(N, H, W, C_0)`` float array of the model's input."""
+    return check_array(X, name, shape=(None, *model.input_shape))
+
+
+def check_validation(model, validation, K):
+    """``validation=(X_val, y_val)`` checked like ``X`` and ``y``, naming ``validation``."""
+    if not isinstance(validation, (tuple, list)) or len(validation) != 2:
+        raise ValueError(f"validation: expected a pair (X_val, y_val), got "
+                         f"{type(validation).__name__}"
+                         + (f" of length {len(validation)}"
+                            if isinstance(validation, (tuple, list)) else ""))
+    X_val = check_inputs(model, validation[0], "validation[0] (X_val)")
+    y_val = check_labels(validation[1], "validation[1] (y_val)", len(X_val), K)
+    return X_val, y_val
+
+
+def check_optimizer(optimizer, model):
+    """``optimizer`` if it updates exactly ``model``'s parameters.
+
+    An optimizer holds ``(layer, key)`` slots and reads ``layer.params[key]`` afresh at each
+    step, so it keeps working after ``model.astype()`` (same layers, new arrays); one made for
+    another model, or for this model before ``tinyconv.load`` made new layers, would update
+    arrays the model never reads and report a flat loss. Layers are compared by identity.
+    """
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(f"optimizer: expected a tinyconv SGD or Adam (or None), got "
+                        f"{type(optimizer).__name__}")
+    mine = [(id(layer), key) for layer, key in model.parameters()]
+    theirs = [(id(layer), key) for layer, key in optimizer.slots]
+    if mine != theirs:
+        raise ValueError("optimizer: it was made for another model (or for this one before "
+                         "it was reloaded), so it would update arrays this model does not "
+                         f"use; make a new one with {type(optimizer).__name__}(model, ...)")
+    return optimizer
+
+
 def fit(model, X, y, epochs=1, batch_size=64, optimizer=None, seed=0, validation=None,
         progress=None, on_epoch=None, lr_schedule=None, augment=None):
     """Train ``model`` on ``(X, y)`` with mini-batches shuffled by ``seed``.
 
     Parameters
     ----------
-    X : (N, H, W, C_0) floating-point images (see :func:`tinyconv.to_float`).
+    model : a :class:`~tinyconv.model.Sequential` whose output ``y_(L)`` is ``(N, K)``
+        class scores (refused before any work otherwise).
+    X : (N, H, W, C_0) finite floating-point images (see :func:`tinyconv.to_float`).
     y : (N,) int class labels in ``[0, K)``, ``K`` = the model's output size.
     epochs, batch_size : ints >= 1.
-    optimizer : an :class:`SGD` or :class:`Adam` bound to ``model`` (default ``Adam(model)``).
+    optimizer : an :class:`SGD` or :class:`Adam` made for this ``model`` (default
+        ``Adam(model)``); one made for another model, or for this one before a reload, is
+        refused (``ValueError``). ``model.astype()`` keeps it valid.
     seed : int >= 0; epoch ``e`` is shuffled by ``default_rng((seed, e))`` and ``augment``
         draws from ``default_rng(seed)``, so with the model's own seed this fixes the run bit
         for bit, and epoch ``e`` is the same whether it runs in one call or one call per epoch.
     validation : optional ``(X_val, y_val)`` evaluated after each epoch.
+
+    Every argument is checked before the first batch.
     progress : True / False to force the progress bar; None shows it on a terminal.
     on_epoch : optional callable ``f(record)`` called after each epoch (e.g. to log).
     lr_schedule : optional callable ``f(epoch) -> lr`` (epochs count from 1), set on the
@@ -204,21 +158,29 @@ def fit(model, X, y, epochs=1, batch_size=64, optimizer=None, seed=0, validation
     history : list of dicts, one per epoch: ``epoch, lr, loss, accuracy, seconds`` and, with
     validation, ``val_loss, val_accuracy``.
     """
+    # every argument is checked here, before the first batch: a mistake in `validation` or
+    # `on_epoch` must not surface only after an epoch of work
+    K = check_model(model, "fit")
     epochs = check_int(epochs, "epochs", minimum=1)
     batch_size = check_int(batch_size, "batch_size", minimum=1)
     seed = check_int(seed, "seed", minimum=0)
-    X = check_array(X, "X", ndim=4)
-    y = check_labels(y, "y", len(X), model.output_shapes[-1][0])
-    for name, f in (("lr_schedule", lr_schedule), ("augment", augment)):
+    X = check_inputs(model, X, "X")
+    y = check_labels(y, "y", len(X), K)
+    if validation is not None:
+        validation = check_validation(model, validation, K)
+    if progress is not None and not isinstance(progress, bool):
+        raise TypeError(f"progress: expected True, False or None, got {progress!r}")
+    for name, f in (("lr_schedule", lr_schedule), ("augment", augment),
+                    ("on_epoch", on_epoch)):
         if f is not None and not callable(f):
             raise TypeError(f"{name}: expected a callable or None, got {type(f).__name__}")
-    optimizer = optimizer if optimizer is not None else Adam(model)
+    optimizer = Adam(model) if optimizer is None else check_optimizer(optimizer, model)
     augment_rng = np.random.default_rng(seed)
     history = []
     for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
         if lr_schedule is not None:
-            optimizer.lr = _real(lr_schedule(epoch), "lr_schedule", 0, lo_open=True,
+            optimizer.lr = real_number(lr_schedule(epoch), "lr_schedule", 0, lo_open=True,
                                  what=f"a positive finite learning rate for epoch {epoch}")
         X_epoch = X if augment is None else check_array(
             augment(X, augment_rng), "augment", shape=X.shape)
@@ -291,8 +253,8 @@ class Recipe:
         check_int(self.batch_size, "batch_size", minimum=1)
         check_int(self.epochs, "epochs", minimum=1)
         check_int(self.shift, "shift", minimum=0)
-        _real(self.lr, "lr", 0, lo_open=True, what="a positive finite number")
-        if _real(self.lr_decay, "lr_decay", 0, lo_open=True, what="a number in (0, 1]") > 1:
+        real_number(self.lr, "lr", 0, lo_open=True, what="a positive finite number")
+        if real_number(self.lr_decay, "lr_decay", 0, lo_open=True, what="a number in (0, 1]") > 1:
             raise ValueError(f"lr_decay: expected a number in (0, 1], got {self.lr_decay!r}")
 
     def lr_at(self, epoch):
@@ -374,15 +336,25 @@ def train_recipe(recipe, X, y, validation=None, model=None, progress=None, on_ep
 
 
 def predict(model, X, batch_size=256):
-    """Logits ``y_(L)`` for ``X`` of shape ``(N, H, W, C_0)``, computed in batches -> ``(N, K)``."""
+    """Logits ``y_(L)`` for ``X`` of shape ``(N, H, W, C_0)``, computed in batches -> ``(N, K)``.
+
+    The result equals ``model(X)`` to the round-off of the model's dtype, not bit for bit:
+    BLAS blocks a matrix product by its number of rows, so another ``batch_size`` may round
+    the last bits differently (about 1e-7 relative in float32). ``argmax`` agrees except
+    between classes whose scores tie to that round-off.
+    """
+    check_model(model, "predict")
     batch_size = check_int(batch_size, "batch_size", minimum=1)
-    X = check_array(X, "X", ndim=4)
+    X = check_inputs(model, X, "X")
     return np.concatenate([model.forward(X[i:i + batch_size])
                            for i in range(0, len(X), batch_size)])
 
 
 def evaluate(model, X, y, batch_size=256):
     """Loss, accuracy and predictions of ``model`` on ``(X, y)``.
+
+    The logits come from :func:`predict` in batches of ``batch_size``: the loss matches an
+    all-at-once computation to round-off, and the predictions except at near-ties.
 
     Returns
     -------

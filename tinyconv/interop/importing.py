@@ -1,238 +1,12 @@
-"""PyTorch interop: ``to_torch`` / ``from_torch`` with exact weight transfer.
-
-The two engines store the same numbers in different layouts::
-
-                      tinyconv                     torch
-    activations       (N, H, W, C)   NHWC          (N, C, H, W)   NCHW
-    conv weights      (kh, kw, C_in, C_out) HWIO   (C_out, C_in, kh, kw) OIHW
-    dense weights     (in, out)                    (out, in)
-    flatten order     (H, W, C), C order           (C, H, W), C order
-
-Weights are copied bit for bit (a transpose never rounds). Padding that torch's own
-``padding=`` argument cannot express (TensorFlow's ``"same"`` with an odd total, whose extra
-pixel goes to the bottom/right) becomes an explicit ``nn.ZeroPad2d`` before the convolution,
-or an ``nn.ConstantPad2d`` with ``-inf`` before a max-pool (tinyconv's padded cells never win).
-torch is imported inside the functions only: tinyconv runs without it.
-"""
-
-from collections import OrderedDict
+"""``from_torch``: a ``torch.nn.Sequential`` as a tinyconv model, weights copied bit for bit
+(see :mod:`tinyconv.interop`); anything without an exact counterpart is refused by name."""
 
 import numpy as np
 
-from .checks import check_int
-from .layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU, resolve_padding
-from .model import Sequential
-
-TORCH_REQUIREMENT = "torch==2.13.0"
-
-
-def _import_torch():
-    """``import torch``, or an ImportError that says how to install it."""
-    try:
-        import torch
-    except ImportError as err:
-        raise ImportError("tinyconv.interop needs PyTorch, an optional dependency: install "
-                          f"it with `pip install {TORCH_REQUIREMENT}` (the CPU build is enough)"
-                          ) from err
-    return torch
-
-
-# --------------------------------------------------------------------------- layouts
-
-
-def _check_4d(x, name):
-    """``x`` as an array, or ValueError if it is not 4-dimensional."""
-    x = np.asarray(x)
-    if x.ndim != 4:
-        raise ValueError(f"{name}: expected a 4-dimensional array, got shape {x.shape}")
-    return x
-
-
-def nhwc_to_nchw(x):
-    """Channel-last activations to torch's channel-first layout.
-
-    Parameters
-    ----------
-    x : (N, H, W, C) array, e.g. ``y_(l)`` of a tinyconv model.
-
-    Returns
-    -------
-    (N, C, H, W) C-contiguous copy, ``out[i, k, row, col] == x[i, row, col, k]``.
-    """
-    return np.ascontiguousarray(_check_4d(x, "x").transpose(0, 3, 1, 2))
-
-
-def nchw_to_nhwc(x):
-    """torch's channel-first activations (or gradients) to tinyconv's channel-last layout.
-
-    Parameters
-    ----------
-    x : (N, C, H, W) array, e.g. ``tensor.detach().numpy()``.
-
-    Returns
-    -------
-    (N, H, W, C) C-contiguous copy, ``out[i, row, col, k] == x[i, k, row, col]``.
-    """
-    return np.ascontiguousarray(_check_4d(x, "x").transpose(0, 2, 3, 1))
-
-
-def flatten_permutation(shape):
-    """Where torch's flattened units come from in tinyconv's flattened vector.
-
-    Parameters
-    ----------
-    shape : ``(H, W, C)``, the map being flattened (one example).
-
-    Returns
-    -------
-    perm : (H*W*C,) int array with ``torch_flat[:, j] == tinyconv_flat[:, perm[j]]``.
-
-    Notes
-    -----
-    tinyconv puts unit ``(row, col, k)`` at ``(row * W + col) * C + k``; torch puts it at
-    ``(k * H + row) * W + col``. Hence a Dense layer after Flatten, ``y = x W + b`` with ``W``
-    of shape ``(H*W*C, out)``, becomes ``nn.Linear`` with ``weight = W[perm].T``, and back:
-    ``W[perm] = weight.T``.
-    """
-    H, W, C = (check_int(d, "shape", minimum=1) for d in shape)
-    return np.arange(H * W * C).reshape(H, W, C).transpose(2, 0, 1).ravel()
-
-
-# --------------------------------------------------------------------------- to torch
-
-
-def _module_names(nn, model):
-    """One torch-legal, unique module name per layer: the layer's name where possible."""
-    reserved = set(dir(nn.Sequential()))  # add_module refuses existing attributes ('eval', …)
-    names = []
-    for layer in model.layers:
-        name = layer.name.replace(".", "_") or "layer"
-        while name in reserved or name in names:
-            name += "_"
-        names.append(name)
-    return names, reserved | set(names)
-
-
-def _conv_to_torch(torch, layer, in_shape, dtype):
-    """Conv2D -> (optional nn.ZeroPad2d, nn.Conv2d) with the same weights."""
-    (pt, pb), (pl, pr) = layer.pads(in_shape[0], in_shape[1])
-    pad = None
-    if layer.padding[0] == "valid":
-        padding = "valid"
-    elif pt != pb or pl != pr:              # TF "same" with an odd total: extra bottom/right
-        pad, padding = torch.nn.ZeroPad2d((pl, pr, pt, pb)), 0
-    elif layer.padding[0] == "same" and layer.stride == (1, 1):
-        padding = "same"                    # torch's own "same" (stride 1 only)
-    else:
-        padding = (pt, pl)
-    # dilation is meaningless along an axis with a 1-wide kernel; torch 2.13's oneDNN path can
-    # crash on it (channels-last input, width 1, stride 2), so it is set to 1 there
-    dilation = tuple(1 if k == 1 else d for k, d in zip(layer.kernel, layer.dilation, strict=True))
-    conv = torch.nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel, layer.stride,
-                           padding, dilation, bias=layer.bias, dtype=dtype)
-    with torch.no_grad():
-        # HWIO (kh, kw, C_in, C_out) -> OIHW (C_out, C_in, kh, kw)
-        conv.weight.copy_(torch.from_numpy(layer.params["W"].transpose(3, 2, 0, 1).copy()))
-        if layer.bias:
-            conv.bias.copy_(torch.from_numpy(layer.params["b"]))
-    return pad, conv
-
-
-def _pool_to_torch(torch, layer, in_shape):
-    """MaxPool2D -> (optional nn.ConstantPad2d(-inf), nn.MaxPool2d)."""
-    (pt, pb), (pl, pr) = layer.pads(in_shape[0], in_shape[1])
-    kh, kw = layer.size
-    # torch pads max-pools with -inf too, but only symmetrically and by at most half a window
-    if pt == pb and pl == pr and 2 * pt <= kh and 2 * pl <= kw:
-        return None, torch.nn.MaxPool2d(layer.size, layer.stride, (pt, pl))
-    # exact because every window keeps a real pixel (MaxPool2D checks pad < size)
-    pad = torch.nn.ConstantPad2d((pl, pr, pt, pb), float("-inf"))
-    return pad, torch.nn.MaxPool2d(layer.size, layer.stride, 0)
-
-
-def _dense_to_torch(torch, layer, flat_from, dtype):
-    """Dense -> nn.Linear; rows permuted if the input is a torch-order flattened map."""
-    W = layer.params["W"]                                 # (in, out)
-    if flat_from is not None:
-        W = W[flatten_permutation(flat_from)]             # rows in torch's (C, H, W) order
-    linear = torch.nn.Linear(layer.in_features, layer.out_features, dtype=dtype)
-    with torch.no_grad():
-        linear.weight.copy_(torch.from_numpy(np.ascontiguousarray(W.T)))   # (out, in)
-        linear.bias.copy_(torch.from_numpy(layer.params["b"]))
-    return linear
-
-
-def to_torch(model):
-    """An equivalent ``torch.nn.Sequential`` with the same weights, in eval mode.
-
-    Parameters
-    ----------
-    model : :class:`~tinyconv.model.Sequential` of Conv2D, ReLU, MaxPool2D, Flatten, Dense.
-
-    Returns
-    -------
-    torch.nn.Sequential
-        Float32 or float64 like ``model``; its modules are named after the layers (``"."``
-        becomes ``"_"``; a name torch reserves, such as ``"eval"``, gets a trailing ``"_"``),
-        and an inserted padding module is called ``"<name>_pad"``. It takes ``(N, C, H, W)``
-        input (:func:`nhwc_to_nchw`); a spatial ``y_(l)`` comes out as ``(N, C_l, H_l, W_l)``.
-
-    Raises
-    ------
-    TypeError
-        If ``model`` is not a Sequential.
-    ValueError
-        For a layer type torch has no counterpart for here, naming the layer.
-    ImportError
-        If torch is not installed.
-
-    Notes
-    -----
-    Conv2D ``W`` (kh, kw, C_in, C_out) becomes ``weight = W.transpose(3, 2, 0, 1)``;
-    Dense ``W`` (in, out) becomes ``weight = W.T``, or ``W[perm].T`` with
-    ``perm = flatten_permutation((H, W, C))`` when its input is a flattened ``(H, W, C)`` map
-    (also through ReLUs between the Flatten and the Dense). So every Dense output, and the
-    model's output, equals tinyconv's; a flattened activation that no Dense has consumed yet
-    is in torch's order, ``torch_flat == tinyconv_flat[:, perm]``.
-
-    Padding is resolved for the model's input size (``model.output_shapes``): ``"same"`` with
-    an odd total becomes ``nn.ZeroPad2d((left, right, top, bottom))`` + ``padding=0``; a pool
-    padding torch's ``MaxPool2d`` refuses (asymmetric, or more than half the window) becomes
-    ``nn.ConstantPad2d(..., -inf)`` + ``padding=0``.
-    """
-    torch = _import_torch()
-    if not isinstance(model, Sequential):
-        raise TypeError(f"model: expected a tinyconv Sequential, got {type(model).__name__}")
-    dtype = torch.from_numpy(np.zeros(0, dtype=model.dtype)).dtype
-    names, taken = _module_names(torch.nn, model)
-    modules = OrderedDict()
-    flat_from = None  # (H, W, C) of a flattened map not yet consumed by a Dense
-    for l, (layer, name) in enumerate(zip(model.layers, names, strict=True), 1):
-        in_shape, pad = model.output_shapes[l - 1], None
-        if isinstance(layer, Conv2D):
-            pad, module = _conv_to_torch(torch, layer, in_shape, dtype)
-        elif isinstance(layer, MaxPool2D):
-            pad, module = _pool_to_torch(torch, layer, in_shape)
-        elif isinstance(layer, ReLU):
-            module = torch.nn.ReLU()
-        elif isinstance(layer, Flatten):
-            if len(in_shape) == 3:
-                flat_from = in_shape
-            module = torch.nn.Flatten()
-        elif isinstance(layer, Dense):
-            module, flat_from = _dense_to_torch(torch, layer, flat_from, dtype), None
-        else:
-            raise ValueError(f"model: layer {l} ({layer.name!r}) is a {type(layer).__name__}, "
-                             "which to_torch cannot convert")
-        if pad is not None:
-            pad_name = name + "_pad"
-            while pad_name in taken:
-                pad_name += "_"
-            taken.add(pad_name)
-            modules[pad_name] = pad
-        modules[name] = module
-    return torch.nn.Sequential(modules).eval()
-
+from ..checks import check_int
+from ..layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU, resolve_padding
+from ..model import Sequential
+from .layouts import _import_torch, flatten_permutation
 
 # --------------------------------------------------------------------------- from torch
 
@@ -348,6 +122,30 @@ def _numpy_dtype(torch, module):
     return np.float32 if dtype == torch.float32 else np.float64
 
 
+#: torch's per-module hook tables (``Module`` attributes) and what each hook does
+HOOK_TABLES = {"_forward_hooks": "forward", "_forward_pre_hooks": "forward pre",
+               "_backward_hooks": "backward", "_backward_pre_hooks": "backward pre"}
+
+
+def _refuse_hooks(torch, module):
+    """Hooks change what torch computes (a forward hook may replace a module's output), and a
+    copy of the weights cannot carry them: refuse, naming the module, rather than return a
+    model that silently computes something else."""
+    tables = torch.nn.modules.module
+    for attribute, kind in HOOK_TABLES.items():
+        if getattr(tables, "_global" + attribute, None):
+            raise ValueError(f"module: a global {kind} hook is registered (register_module_"
+                             f"{kind.replace(' ', '_')}_hook); tinyconv would not run it — "
+                             "remove it first")
+    for key, m in [("", module), *module.named_children()]:
+        label = (f"module {key!r} ({type(m).__name__})" if key
+                 else "module (the Sequential)")
+        for attribute, kind in HOOK_TABLES.items():
+            if getattr(m, attribute, None):
+                raise ValueError(f"{label} has a {kind} hook; tinyconv would not run it, so "
+                                 "the copy would compute something else — remove it first")
+
+
 def from_torch(module, input_shape):
     """A tinyconv :class:`~tinyconv.model.Sequential` with the weights of a torch one.
 
@@ -376,7 +174,9 @@ def from_torch(module, input_shape):
         For a module that has no exact tinyconv counterpart (BatchNorm2d, Conv2d with
         ``groups > 1`` or ``padding_mode != "zeros"``, MaxPool2d with ``ceil_mode=True`` or
         ``dilation > 1``, padding that is neither symmetric nor TensorFlow's ``"same"``, …),
-        naming the module and what is unsupported; for shapes that do not fit.
+        naming the module and what is unsupported; for shapes that do not fit; for a module
+        (or the Sequential itself) with a forward, forward-pre, backward or backward-pre hook,
+        or a global one, since the copy could not run it.
     ImportError
         If torch is not installed.
 
@@ -394,6 +194,7 @@ def from_torch(module, input_shape):
     if not isinstance(input_shape, (tuple, list)) or len(input_shape) != 3:
         raise ValueError(f"input_shape: expected (H, W, C), got {input_shape!r}")
     shape = input_shape = tuple(check_int(d, "input_shape", minimum=1) for d in input_shape)
+    _refuse_hooks(torch, module)
     dtype = _numpy_dtype(torch, module)
     layers, pad, flat_from = [], None, None
     for key, m in module.named_children():

@@ -1,0 +1,139 @@
+"""The ``tinyconv`` command: train, evaluate and inspect MNIST models from a shell.
+
+::
+
+    tinyconv train --out model.npz    # the shipped model's recipe: 4,000 bundled digits, no network
+    tinyconv evaluate model.npz       # accuracy on the 1,000 held-out digits + confusion matrix
+    tinyconv rf mnist                 # receptive field of every layer of the shipped model
+    tinyconv info mnist               # its layers, output shapes and parameter counts
+
+The options of ``train`` are the fields of a :class:`~tinyconv.training.Recipe`; their
+defaults, ``MNIST_RECIPE``, made the shipped ``tinyconv/data/mnist_cnn.npz``. ``train`` only
+reads digits, calls :func:`~tinyconv.training.train_recipe` and saves, so
+``train_recipe(MNIST_RECIPE, X, y)`` gives the same weights bit for bit from Python.
+
+Every subcommand is a pair of small functions (one adds its arguments, one runs it), kept
+with its group in a module of this package (:mod:`.train`, :mod:`.info`, :mod:`.tour`,
+:mod:`.explain`) as a :class:`~._types.Command`, and listed with one line in
+:data:`COMMANDS`; :func:`main` builds the parser from that table. The shared argument types
+and checks live in :mod:`._types`. Argument parsing happens in this package only.
+
+Errors are one line on stderr, ``tinyconv: error: …``, never a traceback. Exit codes:
+0 success, 1 a failure while working (a file that is not a model, a failed download,
+a diverging run), 2 a bad command line (checked before any work starts), 130 Ctrl-C, 141 the
+reader of the output went away (``tinyconv evaluate mnist | head -1``; nothing is printed,
+as for any Unix filter).
+
+``MODEL`` (and ``--model``) ``mnist`` always means the shipped model, even when a file or
+folder named ``mnist`` is in the current directory; ``./mnist`` or any name with a path
+separator or ending in ``.npz`` is a file (see :func:`tinyconv.pretrained.load_model`).
+``TINYCONV_DEBUG=1`` re-raises the exception instead, traceback and all.
+"""
+
+import os
+import sys
+
+from .. import __version__
+from . import explain, info, tour, train
+from ._types import Command, Parser, UsageError
+
+DEBUG_ENV = "TINYCONV_DEBUG"
+EXPECTED_ERRORS = (ValueError, TypeError, OSError, FloatingPointError)
+
+#: The subcommands, in the order ``--help`` lists them: one line each.
+COMMANDS: dict[str, Command] = {
+    "train": train.TRAIN,
+    "evaluate": train.EVALUATE,
+    "rf": info.RF,
+    "info": info.INFO,
+    "tour": tour.TOUR,
+    "explain": explain.EXPLAIN,
+    "explore": explain.EXPLORE,
+}
+
+__all__ = ["COMMANDS", "Command", "UsageError", "build_parser", "main"]
+
+
+def build_parser():
+    parser = Parser(prog="tinyconv", description="A readable CNN engine for interpreting "
+                    "convolutional networks: train, evaluate and inspect MNIST models.",
+                    epilog=f"Set {DEBUG_ENV}=1 to see the traceback of an error.")
+    parser.add_argument("--version", action="version", version=f"tinyconv {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    for name, command in COMMANDS.items():
+        command.arguments(sub.add_parser(name, help=command.help, description=command.help))
+    return parser
+
+
+def one_line(message):
+    """Fold a multi-line message (e.g. one failure per download mirror) onto one line."""
+    first, *rest = [line.strip() for line in str(message).splitlines() if line.strip()] or [""]
+    return " ".join([first, "; ".join(rest)]) if rest else first
+
+
+def report(message):
+    print(f"tinyconv: error: {one_line(message)}", file=sys.stderr)
+
+
+#: exit status when the reader of stdout has gone: 128 + SIGPIPE, what a shell reports
+CLOSED_PIPE = 141
+
+
+def closed_pipe():
+    """The reader of stdout went away (``| head -1``). Stop quietly, as a Unix filter does,
+    and point stdout at /dev/null so that flushing it at exit cannot fail a second time."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):   # a stdout without a file descriptor (a StringIO)
+        pass
+    return CLOSED_PIPE
+
+
+def main(argv=None):
+    """Run the command line ``argv`` (default ``sys.argv[1:]``) and return its exit status."""
+    try:
+        return run(argv)
+    except KeyboardInterrupt:       # while the parser is built or reads argv
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def run(argv):
+    """:func:`main` without the outermost Ctrl-C guard."""
+    debug = bool(os.environ.get(DEBUG_ENV))
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as err:
+        report(err)
+        return 2
+    except SystemExit as exit_:  # --help and --version print, then "exit"
+        return exit_.code if isinstance(exit_.code, int) else 0
+    if args.command is None:
+        report(f"choose a command: {', '.join(COMMANDS)} (see 'tinyconv --help')")
+        return 2
+    command = COMMANDS[args.command]
+    try:
+        status = command.run(args)
+        sys.stdout.flush()          # a closed pipe shows here, not at interpreter exit
+        return status
+    except BrokenPipeError:         # before OSError: a reader that left is no error
+        return closed_pipe()
+    except UsageError as err:
+        report(err)
+        return 2
+    except KeyboardInterrupt:
+        print(command.interrupted, file=sys.stderr)
+        return 130
+    except EXPECTED_ERRORS as err:
+        if debug:
+            raise
+        report(err)
+        return 1
+    except Exception as err:
+        if debug:
+            raise
+        report(f"{type(err).__name__}: {err} "
+               f"(unexpected; run with {DEBUG_ENV}=1 for the traceback)")
+        return 1
