@@ -450,7 +450,7 @@ def test_tour_command_writes_the_figures(tmp_path, capsys):
     assert cli.main(["tour", "--out", str(out), "--examples", "60"]) == 0
     printed = capsys.readouterr().out
     assert "index.html" in printed and (out / "index.html").is_file()
-    assert len(list(out.glob("*.png"))) == 9
+    assert len(list(out.glob("*.png"))) == 10
 
 
 @pytest.mark.parametrize("argv, code, text", [

@@ -16,9 +16,9 @@ def explain_arguments(parser):
     parser.add_argument("--index", type=natural_int, action="append", default=[], metavar="N",
                         help="explain held-out bundled digit N instead (repeatable)")
     parser.add_argument("--method", action="append", default=None, metavar="M",
-                        help="saliency, gradient, deconvnet, guided, occlusion, maxact (and "
-                             "input_x_gradient, smoothgrad, integrated_gradients, grad_cam "
-                             "when installed); repeatable (default: all)")
+                        help="saliency, gradient, deconvnet, guided, occlusion, maxact, "
+                             "input_x_gradient, smoothgrad, integrated_gradients, grad_cam, "
+                             "guided_grad_cam; repeatable (default: all)")
     parser.add_argument("--layer", default=None, metavar="L",
                         help="the unit's layer (name or number) for gradient / deconvnet / "
                              "guided / maxact (default: the class score)")
