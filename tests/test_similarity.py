@@ -3,8 +3,17 @@
 import numpy as np
 import pytest
 
-from tinyconv.similarity import (METRICS, hog, hog_similarity, pearson, ranks, spearman, ssim,
-                                 ssim_map, unit_scale)
+from tinyconv.similarity import (
+    METRICS,
+    hog,
+    hog_similarity,
+    pearson,
+    ranks,
+    spearman,
+    ssim,
+    ssim_map,
+    unit_scale,
+)
 
 
 def naive_ranks(v):
@@ -22,7 +31,8 @@ def test_spearman_is_pearson_of_average_ranks_and_matches_scipy_if_present(rng):
     a = rng.integers(0, 4, (3, 8, 9)).astype(float)
     b = a + rng.normal(size=a.shape)
     mine = spearman(a, b)
-    by_hand = [pearson(naive_ranks(u.ravel()), naive_ranks(v.ravel())) for u, v in zip(a, b)]
+    by_hand = [pearson(naive_ranks(u.ravel()), naive_ranks(v.ravel()))
+               for u, v in zip(a, b, strict=True)]
     np.testing.assert_allclose(mine, by_hand, rtol=1e-12)
     try:
         from scipy.stats import spearmanr

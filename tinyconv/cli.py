@@ -381,3 +381,50 @@ def main(argv=None):
         report(f"{type(err).__name__}: {err} "
                f"(unexpected; run with {DEBUG_ENV}=1 for the traceback)")
         return 1
+
+
+# --------------------------------------------------------------------------- sanity
+
+
+def sanity_arguments(parser):
+    parser.add_argument("--out", type=Path, default=Path("tinyconv-sanity"), metavar="DIR",
+                        help="directory for the figures and sanity.json (default: %(default)s)")
+    parser.add_argument("--examples", type=positive_int, default=100, metavar="N",
+                        help="held-out digits to measure on (default: %(default)s)")
+    parser.add_argument("--seed", type=natural_int, default=0,
+                        help="seeds the randomised weights, SmoothGrad's noise and the "
+                             "permuted labels (default: %(default)s)")
+
+
+def run_sanity(args):
+    """Sanity checks of every map on the shipped model: figures plus every number as JSON."""
+    import json
+
+    from .files import atomic_write, writable_dir_problem
+    from .plots import sanity as figures
+    from .sanity import sanity_checks
+    problem = writable_dir_problem(args.out)
+    if problem:
+        raise UsageError(f"--out {args.out} {problem}")
+    X, y = load_mnist("bundled-test")
+    X_train, y_train = load_mnist("bundled-train")
+    n = min(args.examples, len(y))
+    result = sanity_checks(load_model("mnist"), to_float(X[:n]), y[:n], to_float(X_train),
+                           y_train, seed=args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    drawn = {"cascade_grid.png": figures.cascade_grid(result),
+             "similarity_cascade.png": figures.similarity_vs_depth(result, "cascade"),
+             "similarity_independent.png": figures.similarity_vs_depth(result, "independent"),
+             "deletion_insertion.png": figures.deletion_insertion(result)}
+    for name, fig in drawn.items():
+        with atomic_write(args.out / name) as f:
+            fig.savefig(f, format="png", dpi=110)
+        print(args.out / name)
+    with atomic_write(args.out / "sanity.json", "w") as f:
+        json.dump(result, f, indent=1)
+    print(args.out / "sanity.json")
+    return 0
+
+
+COMMANDS["sanity"] = Command("sanity checks of the maps: randomisation, image recovery, "
+                             "deletion / insertion", sanity_arguments, run_sanity)
