@@ -245,8 +245,12 @@ def sanity_checks(model, x, labels, X_train=None, y_train=None, methods=None, se
             **record, "methods": compare(trained, maps_of(random_model, "permuted-label model"),
                                          mask)}
     untrained = steps[-1][1]                   # every parameter layer re-drawn: untrained
+    t = time.perf_counter()
     result["recovery"] = recovery({"trained": model, "untrained": untrained}, x, labels, seed)
+    log(f"image recovery in {time.perf_counter() - t:.1f} s")
+    t = time.perf_counter()
     result["faithfulness"] = faithfulness(model, x, labels, trained, seed)
+    log(f"deletion and insertion in {time.perf_counter() - t:.1f} s")
     result["config"]["seconds"] = time.perf_counter() - t0
     log(f"done in {result['config']['seconds']:.0f} s")
     return result

@@ -103,12 +103,12 @@ def deletion_insertion(result):
     x = np.asarray(part["fractions"])
     fig = Figure(figsize=(11.0, 4.4), layout="constrained")
     axes = fig.subplots(1, 2, sharey=True)
-    cmap = mpl.colormaps["tab20"]
+    cmap = mpl.colormaps["tab10"]
     for ax, kind in zip(axes, ("deletion", "insertion"), strict=True):
         for n, (name, entry) in enumerate(part[kind].items()):
             auc = entry["auc"]
             style = ":" if name in ("random", "edges", "input") else "-"
-            ax.plot(x, entry["curve"], style, color=cmap(n % 20),
+            ax.plot(x, entry["curve"], style, color=cmap(n % 10),
                     label=f"{NAMES.get(name, name)}: {auc['mean']:.3f} ± {auc['se']:.3f}")
         ax.set_xlabel(f"fraction of pixels {'removed' if kind == 'deletion' else 'inserted'}")
         ax.set_title(f"{kind} ({'onto zeros' if kind == 'deletion' else 'onto a blurred copy'}"
