@@ -83,6 +83,8 @@ def test_bad_input_names_the_argument():
         sanity.sanity_checks(model, x, np.array([1, 2, 3]))
     with pytest.raises(ValueError, match="methods"):
         sanity.sanity_checks(model, x, np.array([1, 2]), methods=["astrology"])
+    with pytest.raises(ValueError, match="y_train"):
+        sanity.sanity_checks(model, x, np.array([1, 2]), X_train=x, methods=["input"])
     with pytest.raises(ValueError, match="grid_example"):
         sanity.sanity_checks(model, x, np.array([1, 2]), grid_example=5)
 
@@ -107,3 +109,45 @@ def test_the_command_refuses_an_unwritable_out(tmp_path, capsys):
     assert cli.main(["sanity", "--out", str(blocker)]) == 2
     assert "--out" in capsys.readouterr().err
     assert cli.main(["sanity", "--examples", "0"]) == 2
+
+
+LATER = ("input_x_gradient", "smoothgrad", "integrated_gradients", "grad_cam",
+         "guided_grad_cam")
+
+
+def test_each_method_is_one_entry_used_when_present_and_skipped_with_a_note(monkeypatch):
+    """Stand-ins with the documented signatures: the registry calls each as documented and
+    gets one (N, H, W) map per method; without them, each is skipped, named in the note."""
+    from types import SimpleNamespace
+    calls = {}
+
+    def fake(name, wrap=None):
+        def f(model, x, target, **kw):
+            calls[name] = (np.asarray(target).tolist(), kw)
+            out = x * 2.0
+            return wrap(out) if wrap else out
+        return f
+    stand_ins = {
+        "input_x_gradient": fake("input_x_gradient"),
+        "smoothgrad": fake("smoothgrad"),
+        "integrated_gradients": fake("integrated_gradients",
+                                     lambda a: SimpleNamespace(attributions=a)),
+        "grad_cam": fake("grad_cam", lambda a: SimpleNamespace(upsampled=a[..., 0])),
+        "guided_grad_cam": fake("guided_grad_cam"),
+    }
+    for name in LATER:
+        monkeypatch.delattr(tc, name, raising=False)
+    found, skipped = sanity.available()
+    assert set(skipped) == set(LATER) and "tinyconv.grad_cam" in skipped["grad_cam"]
+    for name, f in stand_ins.items():
+        monkeypatch.setattr(tc, name, f, raising=False)
+    found, skipped = sanity.available()
+    assert not skipped and list(found) == list(sanity.MAPS)
+    x = np.random.default_rng(0).random((3, 28, 28, 1)).astype(np.float32)
+    maps = sanity.compute_maps(build("small", seed=0), x, np.array([1, 2, 1]),
+                               {n: found[n] for n in LATER}, seed=4)
+    for name in LATER:
+        np.testing.assert_allclose(maps[name], 2.0 * x[..., 0], err_msg=name)
+        assert calls[name][0] == [1, 2, 1]
+    assert calls["smoothgrad"][1] == {"n": sanity.SMOOTHGRAD_N, "seed": 4}
+    assert calls["integrated_gradients"][1] == {"steps": sanity.IG_STEPS}

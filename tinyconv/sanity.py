@@ -237,6 +237,10 @@ def sanity_checks(model, x, labels, X_train=None, y_train=None, methods=None, se
                                  for m in [trained, *cascade_maps]] for name in found}},
     }
     if X_train is not None:
+        X_train = check_array(X_train, "X_train", ndim=4)
+        if y_train is None or np.shape(y_train) != (len(X_train),):
+            raise ValueError(f"y_train: expected ({len(X_train)},) labels of X_train, got "
+                             f"{None if y_train is None else np.shape(y_train)}")
         random_model, record = train_on_permuted_labels(model, X_train, y_train, seed=seed,
                                                         log=log, **(train or {}))
         record["held_out_accuracy"] = evaluate(random_model, x, labels)["accuracy"]
