@@ -190,6 +190,14 @@ def sanity_checks(model, x, labels, X_train=None, y_train=None, methods=None, se
     train : keyword arguments for :func:`train_on_permuted_labels`.
     grid_example : which example the cascade grid shows.
     log : ``f(str)`` for progress lines (None: stderr).
+
+    Returns
+    -------
+    dict of plain numbers, lists and dicts: ``config``; ``cascade`` and ``independent``
+    (``layers`` and ``methods[method][metric][region] = {"mean": [...], "se": [...]}``, one
+    entry per step); ``resemblance`` (Spearman of ``|map|`` with each control);
+    ``grid`` (one ``(H, W)`` map per method and column, for the figure);
+    ``data_randomization`` (with training digits); ``recovery``; ``faithfulness``.
     """
     log = log or (lambda text: print(f"sanity: {text}", file=sys.stderr, flush=True))
     x = check_array(x, "x", ndim=4)
@@ -221,6 +229,8 @@ def sanity_checks(model, x, labels, X_train=None, y_train=None, methods=None, se
         "config": {"examples": len(x), "seed": seed, "methods": list(found),
                    "skipped": skipped, "metrics": list(METRICS), "regions": list(REGIONS),
                    "smoothgrad_n": SMOOTHGRAD_N, "ig_steps": IG_STEPS, "occlusion": OCCLUSION,
+                   "deletion": "steps of 28 pixels onto zeros",
+                   "insertion": "steps of 28 pixels onto a blur (sigma 2)",
                    "held_out_accuracy": evaluate(model, x, labels)["accuracy"]},
         "cascade": {"layers": [n for n, _ in steps],
                     "methods": _by_step([compare(trained, m, mask) for m in cascade_maps])},
