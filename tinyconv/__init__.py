@@ -23,9 +23,7 @@ from .model import Sequential
 from .occlusion import Occlusion, occlusion
 from .pretrained import pretrained
 from .projection import Projection, project, project_top, saliency
-from .randomize import randomize
 from .receptive_field import ReceptiveField, patches, receptive_field, receptive_fields
-from .sanity import sanity_checks
 from .serialize import load, save
 from .training import SGD, Adam, cross_entropy, evaluate, fit, predict
 
@@ -36,6 +34,6 @@ __all__ = [
     "Projection", "ReLU", "ReceptiveField", "SGD", "Sequential", "cross_entropy",
     "effective_receptive_field", "evaluate", "fit", "from_torch", "load", "load_mnist",
     "max_activating", "occlusion", "patches", "predict", "pretrained", "project",
-    "project_top", "randomize", "receptive_field", "receptive_fields", "saliency",
-    "sanity_checks", "save", "softmax", "to_float",
+    "project_top", "receptive_field", "receptive_fields", "saliency", "save", "softmax",
+    "to_float",
 ]
