@@ -9,26 +9,35 @@ removed in its header.
 
 Then a script parses the shared options with :func:`arg_parser`, calls :func:`configure` (pins
 BLAS, numba and torch to the same thread count and returns the header lines; NumPy, numba and
-torch are imported there, never at the top of this module) and, once the first numba calls are
-out of the way, :func:`start_run` or :func:`start_shapes` (the idle check, the mode line and
-the load monitor); it times callables with :func:`measure` (warm-up, then the median and
-minimum of repeated ``time.perf_counter`` runs) or, to compare libraries, with
-:func:`interleaved` (the callables in turns, so that all of them see the same machine), and
-prints :class:`Table` objects. :func:`layer_passes`, :func:`time_passes` and
-:func:`pass_cells` are the tinyconv-against-torch comparison of one layer that several scripts
-share, and :func:`pass_table` the table they fill; :func:`time_layer` times a layer's forward and
-backward each alone. :func:`thread_env` is the environment for a child process.
+torch are imported there, never at the top of this module) and :func:`start_run` or
+:func:`start_shapes` (the idle check, the mode line and the load monitor).
+
+Every ratio against torch or Captum comes from :func:`compare` (or :func:`compare_passes`
+for a layer's two passes): tinyconv and the reference each run in a fresh :class:`Worker`
+process (the script itself with ``--worker tinyconv|torch``, served by :func:`serve`), with
+:data:`THREAD_VARS` pinned and :data:`BLAS_VARS` removed from its environment before NumPy
+loads (:func:`thread_env`); the two take turns for several rounds on cases that each worker
+builds from the same seeded inputs, and each reports its first call apart. ``--in-process``
+keeps the older way, :func:`interleaved` (the callables in turns in one process). tinyconv
+alone is timed with :func:`measure` (warm-up, then the median and minimum of repeated
+``time.perf_counter`` runs). :class:`Table` objects print the results; :func:`layer_passes`,
+:func:`pass_cells` and :func:`pass_table` are the one-layer comparison several scripts share,
+:func:`time_layer` times a layer's forward and backward each alone.
 """
 
 import argparse
+import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 
 #: Environment variables that change OpenBLAS' kernel choice or blocking.
 BLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+#: Thread pools a child process gets pinned through its environment (see :func:`thread_env`).
+THREAD_VARS = ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 #: Set in the re-executed process: what the first process removed.
 _MARKER = "TINYCONV_BENCH_REMOVED_ENV"
 
@@ -92,14 +101,17 @@ def configure(threads=2, torch=True):
     """
     import numba
     import numpy as np
-    import threadpoolctl
 
     import tinyconv
+    try:
+        import threadpoolctl
+    except ImportError:         # optional: without it BLAS keeps its own thread count
+        threadpoolctl = None
 
     lines = []
     removed = os.environ.get(_MARKER)
     if removed:
-        lines.append(f"env: re-executed without {removed} (they slow OpenBLAS' sgemm)")
+        lines.append(f"env: started without {removed} (they slow OpenBLAS' sgemm)")
     else:
         lines.append(f"env: clean (none of {', '.join(BLAS_VARS)} set)")
 
@@ -109,7 +121,8 @@ def configure(threads=2, torch=True):
         import torch as _torch
         _torch.set_num_threads(threads)
         versions += f", torch {_torch.__version__}"
-    versions += f", threadpoolctl {threadpoolctl.__version__}"
+    if threadpoolctl is not None:
+        versions += f", threadpoolctl {threadpoolctl.__version__}"
 
     # numba first: this starts its thread pool (its OpenMP library loads now), so that the
     # limit below reaches that library too
@@ -118,7 +131,8 @@ def configure(threads=2, torch=True):
     # a global limit (not a `with` block): it stays in force for the whole script; the
     # reference is kept so that it is not garbage-collected and restored early
     global _LIMITS
-    _LIMITS = threadpoolctl.threadpool_limits(limits=threads)
+    if threadpoolctl is not None:
+        _LIMITS = threadpoolctl.threadpool_limits(limits=threads)
 
     try:
         usable = len(os.sched_getaffinity(0))
@@ -127,8 +141,13 @@ def configure(threads=2, torch=True):
     lines.append(f"cpu: {_cpu_model()}, {os.cpu_count()} logical cores ({usable} usable), "
                  f"{platform.system()} {platform.release()}")
     lines.append(f"versions: {versions}")
-    lines += _blas_lines(threadpoolctl.threadpool_info())
-    thread_line = f"threads: BLAS {threads}, numba {numba_threads}"
+    if threadpoolctl is not None:
+        lines += _blas_lines(threadpoolctl.threadpool_info())
+        blas = str(threads)
+    else:
+        lines.append("blas: threadpoolctl not installed: the BLAS kernel is not verified")
+        blas = f"{os.environ.get('OPENBLAS_NUM_THREADS', 'default')} (from the environment)"
+    thread_line = f"threads: BLAS {blas}, numba {numba_threads}"
     if torch:
         thread_line += f", torch {_torch.get_num_threads()}"
     lines.append(thread_line)
@@ -215,14 +234,27 @@ def arg_parser(doc, quick_help, compare=None):
     if compare:
         ap.add_argument("--no-torch", action="store_true",
                         help=f"skip the {compare} comparison")
+        ap.add_argument("--in-process", action="store_true",
+                        help=f"time tinyconv and {compare} in this one process, in turns "
+                        "(default: each in its own fresh worker process)")
+        ap.add_argument("--rounds", type=int, default=None,
+                        help=f"rounds in which the tinyconv and {compare} workers take turns "
+                        f"(default {ROUNDS}, --quick {QUICK_ROUNDS})")
+        ap.add_argument("--worker", choices=SIDES, help=argparse.SUPPRESS)
     return ap
 
 
 def thread_env(threads, **extra):
-    """The environment of a child process: this one's, with numba, OpenMP, OpenBLAS and MKL
-    pinned to ``threads``, and the variables ``extra`` added."""
-    env = dict(os.environ, NUMBA_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
-               OPENBLAS_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    """The environment of a child process: this one's without :data:`BLAS_VARS`, with numba,
+    OpenMP, OpenBLAS and MKL pinned to ``threads`` (:data:`THREAD_VARS`), and the variables
+    ``extra`` added. The children read these when their libraries load, before any code of
+    theirs runs, so the pinning holds for every thread pool they start."""
+    found = " ".join(f"{k}={os.environ[k]}" for k in BLAS_VARS if k in os.environ)
+    env = {k: v for k, v in os.environ.items() if k not in BLAS_VARS}
+    removed = os.environ.get(_MARKER) or found
+    if removed:
+        env[_MARKER] = removed          # the child's header says what was removed
+    env.update({k: str(threads) for k in THREAD_VARS})
     env.update(extra)
     return env
 
@@ -370,33 +402,33 @@ def layer_passes(layer, x, dy):
     return {"forward": forward, "fwd+bwd": forward_backward}
 
 
-def time_passes(ours, theirs, quick):
-    """Time each pass of tinyconv together with the same pass of torch in every layout.
+def compare_passes(script, make, keys, args, layouts=("NCHW", "channels_last")):
+    """Each pass of tinyconv against the same pass of torch in every layout, by :func:`compare`.
 
-    Parameters
-    ----------
-    ours : dict ``pass -> callable`` (tinyconv), e.g. from :func:`layer_passes`.
-    theirs : dict ``layout -> {pass -> callable}`` (torch); empty to time tinyconv alone.
-    quick : the budget of :func:`interleaved`.
-
-    Each pass is one :func:`interleaved` call over tinyconv's callable and every layout's, so
-    the ratio of tinyconv's median to torch's comes from the same rounds.
+    ``make(side, case)`` gets ``case = f"{key}|{pass}|{layout}"`` (tinyconv's layout is
+    ``NHWC``); ``keys`` name the shapes (e.g. the shape's numbers joined by commas, which
+    ``make`` parses). The passes are ``forward`` and ``fwd+bwd``.
 
     Returns
     -------
-    dict ``pass -> (tinyconv Timing, torch Timing, torch layout)``: torch's faster layout by
-    median, or ``None, None`` without torch.
+    (dict ``(key, pass) -> (tinyconv Result, torch Result of the faster layout by median or
+    None, that layout or None)``, the worker header lines)
     """
+    groups = [[("tinyconv", f"{key}|{p}|NHWC"), *(("torch", f"{key}|{p}|{lay}") for lay in layouts)]
+              for key in keys for p in ("forward", "fwd+bwd")]
+    results, lines = compare(script, make, groups, args)
     out = {}
-    for pass_, fn in ours.items():
-        layouts = list(theirs)
-        ours_t, *torch_ts = interleaved([fn, *(theirs[lay][pass_] for lay in layouts)], quick)
-        if not layouts:
-            out[pass_] = (ours_t, None, None)
-            continue
-        best = min(range(len(layouts)), key=lambda i: torch_ts[i].median)
-        out[pass_] = (ours_t, torch_ts[best], layouts[best])
-    return out
+    for key in keys:
+        for p in ("forward", "fwd+bwd"):
+            ours = results[("tinyconv", f"{key}|{p}|NHWC")]
+            timed = [(lay, results.get(("torch", f"{key}|{p}|{lay}"))) for lay in layouts]
+            timed = [(lay, r) for lay, r in timed if r is not None and r.timing is not None]
+            if not timed:
+                out[key, p] = (ours, None, None)
+                continue
+            lay, best = min(timed, key=lambda lr: lr[1].timing.median)
+            out[key, p] = (ours, best, lay)
+    return out, lines
 
 
 def pass_cells(ours, theirs, layout, work):
@@ -424,6 +456,286 @@ def time_layer(layer, x, dy, quick, **backward_kwargs):
     forward = measure(lambda: layer.forward(x, check=False), quick=quick)
     backward = measure(lambda: layer.backward(dy, check=False, **backward_kwargs), quick=quick)
     return forward, backward
+
+
+# --------------------------------------------------------------------------- separate processes
+
+#: The two contenders of a comparison; each runs in a worker process of its own.
+SIDES = ("tinyconv", "torch")
+#: Rounds in which the workers take turns (full, --quick), and one round's timed calls:
+#: (seconds to fill, fewest, most).
+ROUNDS, QUICK_ROUNDS = 5, 1
+ROUND_RUNS, QUICK_ROUND_RUNS = (0.4, 3, 20), (0.05, 1, 2)
+
+
+class Result:
+    """One case of one contender: the first call in its fresh process (seconds: numba's
+    compile or cache load, torch's lazy set-up) and the :class:`Timing` of every timed call
+    of every round; or ``error``, why the case could not run (a missing library)."""
+
+    def __init__(self, first=None, times=(), error=None):
+        self.first = first
+        self.timing = Timing(times) if times else None
+        self.error = error
+
+    def __repr__(self):
+        return f"Result(first={self.first}, timing={self.timing}, error={self.error!r})"
+
+
+def _worker_main(side, make, threads):
+    """The loop of a worker process (``bench_x.py --worker SIDE``).
+
+    It pins its thread pools (:func:`configure`), sends one line describing itself (the
+    header lines: BLAS kernel and threads as threadpoolctl sees them, and the environment
+    variables it started with), then serves requests from stdin, one JSON line each:
+    ``{"case": name, "runs": [budget, fewest, most]}`` builds ``make(side, name)`` (once per
+    case; its first call is timed on its own), calls it once untimed (the other worker's
+    idle threads wind down, caches fill) and then times calls until the budget is spent;
+    ``{"drop": name}`` forgets a case, ``{"stop": true}`` ends the loop. The replies go to
+    the original stdout; anything the libraries print goes to stderr.
+    """
+    reply = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+
+    def send(obj):
+        try:
+            reply.write(json.dumps(obj) + "\n")
+            reply.flush()
+        except BrokenPipeError:             # the script that started this worker is gone
+            os._exit(0)
+
+    try:
+        header = configure(threads, torch=side == "torch")
+    except ImportError as e:                  # torch missing: this side cannot run
+        send({"error": f"{e.name or e} not installed"})
+        return
+    env = {k: os.environ.get(k) for k in (*BLAS_VARS, *THREAD_VARS)}
+    send({"side": side, "pid": os.getpid(), "header": header, "env": env})
+    built = {}
+    for line in sys.stdin:
+        req = json.loads(line)
+        if req.get("stop"):
+            break
+        if "drop" in req:
+            built.pop(req["drop"], None)
+            continue
+        if "probe" in req:                     # one untimed call whose result is sent
+            try:
+                send({"value": make(side, req["probe"])()})
+            except Exception as e:  # noqa: BLE001 -- reported in the table
+                send({"error": f"{type(e).__name__}: {e}"})
+            continue
+        name = req["case"]
+        try:
+            first = None
+            if name not in built:
+                fn = make(side, name)
+                first = first_call(fn)
+                built[name] = fn
+            fn = built[name]
+            if req.get("warm", True):
+                fn()
+            budget, lo, hi = req["runs"]
+            times = []
+            while len(times) < hi and (len(times) < lo or sum(times) < budget):
+                times.append(first_call(fn))
+            send({"first": first, "times": times})
+        except ImportError as e:
+            send({"error": f"{e.name or e} not installed"})
+        except Exception as e:  # noqa: BLE001 -- reported in the table, the run goes on
+            send({"error": f"{type(e).__name__}: {e}"})
+
+
+class Worker:
+    """A fresh Python process running ``script --worker side``: see :func:`_worker_main`.
+
+    Its environment is :func:`thread_env` (OpenBLAS overrides removed, every thread pool
+    pinned to ``threads``) plus ``env``. ``info`` is its first line (or ``{"error": ...}``).
+    """
+
+    def __init__(self, script, side, threads, env=None, argv=()):
+        self.side = side
+        cmd = [sys.executable, os.path.abspath(script), "--worker", side,
+               "--threads", str(threads), *argv]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True, env=thread_env(threads, **(env or {})))
+        self.info = self._recv()
+
+    def _recv(self):
+        line = self.proc.stdout.readline()
+        if not line:
+            return {"error": f"worker exited with {self.proc.wait()} (see stderr)"}
+        return json.loads(line)
+
+    def ok(self):
+        return "error" not in self.info and self.proc.poll() is None
+
+    def run(self, case, runs, warm=True):
+        """One round of ``case`` (``warm``: with an untimed call first); the worker's reply."""
+        if not self.ok():
+            return {"error": self.info.get("error", "worker gone")}
+        self.proc.stdin.write(json.dumps({"case": case, "runs": list(runs), "warm": warm})
+                              + "\n")
+        self.proc.stdin.flush()
+        out = self._recv()
+        if "error" in out and self.proc.poll() is not None:
+            self.info = out
+        return out
+
+    def probe(self, case):
+        """Call ``make(side, case)()`` once in the worker; its JSON result (or ``error``)."""
+        if not self.ok():
+            return {"error": self.info.get("error", "worker gone")}
+        self.proc.stdin.write(json.dumps({"probe": case}) + "\n")
+        self.proc.stdin.flush()
+        return self._recv()
+
+    def drop(self, case):
+        if self.ok():
+            self.proc.stdin.write(json.dumps({"drop": case}) + "\n")
+            self.proc.stdin.flush()
+
+    def lines(self):
+        """Header lines: this worker's pid, environment check and BLAS lines."""
+        if "error" in self.info:
+            return [f"worker {self.side}: {self.info['error']}: skipped"]
+        env = self.info["env"]
+        bad = [k for k in BLAS_VARS if env.get(k) is not None]
+        pins = ", ".join(f"{k}={env.get(k)}" for k in THREAD_VARS)
+        out = [f"worker {self.side} (pid {self.info['pid']}): "
+               + (f"STILL SET: {', '.join(bad)}" if bad else f"{' and '.join(BLAS_VARS)} "
+                  "unset before NumPy loaded") + f"; {pins}"]
+        out += [f"  {line}" for line in self.info["header"]
+                if line.startswith(("blas", "openmp", "threads", "versions"))]
+        return out
+
+    def close(self):
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.write(json.dumps({"stop": True}) + "\n")
+                self.proc.stdin.close()
+                self.proc.wait(timeout=30)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def serve(args, make):
+    """A script's ``--worker SIDE`` mode: serve ``make``'s cases (see :func:`_worker_main`)."""
+    _worker_main(args.worker, make, args.threads)
+
+
+def run_mode(args):
+    """The mode line's account of how contenders are timed (for :func:`start_run`)."""
+    if getattr(args, "in_process", False):
+        return ("IN-PROCESS: tinyconv and torch share this process and are timed in turns "
+                "(not what benchmarks/README.md quotes)")
+    rounds = args.rounds or (QUICK_ROUNDS if args.quick else ROUNDS)
+    budget, lo, hi = QUICK_ROUND_RUNS if args.quick else ROUND_RUNS
+    return (f"separate processes: tinyconv and torch each in a fresh worker, {rounds} "
+            f"alternating round(s) per case, each an untimed call then {lo}-{hi} timed calls "
+            f"filling {budget:g} s; best and median over all timed calls; first call "
+            "timed apart")
+
+
+#: Rounds and timed calls per round of a long case (a training epoch): fewer, and no untimed
+#: call before each round (a call of seconds needs no warming).
+LONG_ROUNDS, LONG_RUNS = 3, (0.0, 1, 1)
+
+
+def compare(script, make, groups, args, env=None, sides=SIDES, probes=(), long=()):
+    """Time cases of tinyconv and of its reference, each side in its own worker process.
+
+    Parameters
+    ----------
+    script : the calling script's path (``__file__``): the workers run it with ``--worker``.
+    make : ``make(side, case) -> callable``, called in the worker (and here, with
+        ``--in-process``); it builds the case from the same seeded inputs on both sides.
+    groups : list of lists of ``(side, case)``: the members of a group take turns, round by
+        round (the order reversed every other round), and are dropped after their last round.
+    args : the parsed options (``quick``, ``threads``, ``rounds``, ``in_process``, ``no_torch``).
+    env : extra environment variables for the workers.
+    sides : which workers to start.
+    probes : ``(side, case)`` pairs whose ``make(side, case)()`` is called once, untimed, after
+        the timings, and whose JSON result is returned under ``("probe", side, case)``
+        (e.g. a check that both libraries compute the same numbers).
+    long : cases that take seconds: :data:`LONG_ROUNDS` rounds of :data:`LONG_RUNS` calls.
+
+    Returns
+    -------
+    (dict ``(side, case) -> Result``, header lines describing the workers)
+    """
+    rounds = args.rounds or (QUICK_ROUNDS if args.quick else ROUNDS)
+    runs = QUICK_ROUND_RUNS if args.quick else ROUND_RUNS
+    skip = {"torch"} if getattr(args, "no_torch", False) else set()
+    results = {}
+    if getattr(args, "in_process", False):
+        return (_compare_in_process(make, groups, args, skip, probes),
+                ["workers: none (--in-process)"])
+    workers = {side: Worker(script, side, args.threads, env) for side in sides
+               if side not in skip}
+    try:
+        for group in groups:
+            group = [job for job in group if job[0] in workers]
+            first, times, errors = {}, {job: [] for job in group}, {}
+            slow = any(case in long for _, case in group)
+            for r in range(min(rounds, LONG_ROUNDS) if slow else rounds):
+                for job in (group if r % 2 == 0 else group[::-1]):
+                    if job in errors:
+                        continue
+                    out = workers[job[0]].run(job[1], LONG_RUNS if slow else runs,
+                                              warm=not slow)
+                    if "error" in out:
+                        errors[job] = out["error"]
+                        continue
+                    if out["first"] is not None:
+                        first[job] = out["first"]
+                    times[job] += out["times"]
+            for job in group:
+                results[job] = Result(first.get(job), times[job], errors.get(job))
+                workers[job[0]].drop(job[1])
+        for side, case in probes:
+            if side in workers:
+                results[("probe", side, case)] = workers[side].probe(case)
+        lines = [line for w in workers.values() for line in w.lines()]
+    finally:
+        for w in workers.values():
+            w.close()
+    for side in skip:
+        lines.append(f"worker {side}: --no-torch: skipped")
+    return results, lines
+
+
+def _compare_in_process(make, groups, args, skip, probes):
+    """:func:`compare` with every callable in this process, each group timed in turns."""
+    results = {}
+    for group in groups:
+        group = [job for job in group if job[0] not in skip]
+        fns, firsts = [], []
+        for job in group:
+            try:
+                fn = make(*job)
+                firsts.append(first_call(fn))
+                fns.append(fn)
+            except ImportError as e:
+                results[job] = Result(error=f"{e.name or e} not installed")
+        live = [job for job in group if job not in results]
+        for job, first, t in zip(live, firsts, interleaved(fns, args.quick) if fns else [],
+                                 strict=True):
+            results[job] = Result(first, t.times)
+    for side, case in probes:
+        if side not in skip:
+            try:
+                results[("probe", side, case)] = {"value": make(side, case)()}
+            except ImportError as e:
+                results[("probe", side, case)] = {"error": f"{e.name or e} not installed"}
+    return results
 
 
 # --------------------------------------------------------------------------- tables
@@ -500,8 +812,7 @@ def pass_table(title, shape, rate, note, turns):
     rate : the unit of ``work / median`` (``"GFLOP/s"``, ``"GB/s"``); torch's column is
         ``"torch " + rate``.
     note : what the rate counts and how to read the columns.
-    turns : the Timings come from :func:`time_passes` with torch: the note then adds that
-        tinyconv and both torch layouts were timed in turns.
+    turns : the Timings come from :func:`compare_passes` with torch: the note then says how.
     """
     return Table(
         title,
@@ -510,9 +821,8 @@ def pass_table(title, shape, rate, note, turns):
         fmt={"tinyconv ms": "{:.2f}", "tinyconv min": "{:.2f}", "torch ms": "{:.2f}",
              "torch min": "{:.2f}", rate: "{:.1f}", f"torch {rate}": "{:.1f}",
              "tinyconv/torch": "{:.2f}"},
-        notes=[note + (" For each pass, tinyconv and both torch layouts are timed in turns (per "
-                       "round, each is called twice and timed the second time), so that all of "
-                       "them see the same machine." if turns else "")])
+        notes=[note + (" tinyconv and torch (both layouts) ran in separate worker processes "
+                       "taking turns, see the mode line." if turns else "")])
 
 
 def report(title, header, tables, markdown_path=None):

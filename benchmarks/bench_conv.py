@@ -4,11 +4,11 @@ For each NHWC float32 shape ``(N, H, W, C_in -> C_out, k, stride, pad)`` this me
 
 - ``Conv2D.forward`` and ``forward`` + ``backward`` (dx, dW, db), called as ``Sequential``
   calls them (``check=False``: input validation happens once, at the model's input);
-- ``torch.nn.functional.conv2d`` on the same data, in the same process, both with NCHW
-  contiguous tensors and with ``channels_last``; the faster layout is reported. For each
-  pass, tinyconv and both layouts are timed in turns (``_setup.interleaved``: per round, each
-  is called twice and timed the second time), so a busy spell of the machine falls on all of
-  them alike and the tinyconv / torch ratio comes from the same rounds;
+- ``torch.nn.functional.conv2d`` on the same (seeded) numbers, both with NCHW contiguous
+  tensors and with ``channels_last``; the faster layout is reported. tinyconv and torch each
+  run in a fresh worker process of their own (``_setup.compare``), the two taking turns for
+  several rounds, so neither pays for the other's thread pools and a busy spell of the
+  machine falls on both; ``--in-process`` times them in this one process instead;
 - NumPy's sgemm alone on the im2col GEMM, ``(N*H_out*W_out, kh*kw*C_in) @ (kh*kw*C_in, C_out)``:
   the best tinyconv's forward could do with the current algorithm;
 - where tinyconv's time goes: im2col, the three GEMMs (bias and db folded into two of them),
@@ -19,7 +19,8 @@ forward + backward. The first numba call (compilation, or loading numba's on-dis
 never inside a timing; it is reported on its own, together with a compile from an empty cache
 in a fresh process.
 
-Run ``python benchmarks/bench_conv.py [--quick] [--markdown PATH] [--threads 2]``.
+Run ``python benchmarks/bench_conv.py [--quick] [--markdown PATH] [--threads 2] [--rounds 5]
+[--in-process]``.
 """
 
 import argparse
@@ -115,8 +116,7 @@ def torch_passes(s, layer, x, dy):
     """``torch.nn.functional.conv2d`` on the layer's numbers, NCHW-contiguous and channels_last.
 
     Returns ``{layout: {"forward": fn, "fwd+bwd": fn}}`` (forward under ``no_grad``; fwd+bwd:
-    ``autograd.grad`` for x, W and b) and the largest differences from tinyconv (y, dx, dW) as
-    a check that both compute the same thing.
+    ``autograd.grad`` for x, W and b).
     """
     import torch
     import torch.nn.functional as F
@@ -144,7 +144,14 @@ def torch_passes(s, layer, x, dy):
             return torch.autograd.grad(y, (xt, wt, bt), dyt)
 
         passes[layout] = {"forward": fwd, "fwd+bwd": fwd_bwd}
+    return passes
 
+
+def agreement(s):
+    """The largest relative differences of y, dx and dW between tinyconv and torch on shape
+    ``s`` (run in the torch worker, which has both)."""
+    layer, x, dy = make_case(s)
+    passes = torch_passes(s, layer, x, dy)
     y_t = passes["NCHW"]["forward"]().permute(0, 2, 3, 1).numpy()
     dx_t, dw_t, _ = (g.detach() for g in passes["NCHW"]["fwd+bwd"]())
     dx_t = dx_t.permute(0, 2, 3, 1).numpy()
@@ -155,8 +162,24 @@ def torch_passes(s, layer, x, dy):
     def rel(a, ref):
         return float(np.abs(a - ref).max() / max(np.abs(ref).max(), 1e-30))
 
-    err = {"y": rel(y, y_t), "dx": rel(dx, dx_t), "dW": rel(layer.grads["W"], dw_t)}
-    return passes, err
+    return {"y": rel(y, y_t), "dx": rel(dx, dx_t), "dW": rel(layer.grads["W"], dw_t)}
+
+
+def make(side, case):
+    """A worker's callable for ``case = "N,H,W,C_in,C_out,k,stride,pad|pass|layout"`` (or
+    ``"check|shape"``: :func:`agreement`), built from the same seeded numbers on both sides."""
+    key, pass_, *layout = case.split("|")
+    if key == "check":
+        return lambda: agreement(tuple(int(v) for v in pass_.split(",")))
+    s = tuple(int(v) for v in key.split(","))
+    layer, x, dy = make_case(s)
+    if side == "tinyconv":
+        return _setup.layer_passes(layer, x, dy)[pass_]
+    return torch_passes(s, layer, x, dy)[layout[0]][pass_]
+
+
+def shape_key(s):
+    return ",".join(map(str, s))
 
 
 # --------------------------------------------------------------------------- phases
@@ -229,21 +252,29 @@ def main(argv=None):
     ap.add_argument("--compile-probe", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
-    use_torch = _setup.torch_available(skip=args.no_torch)
-    header = _setup.configure(args.threads, torch=use_torch)
+    if args.worker:
+        return _setup.serve(args, make)
+    header = _setup.configure(args.threads, torch=False)
     first = compile_probe()          # before anything else calls a kernel in this process
     if args.compile_probe:
         print(json.dumps(first))
         return
-    shapes, monitor = _setup.start_shapes(header, SHAPES, args.quick, QUICK_BATCH_DIVISOR,
-                                          turns=use_torch)
+    shapes, monitor = _setup.start_shapes(header, SHAPES, args.quick, QUICK_BATCH_DIVISOR)
+    header.append(_setup.run_mode(args))
 
+    print("[bench_conv] tinyconv and torch, each in its own worker ...", file=sys.stderr,
+          flush=True)
+    keys = [shape_key(s) for s in shapes]
+    timed, worker_lines = _setup.compare_passes(__file__, make, keys, args)
+    header += worker_lines
+    checks, _ = _setup.compare(__file__, make, [], args, sides=("torch",),
+                               probes=[("torch", f"check|{k}") for k in keys])
     main_t = _setup.pass_table(
         "Conv2D, float32 NHWC: tinyconv vs torch.nn.functional.conv2d",
         "shape (N x H x W x C_in->C_out)", "GFLOP/s",
         "GFLOP/s counts 2*N*H_out*W_out*C_out*kh*kw*C_in per forward, x3 for fwd+bwd (dx, dW, "
         "db), from the medians; torch: the faster (by median) of NCHW-contiguous and "
-        "channels_last; tinyconv/torch is the ratio of the medians.", turns=use_torch)
+        "channels_last; tinyconv/torch is the ratio of the medians.", turns=not args.in_process)
     gemm_t = _setup.Table(
         "Reference: NumPy sgemm on the im2col GEMM (M x K) @ (K x C_out)",
         ["shape", "M x K x C_out", "sgemm ms", "sgemm GFLOP/s", "tinyconv fwd / sgemm"],
@@ -251,23 +282,23 @@ def main(argv=None):
     phase_t = None
     errors = []
 
-    for s in shapes:
+    for s, key in zip(shapes, keys, strict=True):
         name = shape_name(s)
         flops = conv_flops(s)
-        print(f"[bench_conv] {name} ...", file=sys.stderr, flush=True)
-        layer, x, dy = make_case(s)
-
-        theirs = {}
-        if use_torch:
-            theirs, err = torch_passes(s, layer, x, dy)
-            errors.append(f"{name}: max rel. diff vs torch y {err['y']:.1e}, "
-                          f"dx {err['dx']:.1e}, dW {err['dW']:.1e}")
-        timed = _setup.time_passes(_setup.layer_passes(layer, x, dy), theirs, args.quick)
-        del theirs
+        print(f"[bench_conv] {name}: sgemm and phases ...", file=sys.stderr, flush=True)
+        err = checks.get(("probe", "torch", f"check|{key}"))
+        if err is not None:
+            errors.append(f"{name}: " + (err["error"] if "error" in err else
+                          "max rel. diff vs torch y {y:.1e}, dx {dx:.1e}, dW {dW:.1e}"
+                          .format(**err["value"])))
+        tc = {}
         for pass_, mult in (("forward", 1), ("fwd+bwd", 3)):
-            main_t.add(name, pass_, *_setup.pass_cells(*timed[pass_], mult * flops / 1e9))
-        tc = {pass_: t for pass_, (t, _, _) in timed.items()}
+            ours, theirs, layout = timed[key, pass_]
+            tc[pass_] = ours.timing
+            main_t.add(name, pass_, *_setup.pass_cells(
+                ours.timing, theirs.timing if theirs else None, layout, mult * flops / 1e9))
 
+        layer, x, dy = make_case(s)
         (M, K, C_out), tg = sgemm_timing(s, args.quick)
         gemm_t.add(name, f"{M} x {K} x {C_out}", tg.ms, flops / tg.median / 1e9,
                    tc["forward"].median / tg.median)
@@ -279,9 +310,10 @@ def main(argv=None):
                 "Where tinyconv's fwd+bwd time goes (ms, each step of im2col convolution timed "
                 "alone)", cols,
                 fmt={c: "{:.2f}" for c in cols},
-                notes=["other = measured fwd+bwd - sum of steps: what running them back to "
-                       "back adds (cache misses, reshapes, and hand-offs between numba's and "
-                       "OpenBLAS' thread pools, whose idle threads spin for a while)."])
+                notes=["other = fwd+bwd (the tinyconv worker's median) - sum of steps (timed "
+                       "in this process): what running them back to back adds (cache misses, "
+                       "reshapes, and hand-offs between numba's and OpenBLAS' thread pools, "
+                       "whose idle threads spin for a while)."])
         total = sum(p.median for p in phases.values())
         phase_t.add(name, *(p.ms for p in phases.values()), 1e3 * total, tc["fwd+bwd"].ms,
                     tc["fwd+bwd"].ms - 1e3 * total)

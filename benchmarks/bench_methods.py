@@ -1,7 +1,7 @@
 """Interpretation methods: tinyconv against Captum on the same numbers (the model's torch copy).
 
 The shipped MNIST CNN (``tc.pretrained("mnist")``), float32, bundled held-out digits scaled by
-``tc.to_float``; Captum runs on ``model.to_torch()`` (same weights, NCHW input). Both libraries
+``tc.to_float``; Captum runs on ``tc.to_torch(model)`` (same weights, NCHW input). Both libraries
 get the same thread count.
 
 - **Projections** of the class logit ``y_(L),k`` on a batch of 64 digits:
@@ -63,56 +63,131 @@ def load_case(quick):
     return model, X, int(labels[0]), X[0], int(labels[0])
 
 
-def import_captum():
-    """``(torch, captum.attr)``, or ``(None, reason)`` when either is missing."""
-    try:
-        import torch
-    except ImportError:
-        return None, "torch not installed: skipped"
-    try:
-        import captum.attr
-    except ImportError:
-        return None, "captum not installed: skipped"
+# --------------------------------------------------------------------------- the workers
+
+
+def _captum():
+    """``(torch, captum.attr)`` in a worker, Captum's hook notices silenced."""
+    import captum.attr
+    import torch
+    warnings.filterwarnings("ignore", module="captum")   # hook notices on every call
     return torch, captum.attr
+
+
+def _occlude_captum(model, x, c, baseline, ppe):
+    """Captum's occlusion of ``x`` on the torch copy followed by a softmax."""
+    torch, captum = _captum()
+    probs = torch.nn.Sequential(tc.to_torch(model), torch.nn.Softmax(dim=1)).eval()
+    explainer = captum.Occlusion(probs)
+    xt = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1))[None])
+
+    def run():
+        with torch.no_grad():
+            return explainer.attribute(
+                xt, sliding_window_shapes=(1, WINDOW, WINDOW), strides=(1, 1, 1),
+                baselines=baseline, target=c, perturbations_per_eval=ppe)
+    return run
+
+
+def _project_captum(model, X, k, method):
+    torch, captum = _captum()
+    net = tc.to_torch(model)
+    xt = torch.from_numpy(np.ascontiguousarray(X.transpose(0, 3, 1, 2)))
+    xt.requires_grad_(True)          # as a user would; Captum warns otherwise
+    explainer = getattr(captum, method)(net)
+    kwargs = {"abs": False} if method == "Saliency" else {}
+    return lambda: explainer.attribute(xt, target=k, **kwargs)
+
+
+def agreement_project(model, X, k, rule, method):
+    """``[max rel. diff, the same on tie-free input]`` of one rule against Captum."""
+    def nhwc(t):
+        return t.detach().numpy().transpose(0, 2, 3, 1)
+
+    noisy = X + np.random.default_rng(0).uniform(0, 1e-3, X.shape).astype(X.dtype)
+    return [rel_diff(tc.project(model, inp, "logits", k, rule=rule),
+                     nhwc(_project_captum(model, inp, k, method)()))
+            for inp in (X, noisy)]
+
+
+def agreement_occlusion(model, x, c, ppes):
+    """Max rel. diffs of tinyconv's occlusion map against each Captum setting's, and with the
+    grey occluder against Captum's."""
+    ours = tc.occlusion(model, x, c, WINDOW, progress=False)
+    out = {}
+    for ppe in ppes:
+        out[f"perturbations_per_eval={ppe}"] = rel_diff(
+            ours.pixels, _occlude_captum(model, x, c, 0, ppe)()[0, 0].numpy())
+    grey = tc.occlusion(model, x, c, WINDOW, baseline=GREY, progress=False).pixels
+    out["grey"] = rel_diff(grey, _occlude_captum(model, x, c, GREY, 256)()[0, 0].numpy())
+    return out
+
+
+def make(side, case):
+    """A worker's callable for one case, from the same digits on both sides:
+    ``"project|rule|quick"`` (tinyconv's rule or Captum's method), ``"occ|setting|quick"``
+    (tinyconv: ``fast=True``, ``fast=False``, ``grey``; Captum: a perturbations_per_eval),
+    ``"check|project|rule|quick"`` and ``"check|occ|quick"`` (agreement, in the torch worker).
+    """
+    kind, *rest = case.split("|")
+    check = kind == "check"
+    if check:
+        kind, *rest = rest
+    quick = rest[-1] == "quick"
+    model, X, k, x, c = load_case(quick)
+    if kind == "project":
+        rule = rest[0]
+        method = next(m for _, r, m in RULES if r == rule)
+        if check:
+            return lambda: agreement_project(model, X, k, rule, method)
+        if side == "tinyconv":
+            return lambda: tc.project(model, X, "logits", k, rule=rule)
+        return _project_captum(model, X, k, method)
+    if check:
+        return lambda: agreement_occlusion(model, x, c, captum_ppe(quick))
+    setting = rest[0]
+    if side == "tinyconv":
+        base = GREY if setting == "grey" else 0.0
+        fast = setting != "fast=False"
+        return lambda: tc.occlusion(model, x, c, WINDOW, fast=fast, baseline=base,
+                                    progress=False)
+    return _occlude_captum(model, x, c, 0, int(setting))
+
+
+def fast_vs_full(model, x, c):
+    """tinyconv's occlusion with fast=True against fast=False: the 625 raw scores and the
+    per-pixel maps (max rel. diffs)."""
+    ours = {fast: tc.occlusion(model, x, c, WINDOW, fast=fast, progress=False)
+            for fast in (True, False)}
+    return {"fast_vs_full": rel_diff(ours[True].occluded, ours[False].occluded),
+            "fast=False": rel_diff(ours[True].pixels, ours[False].pixels)}
+
+
+def captum_ppe(quick):
+    """Captum's perturbations_per_eval settings timed (1 takes seconds: not in --quick)."""
+    return CAPTUM_PPE[1:] if quick else CAPTUM_PPE
 
 
 # --------------------------------------------------------------------------- projections
 
 
-def projection_rows(model, X, k, torch, captum, quick):
-    """Time each rule in both libraries; returns table rows and the guided ratio."""
+def projection_rows(results, q, captum_reason):
+    """The projection table's rows from :func:`_setup.compare`'s results, and the guided
+    ratio (medians, minima) or None."""
     rows, guided = [], None
-    if torch is not None:
-        net = model.to_torch()
-        xt = torch.from_numpy(np.ascontiguousarray(X.transpose(0, 3, 1, 2)))
-        xt.requires_grad_(True)          # as a user would; Captum warns otherwise
     for label, rule, method in RULES:
-        print(f"[bench_methods] {label} ...", file=sys.stderr, flush=True)
-        ours = tc.project(model, X, "logits", k, rule=rule)
-
-        def project(rule=rule):
-            return tc.project(model, X, "logits", k, rule=rule)
-
-        if torch is None:
-            t = _setup.measure(project, quick=quick)
-            rows.append((label, t.ms, 1e3 * t.min, captum, None, None, None, None, None, None))
+        ours = results[("tinyconv", f"project|{rule}|{q}")]
+        theirs = results.get(("torch", f"project|{rule}|{q}"))
+        t = ours.timing
+        if theirs is None or theirs.timing is None:
+            why = captum_reason if theirs is None else theirs.error
+            rows.append((label, t.ms, 1e3 * t.min, why, None, None, None, None, None, None))
             continue
-        explainer = getattr(captum, method)(net)
-        kwargs = {"abs": False} if method == "Saliency" else {}
-
-        def run(explainer=explainer, kwargs=kwargs):
-            return explainer.attribute(xt, target=k, **kwargs)
-
-        theirs = run().detach().numpy().transpose(0, 2, 3, 1)
-        t, tt = _setup.interleaved([project, run], quick)
-        # the same on tie-free input (see the module docstring)
-        noisy = X + np.random.default_rng(0).uniform(0, 1e-3, X.shape).astype(X.dtype)
-        noisy_t = torch.from_numpy(np.ascontiguousarray(noisy.transpose(0, 3, 1, 2)))
-        tie_free = rel_diff(tc.project(model, noisy, "logits", k, rule=rule),
-                            explainer.attribute(noisy_t.requires_grad_(True), target=k, **kwargs)
-                            .detach().numpy().transpose(0, 2, 3, 1))
-        rows.append((label, t.ms, 1e3 * t.min, f"{method}", tt.ms, 1e3 * tt.min,
-                     t.median / tt.median, t.min / tt.min, rel_diff(ours, theirs), tie_free))
+        tt = theirs.timing
+        diff = results.get(("probe", "torch", f"check|project|{rule}|{q}"), {})
+        diffs = diff.get("value", [None, None])
+        rows.append((label, t.ms, 1e3 * t.min, method, tt.ms, 1e3 * tt.min,
+                     t.median / tt.median, t.min / tt.min, *diffs))
         if rule == "guided":
             guided = (t.median / tt.median, t.min / tt.min)
     return rows, guided
@@ -138,73 +213,33 @@ def layer_rows(model, X, k, quick):
 # --------------------------------------------------------------------------- occlusion
 
 
-def occlusion_rows(model, x, c, torch, captum, quick):
-    """Time tinyconv (fast / full) and Captum (each perturbations_per_eval) on one digit.
-
-    Returns rows ``(library, setting, Timing or None, max rel. diff or None)``, the largest
+def occlusion_rows(results, q, quick, captum_reason, ours):
+    """Rows ``(library, setting, Timing or None, max rel. diff or None)``, the largest
     difference between the fast and the full scores, and Captum's fastest setting (by
-    median and by minimum; None without Captum).
-    """
-    H, W, _ = x.shape
-    n_windows = (H - WINDOW + 1) * (W - WINDOW + 1)
-    print(f"[bench_methods] occlusion, {n_windows} windows ...", file=sys.stderr, flush=True)
-    ours = {fast: tc.occlusion(model, x, c, WINDOW, fast=fast, progress=False)
-            for fast in (True, False)}
-    fast_vs_full = rel_diff(ours[True].occluded, ours[False].occluded)
-    # (library, setting, callable, its per-pixel map); timed in turns below
-    entries = [("tinyconv", f"fast={fast}",
-                lambda fast=fast: tc.occlusion(model, x, c, WINDOW, fast=fast, progress=False),
-                ours[fast].pixels) for fast in (True, False)]
-    # with a grey occluder no window leaves the image unchanged, so none is skipped
-    grey = tc.occlusion(model, x, c, WINDOW, baseline=GREY, progress=False).pixels
-    entries.append(("tinyconv", f"fast=True, baseline={GREY}",
-                    lambda: tc.occlusion(model, x, c, WINDOW, baseline=GREY, progress=False),
-                    grey))
-    alone, extra = [], []
-    if torch is None:
-        extra.append(("Captum", captum, None, None))
-    else:
-        probs = torch.nn.Sequential(model.to_torch(), torch.nn.Softmax(dim=1)).eval()
-        explainer = captum.Occlusion(probs)
-        xt = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1))[None])
-        with torch.no_grad():
-            grey_theirs = explainer.attribute(
-                xt, sliding_window_shapes=(1, WINDOW, WINDOW), strides=(1, 1, 1),
-                baselines=GREY, target=c, perturbations_per_eval=256)[0, 0].numpy()
-        for ppe in CAPTUM_PPE:
-            setting = f"perturbations_per_eval={ppe}"
-            if ppe == 1 and quick:
-                extra.append(("Captum", setting + " (skipped in --quick)", None, None))
-                continue
-
-            def run(ppe=ppe):
-                with torch.no_grad():
-                    return explainer.attribute(
-                        xt, sliding_window_shapes=(1, WINDOW, WINDOW), strides=(1, 1, 1),
-                        baselines=0, target=c, perturbations_per_eval=ppe)
-
-            entry = ("Captum", setting, run, run()[0, 0].numpy())    # the call: a warm-up
-            # one window per forward call takes seconds: that one is timed alone, 3 runs
-            (alone if ppe == 1 else entries).append(entry)
-    timings = _setup.interleaved([e[2] for e in entries], quick)
-    timings += [_setup.Timing([_setup.first_call(e[2]) for _ in range(3)]) for e in alone]
-    def diff(setting, pixels):
-        if setting == "fast=True":
-            return None
-        if "baseline" in setting:                 # against Captum with the same occluder
-            return None if torch is None else rel_diff(pixels, grey_theirs)
-        return rel_diff(ours[True].pixels, pixels)
-
-    rows = [(lib, setting, t, diff(setting, pixels))
-            for (lib, setting, _, pixels), t in zip(entries + alone, timings, strict=True)]
-    rows += extra
-    # tinyconv first, then Captum by perturbations_per_eval
-    rows.sort(key=lambda r: (r[0] != "tinyconv", int(r[1].split("=")[1].split()[0])
-                             if r[1].startswith("perturbations") else 0))
-    timed = [(r[1].split("=")[1], r[2]) for r in rows if r[0] == "Captum" and r[2]]
+    median and by minimum; None without Captum). ``ours``: :func:`fast_vs_full`."""
+    check = results.get(("probe", "torch", f"check|occ|{q}"), {}).get("value", {})
+    check.update(ours)
+    rows = []
+    for setting, label in (("fast=True", "fast=True"), ("fast=False", "fast=False"),
+                           ("grey", f"fast=True, baseline={GREY}")):
+        r = results[("tinyconv", f"occ|{setting}|{q}")]
+        rows.append(("tinyconv", label, r.timing,
+                     check.get("grey" if setting == "grey" else setting)))
+    timed = []
+    for ppe in CAPTUM_PPE:
+        setting = f"perturbations_per_eval={ppe}"
+        r = results.get(("torch", f"occ|{ppe}|{q}"))
+        if ppe == 1 and quick:
+            rows.append(("Captum", setting + " (skipped in --quick)", None, None))
+        elif r is None or r.timing is None:
+            rows.append(("Captum", setting + f" ({captum_reason if r is None else r.error})",
+                         None, None))
+        else:
+            rows.append(("Captum", setting, r.timing, check.get(setting)))
+            timed.append((str(ppe), r.timing))
     best = None if not timed else {"median": min(timed, key=lambda r: r[1].median),
                                    "min": min(timed, key=lambda r: r[1].min)}
-    return rows, fast_vs_full, best
+    return rows, check.get("fast_vs_full"), best
 
 
 # --------------------------------------------------------------------------- main
@@ -214,18 +249,30 @@ def main(argv=None):
     args = _setup.arg_parser(__doc__, f"{QUICK_BATCH} digits for the projections, fewer runs",
                              "Captum").parse_args(argv)
 
-    torch, captum = (None, "--no-torch: skipped") if args.no_torch else import_captum()
-    header = _setup.configure(args.threads, torch=torch is not None)
-    if torch is not None:
-        import captum as _captum
-        header.append(f"captum {_captum.__version__}")
-        warnings.filterwarnings("ignore", module="captum")   # hook notices on every call
+    if args.worker:
+        return _setup.serve(args, make)
+    header = _setup.configure(args.threads, torch=False)
     model, X, k, x, c = load_case(args.quick)
     # the first numba calls (compilation or cache load) are never timed
     tc.project(model, X[:2], "logits", k, rule="gradient")
     mode = "quick (fewer digits and runs)" if args.quick else "full"
-    monitor = _setup.start_run(
-        header, f"{mode}; times are medians (and minima) over repeated runs after warm-up")
+    monitor = _setup.start_run(header, mode)
+    header.append(_setup.run_mode(args))
+    q = "quick" if args.quick else "full"
+    groups = [[("tinyconv", f"project|{rule}|{q}"), ("torch", f"project|{rule}|{q}")]
+              for _, rule, _ in RULES]
+    groups.append([("tinyconv", f"occ|{s}|{q}") for s in ("fast=True", "fast=False", "grey")]
+                  + [("torch", f"occ|{p}|{q}") for p in captum_ppe(args.quick) if p != 1])
+    if 1 in captum_ppe(args.quick):      # seconds per call: a group of its own, few rounds
+        groups.append([("torch", f"occ|1|{q}")])
+    probes = [("torch", f"check|project|{rule}|{q}") for _, rule, _ in RULES]
+    probes.append(("torch", f"check|occ|{q}"))
+    print("[bench_methods] tinyconv and Captum, each in its own worker ...", file=sys.stderr,
+          flush=True)
+    results, lines = _setup.compare(__file__, make, groups, args, probes=probes,
+                                    long={f"occ|1|{q}"})
+    header += lines
+    captum = "--no-torch: skipped" if args.no_torch else "torch / captum not installed: skipped"
 
     proj_t = _setup.Table(
         f"Projections of the class logit k={k}: {len(X)} digits, float32",
@@ -235,15 +282,15 @@ def main(argv=None):
              "Captum min": "{:.1f}", "tinyconv/Captum": "{:.2f}", "ratio of minima": "{:.2f}",
              "max rel. diff": "{:.1e}", "tie-free": "{:.1e}"},
         notes=["tinyconv: tc.project(model, x, 'logits', k, rule) (forward + backward with "
-               "that ReLU rule); Captum on model.to_torch(), input (N, 1, 28, 28) with "
-               "requires_grad, target=k; Saliency with abs=False. Each pair is timed in turns "
-               "(per round, each is called twice and timed the second time), so that both "
-               "see the same machine.",
+               "that ReLU rule); Captum on tc.to_torch(model), input (N, 1, 28, 28) with "
+               "requires_grad, target=k; Saliency with abs=False. Each library ran in its own "
+               "worker process, the two taking turns (see the mode line). Command: python "
+               "benchmarks/bench_methods.py",
                "tinyconv/Captum is the ratio of the medians; max rel. diff = max |ours - "
                "Captum| / max |Captum|; tie-free: the same on the digits + U(0, 1e-3) noise "
                "(max-pool ties broken): what is left is float32 rounding, and for the gradient "
                "ReLU inputs within rounding of 0 (their mask x > 0 may differ)."])
-    rows, guided = projection_rows(model, X, k, torch, captum, args.quick)
+    rows, guided = projection_rows(results, q, captum)
     for row in rows:
         proj_t.add(*row)
 
@@ -261,7 +308,8 @@ def main(argv=None):
     layer_t.add("sum", "", sum(r[2].ms for r in per_layer), sum(1e3 * r[2].min for r in per_layer),
                 sum(r[3].ms for r in per_layer), sum(1e3 * r[3].min for r in per_layer))
 
-    occ_rows, fast_vs_full, best = occlusion_rows(model, x, c, torch, captum, args.quick)
+    occ_rows, fast_vs_full_diff, best = occlusion_rows(results, q, args.quick, captum,
+                                                       fast_vs_full(model, x, c))
     fast = occ_rows[0][2]
     occ_t = _setup.Table(
         f"Occlusion of one digit (class {c}): {WINDOW}x{WINDOW} window, stride 1, "
@@ -274,10 +322,10 @@ def main(argv=None):
                "in one batch with fast=True, 256 with fast=False); Captum: "
                "Occlusion(Sequential(torch copy, Softmax)) with sliding_window_shapes=(1, 4, 4),"
                " strides=(1, 1, 1), baselines=0, target=c, under torch.no_grad(). All rows "
-               "but perturbations_per_eval=1 (3 runs alone) are timed in turns.",
+               "but perturbations_per_eval=1 (3 rounds of one call) take turns in the rounds.",
                "max rel. diff: tinyconv's per-pixel map (fast=True) against this row's (the "
                f"baseline={GREY} row: against Captum's with baselines={GREY}); fast=True vs "
-               f"fast=False on the 625 raw scores: {fast_vs_full:.1e}.",
+               f"fast=False on the 625 raw scores: {fast_vs_full_diff:.1e}.",
                "fast=True skips the windows that leave the image unchanged (here the black "
                f"background under a black square); with baseline={GREY} none is skipped. "
                "Captum's time does not depend on the baseline. Where p(class) is near 1, "

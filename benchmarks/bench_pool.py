@@ -5,18 +5,18 @@ For each NHWC float32 shape ``(N, H, W, C)`` and window ``(size, stride)`` this 
 - ``MaxPool2D.forward`` (the max and its switches, as training and the deconvnet need them)
   and ``forward`` + ``backward`` (unpooling ``dy`` through the switches), called with
   ``check=False`` as ``Sequential`` calls them;
-- ``torch.nn.functional.max_pool2d`` on the same numbers in the same process: forward under
-  ``no_grad``, and forward + ``autograd.grad`` (torch then records its own argmax indices),
-  with NCHW-contiguous and with ``channels_last`` tensors; the faster layout is reported.
-  For each pass, tinyconv and both layouts are timed in turns (``_setup.interleaved``: per
-  round, each is called twice and timed the second time), so a busy spell of the machine
-  falls on all of them alike and the tinyconv / torch ratio comes from the same rounds.
+- ``torch.nn.functional.max_pool2d`` on the same (seeded) numbers: forward under ``no_grad``,
+  and forward + ``autograd.grad`` (torch then records its own argmax indices), with
+  NCHW-contiguous and with ``channels_last`` tensors; the faster layout is reported.
+  tinyconv and torch each run in a fresh worker process (``_setup.compare``), the two taking
+  turns for several rounds; ``--in-process`` times them in this one process instead.
 
 GB/s counts the bytes each pass must move at least: forward reads ``x`` and writes ``y`` and
 the int64 switches; backward reads ``dy`` and the switches and writes ``dx``. Both libraries
 are checked against each other in the same run (``y`` and ``dx``; the inputs have no ties).
 
-Run ``python benchmarks/bench_pool.py [--quick] [--markdown PATH] [--threads 2]``.
+Run ``python benchmarks/bench_pool.py [--quick] [--markdown PATH] [--threads 2] [--rounds 5]
+[--in-process]``.
 """
 
 import sys
@@ -60,7 +60,7 @@ def torch_passes(s, x, dy):
     """``F.max_pool2d`` on the same numbers, NCHW-contiguous and channels_last.
 
     Returns ``{layout: {"forward": fn, "fwd+bwd": fn}}`` (forward under ``no_grad``; fwd+bwd:
-    ``autograd.grad`` for x) and torch's ``y`` and ``dx`` (NHWC) for the check.
+    ``autograd.grad`` for x).
     """
     import torch
     import torch.nn.functional as F
@@ -82,23 +82,51 @@ def torch_passes(s, x, dy):
             return torch.autograd.grad(y, xt, dyt)[0]
 
         passes[layout] = {"forward": fwd, "fwd+bwd": fwd_bwd}
+    return passes
+
+
+def agreement(s):
+    """Whether tinyconv's and torch's ``y`` agree, and the largest ``|dx|`` difference, on
+    shape ``s`` (run in the torch worker, which has both)."""
+    layer, x, dy = make_case(s)
+    ours = _setup.layer_passes(layer, x, dy)
+    y = ours["forward"]()
+    dx = ours["fwd+bwd"]()
+    passes = torch_passes(s, x, dy)
     y_t = passes["NCHW"]["forward"]().permute(0, 2, 3, 1).numpy()
     dx_t = passes["NCHW"]["fwd+bwd"]().permute(0, 2, 3, 1).numpy()
-    return passes, y_t, dx_t
+    return {"equal": bool(np.array_equal(y, y_t)), "dx": float(np.abs(dx - dx_t).max())}
+
+
+def make(side, case):
+    """A worker's callable for ``case = "N,H,W,C,size,stride|pass|layout"`` (or
+    ``"check|shape"``: :func:`agreement`), from the same seeded numbers on both sides."""
+    key, pass_, *layout = case.split("|")
+    if key == "check":
+        return lambda: agreement(tuple(int(v) for v in pass_.split(",")))
+    s = tuple(int(v) for v in key.split(","))
+    layer, x, dy = make_case(s)
+    if side == "tinyconv":
+        return _setup.layer_passes(layer, x, dy)[pass_]
+    return torch_passes(s, x, dy)[layout[0]][pass_]
 
 
 def main(argv=None):
     args = _setup.arg_parser(__doc__, f"batch / {QUICK_BATCH_DIVISOR}, fewer runs",
                              "PyTorch").parse_args(argv)
 
-    use_torch = _setup.torch_available(skip=args.no_torch)
-    header = _setup.configure(args.threads, torch=use_torch)
-    # first calls (numba loads or compiles the kernels) stay out of every timing
-    layer, x, dy = make_case((1, 4, 4, 1, 2, 2))
-    layer.forward(x, check=False)
-    layer.backward(dy, check=False)
-    shapes, monitor = _setup.start_shapes(header, SHAPES, args.quick, QUICK_BATCH_DIVISOR,
-                                          turns=use_torch)
+    if args.worker:
+        return _setup.serve(args, make)
+    header = _setup.configure(args.threads, torch=False)
+    shapes, monitor = _setup.start_shapes(header, SHAPES, args.quick, QUICK_BATCH_DIVISOR)
+    header.append(_setup.run_mode(args))
+    print("[bench_pool] tinyconv and torch, each in its own worker ...", file=sys.stderr,
+          flush=True)
+    keys = [",".join(map(str, s)) for s in shapes]
+    timed, worker_lines = _setup.compare_passes(__file__, make, keys, args)
+    header += worker_lines
+    checks, _ = _setup.compare(__file__, make, [], args, sides=("torch",),
+                               probes=[("torch", f"check|{k}") for k in keys])
 
     table = _setup.pass_table(
         "MaxPool2D, float32 NHWC: tinyconv (max + switches, unpool) vs torch max_pool2d",
@@ -106,28 +134,23 @@ def main(argv=None):
         "GB/s: forward x + y + int64 switches, fwd+bwd adds dy + switches + dx, from the medians "
         "(the same byte count for torch, whose indices are int64 too); torch: the faster (by "
         "median) of NCHW and channels_last; tinyconv/torch is the ratio of the medians; the "
-        f"project's target for fwd+bwd is <= {TARGET}.", turns=use_torch)
-    checks = []
-    for s in shapes:
+        f"project's target for fwd+bwd is <= {TARGET}.", turns=not args.in_process)
+    for s, key in zip(shapes, keys, strict=True):
         name = shape_name(s)
-        print(f"[bench_pool] {name} ...", file=sys.stderr, flush=True)
-        layer, x, dy = make_case(s)
-
-        ours = _setup.layer_passes(layer, x, dy)
-        y = ours["forward"]()
-        fwd_bytes = x.nbytes + y.nbytes + y.size * 8
-        nbytes = {"forward": fwd_bytes, "fwd+bwd": fwd_bytes + dy.nbytes + y.size * 8 + x.nbytes}
-        theirs = {}
-        if use_torch:
-            theirs, y_t, dx_t = torch_passes(s, x, dy)
-            dx = ours["fwd+bwd"]()
-            checks.append(f"{name}: y {'equal' if np.array_equal(y, y_t) else 'DIFFERENT'}, "
-                          f"dx max abs diff {np.abs(dx - dx_t).max():.1e}")
-        timed = _setup.time_passes(ours, theirs, args.quick)
+        N, H, W, C, k, stride = s
+        H_out, W_out = (H - k) // stride + 1, (W - k) // stride + 1
+        x_bytes, y_size = N * H * W * C * 4, N * H_out * W_out * C
+        fwd_bytes = x_bytes + 4 * y_size + 8 * y_size
+        nbytes = {"forward": fwd_bytes, "fwd+bwd": fwd_bytes + 4 * y_size + 8 * y_size + x_bytes}
         for pass_ in ("forward", "fwd+bwd"):
-            table.add(name, pass_, *_setup.pass_cells(*timed[pass_], nbytes[pass_] / 1e9))
-        del layer, x, dy, ours, theirs
-    table.notes += checks
+            ours, theirs, layout = timed[key, pass_]
+            table.add(name, pass_, *_setup.pass_cells(
+                ours.timing, theirs.timing if theirs else None, layout, nbytes[pass_] / 1e9))
+        check = checks.get(("probe", "torch", f"check|{key}"))
+        if check is not None:
+            table.notes.append(f"{name}: " + (check["error"] if "error" in check else
+                               f"y {'equal' if check['value']['equal'] else 'DIFFERENT'}, "
+                               f"dx max abs diff {check['value']['dx']:.1e}"))
     header.append(monitor.line())
     _setup.report("bench_pool: MaxPool2D forward / unpool backward", header, [table],
                   args.markdown)

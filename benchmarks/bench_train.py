@@ -6,20 +6,21 @@ of bundled MNIST digits (``to_float``). One step is
 
 - tinyconv: ``training.train_step`` — forward, softmax cross-entropy, backward
   (``rule="gradient"``) and an ``Adam`` update;
-- torch: the same network from ``model.to_torch()`` (same initial weights), ``zero_grad``,
+- torch: the same network from ``tc.to_torch(model)`` (same initial weights), ``zero_grad``,
   ``F.cross_entropy``, ``backward``, ``torch.optim.Adam.step``; with NCHW-contiguous and with
   ``channels_last`` tensors, the faster reported.
 
-The three steps are timed in turns (``_setup.interleaved``: per round, each is called twice,
-on its next batches, and timed the second time), so a busy spell of the machine falls on all
-of them alike and the ratio comes from the same rounds.
+tinyconv and torch each run in a fresh worker process of their own (``_setup.compare``), the
+two taking turns for several rounds, each step on its next batch; ``--in-process`` times them
+in this one process instead.
 
 Throughput is images per second from the median step time; the ratio is tinyconv's over
 torch's (the project's target: at least 0.7). Before timing, both compute the loss and the
 first layer's weight gradient on the same batch from the same weights, as a check that they
 train the same network. A second table splits tinyconv's step into its parts, each timed alone.
 
-Run ``python benchmarks/bench_train.py [--quick] [--markdown PATH] [--threads 2]``.
+Run ``python benchmarks/bench_train.py [--quick] [--markdown PATH] [--threads 2] [--rounds 5]
+[--in-process]``.
 """
 
 import _setup  # first: re-executes without OPENBLAS_* variables before NumPy loads
@@ -64,7 +65,7 @@ def torch_setup(model, data, channels_last):
     import torch
     import torch.nn.functional as F
 
-    net = model.to_torch().train()
+    net = tc.to_torch(model).train()
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     net = net.to(memory_format=fmt)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
@@ -81,13 +82,15 @@ def torch_setup(model, data, channels_last):
     return net, step, tdata
 
 
-def check_same_network(data):
-    """Loss and conv1's weight gradient from tinyconv and from torch on one batch."""
+def check_same_network(batch):
+    """Loss and conv1's weight gradient from tinyconv and from torch on one batch (run in the
+    torch worker, which has both)."""
     import torch
     import torch.nn.functional as F
 
+    data = batches(batch)
     model = architectures.build("mnist", seed=0)
-    net = model.to_torch().train()
+    net = tc.to_torch(model).train()
     x, y = data[0]
     loss, dlogits = cross_entropy(model.forward(x), y)
     model.backward(dlogits)
@@ -100,6 +103,21 @@ def check_same_network(data):
     rel = float(np.abs(dW - dW_t).max() / np.abs(dW_t).max())
     return (f"same weights, one batch: loss tinyconv {loss:.6f} torch {loss_t.item():.6f}; "
             f"conv1 dW max rel. diff {rel:.1e}")
+
+
+def make(side, case):
+    """A worker's callable for ``case = "step|batch|layout"`` (or ``"check|batch"``): the
+    step cycles over the same seeded batches on both sides, from the same initial weights."""
+    kind, batch, *layout = case.split("|")
+    if kind == "check":
+        return lambda: check_same_network(int(batch))
+    data = batches(int(batch))
+    model = architectures.build("mnist", seed=0)
+    if side == "tinyconv":
+        opt = tc.Adam(model)
+        return Cycle(data, lambda x, y: train_step(model, opt, x, y))
+    _, step, tdata = torch_setup(model, data, layout[0] == "channels_last")
+    return Cycle(tdata, step)
 
 
 def part_timings(data, quick):
@@ -136,43 +154,44 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, default=BATCH, help="images per step")
     args = ap.parse_args(argv)
 
-    use_torch = _setup.torch_available(skip=args.no_torch)
-    header = _setup.configure(args.threads, torch=use_torch)
+    if args.worker:
+        return _setup.serve(args, make)
+    header = _setup.configure(args.threads, torch=False)
     data = batches(args.batch)
-    checks = [check_same_network(data)] if use_torch else []   # also the first numba calls
     mode = "quick (fewer runs)" if args.quick else "full"
-    turns = ", tinyconv and torch timed in turns" if use_torch else ""
-    monitor = _setup.start_run(header, f"{mode}; batch {args.batch}; times are medians over "
-                               f"repeated steps after warm-up{turns}")
+    monitor = _setup.start_run(header, f"{mode}; batch {args.batch}")
+    header.append(_setup.run_mode(args))
+    layouts = ("NCHW", "channels_last")
+    jobs = [("tinyconv", f"step|{args.batch}|NHWC"),
+            *(("torch", f"step|{args.batch}|{lay}") for lay in layouts)]
+    results, lines = _setup.compare(__file__, make, [jobs], args,
+                                    probes=[("torch", f"check|{args.batch}")])
+    header += lines
+    check = results.get(("probe", "torch", f"check|{args.batch}"))
+    checks = [] if check is None else [check.get("value", check.get("error"))]
 
     table = _setup.Table(
         "One training step (forward, cross-entropy, backward, Adam) of the 'mnist' architecture",
-        ["library", "layout", "step ms", "step min", "images/s", "throughput vs torch"],
+        ["library", "layout", "step ms", "step min", "images/s", "throughput vs torch",
+         "first call s"],
         fmt={"step ms": "{:.2f}", "step min": "{:.2f}", "images/s": "{:.0f}",
-             "throughput vs torch": "{:.2f}"},
+             "throughput vs torch": "{:.2f}", "first call s": "{:.2f}"},
         notes=["images/s from the median step; 'throughput vs torch' = torch's median step time "
                "/ this one's (tinyconv's row against torch's faster layout); the project's "
-               f"target for tinyconv is >= {TARGET}."
-               + (" tinyconv's step and both torch layouts' are timed in turns (per round, each "
-                  "is called twice, on its next batches, and timed the second time), so that all "
-                  "of them see the same machine." if use_torch else "")] + checks)
-    model = architectures.build("mnist", seed=0)
-    opt = tc.Adam(model)
-    theirs = {}
-    if use_torch:
-        for layout, cl in (("NCHW", False), ("channels_last", True)):
-            _, step, tdata = torch_setup(architectures.build("mnist", seed=0), data, cl)
-            theirs[layout] = Cycle(tdata, step)
-    ours = Cycle(data, lambda x, y: train_step(model, opt, x, y))
-    tc_t, *torch_ts = _setup.interleaved([ours, *theirs.values()], args.quick)
-    rows = list(zip(theirs, torch_ts, strict=True))
-    best = min(torch_ts, key=lambda t: t.median, default=None)
-    del theirs
+               f"target for tinyconv is >= {TARGET}. Each library ran in its own worker "
+               "process (see the mode line); first call = the first step in that process. "
+               "Command: python benchmarks/bench_train.py"] + checks)
+    tc_r = results[jobs[0]]
+    torch_rs = [(lay, results[job]) for lay, job in zip(layouts, jobs[1:], strict=True)
+                if job in results and results[job].timing is not None]
+    best = min((r.timing for _, r in torch_rs), key=lambda t: t.median, default=None)
+    tc_t = tc_r.timing
     table.add("tinyconv", "NHWC", tc_t.ms, 1e3 * tc_t.min, args.batch / tc_t.median,
-              best.median / tc_t.median if best else None)
-    for layout, t in rows:
+              best.median / tc_t.median if best else None, tc_r.first)
+    for layout, r in torch_rs:
+        t = r.timing
         table.add("torch", layout, t.ms, 1e3 * t.min, args.batch / t.median,
-                  best.median / t.median)
+                  best.median / t.median, r.first)
 
     parts = _setup.Table(
         "Where tinyconv's step goes (ms, each part timed alone)", ["part", "forward", "backward"],

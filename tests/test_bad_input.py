@@ -261,10 +261,10 @@ def sandbox(tmp_path_factory):
             "NOTMODEL": str(root / "file.txt"), "root": root}
 
 
-def fake_fit(model, X, y, epochs=1, validation=None, **kwargs):
+def fake_train_recipe(recipe, X, y, validation=None, model=None, **kwargs):
     """Training is tested elsewhere; here only what happens around it matters."""
-    return [{"epoch": 1, "loss": 1.0, "accuracy": 0.5, "val_loss": 1.0, "val_accuracy": 0.5,
-             "seconds": 0.0}]
+    return model, [{"epoch": 1, "loss": 1.0, "accuracy": 0.5, "val_loss": 1.0,
+                    "val_accuracy": 0.5, "seconds": 0.0}]
 
 
 def fake_evaluate(model, X, y, batch_size=256):
@@ -284,10 +284,11 @@ def test_random_command_lines_exit_cleanly(sandbox, command, rest):
     """Whatever the command line, the command exits 0, or with one line and no traceback."""
     argv = [sandbox.get(t, t) for t in ([command] if command else []) + rest]
     out, err = io.StringIO(), io.StringIO()
-    saved = {name: getattr(cli, name) for name in ("fit", "evaluate")}
+    saved = {name: getattr(cli, name) for name in ("train_recipe", "evaluate")}
     saved_tour, saved_env, saved_cwd = tour_module.tour, dict(os.environ), os.getcwd()
     try:
-        cli.fit, cli.evaluate, tour_module.tour = fake_fit, fake_evaluate, fake_tour
+        cli.train_recipe, cli.evaluate = fake_train_recipe, fake_evaluate
+        tour_module.tour = fake_tour
         # downloads go to a closed local port and a private cache: nothing leaves the machine
         os.environ["TINYCONV_MNIST_MIRRORS"] = "http://127.0.0.1:9/"
         os.environ["TINYCONV_CACHE"] = str(sandbox["root"] / "cache")
@@ -296,7 +297,7 @@ def test_random_command_lines_exit_cleanly(sandbox, command, rest):
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             code = cli.main(argv)
     finally:
-        cli.fit, cli.evaluate = saved["fit"], saved["evaluate"]
+        cli.train_recipe, cli.evaluate = saved["train_recipe"], saved["evaluate"]
         tour_module.tour = saved_tour
         os.environ.clear()
         os.environ.update(saved_env)

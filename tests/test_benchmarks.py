@@ -1,12 +1,14 @@
 """Smoke tests of the benchmark scripts: each runs with ``--quick``, exits 0 and prints its
 tables. Nothing here asserts a speed (timing lives in ``benchmarks/`` and only there); the
-tests keep the scripts working, with and without the optional torch and Captum.
+tests keep the scripts working, with and without the optional torch and Captum. Without
+threadpoolctl (the ``bench`` extra) the whole module is skipped, with that reason.
 
 The scripts are started together, each in its own process, when the first test needs one:
 the whole module then takes about as long as the slowest script, not their sum.
 """
 
 import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,32 +17,59 @@ import pytest
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 HAVE_CAPTUM = all(importlib.util.find_spec(m) is not None for m in ("torch", "captum"))
+# every script limits BLAS threads through threadpoolctl, which is the `bench` extra, not `test`
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("threadpoolctl") is None,
+    reason="the benchmark scripts need threadpoolctl: pip install -e \".[bench]\"")
 TIMEOUT = 600        # seconds per script: generous, a shared machine can be slow
+#: Packages the benchmarks use when present; "bare" runs hide them, as on a fresh machine.
+OPTIONAL = ("torch", "captum", "threadpoolctl")
 
-#: name -> the script and its options (besides --quick)
+#: name -> the script and its options (besides --quick); a name ending in "bare" runs with
+#: the optional packages hidden
 RUNS = {
     "methods": ["bench_methods.py"],
     "methods without torch": ["bench_methods.py", "--no-torch"],
     "startup": ["bench_startup.py", "--markdown", "{tmp}/startup.md"],
     "memory": ["bench_memory.py"],
-    "conv": ["bench_conv.py"] + ([] if HAVE_CAPTUM else ["--no-torch"]),
+    "conv": ["bench_conv.py"],
     "kernels": ["bench_kernels.py"],
-    "pool": ["bench_pool.py"] + ([] if HAVE_CAPTUM else ["--no-torch"]),
-    "train": ["bench_train.py"] + ([] if HAVE_CAPTUM else ["--no-torch"]),
+    "pool": ["bench_pool.py"],
+    "train": ["bench_train.py"],
+    "model": ["bench_model.py", "--markdown", "{tmp}/model.md"],
+    "model in-process": ["bench_model.py", "--in-process"],
+    "contention": ["bench_contention.py"],
+    "model bare": ["bench_model.py"],
+    "methods bare": ["bench_methods.py"],
+    "train bare": ["bench_train.py"],
 }
+
+
+def hide_optional(tmp):
+    """A directory whose packages shadow :data:`OPTIONAL`: importing one raises ImportError,
+    as when it is not installed."""
+    for name in OPTIONAL:
+        (tmp / "hidden" / name).mkdir(parents=True, exist_ok=True)
+        (tmp / "hidden" / name / "__init__.py").write_text(
+            f"raise ImportError('{name} hidden by the test', name='{name}')\n")
+    return str(tmp / "hidden")
 
 
 @pytest.fixture(scope="module")
 def started(tmp_path_factory):
     """Start every script of :data:`RUNS`; output goes to files (a full pipe would block)."""
     tmp = tmp_path_factory.mktemp("benchmarks")
+    bare = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [hide_optional(tmp), *filter(None, [os.environ.get("PYTHONPATH")])]))
     procs = {}
     for name, (script, *args) in RUNS.items():
         out = open(tmp / f"{name}.out", "w+")
         err = open(tmp / f"{name}.err", "w+")
         cmd = [sys.executable, str(BENCHMARKS / script), "--quick",
                *(a.format(tmp=tmp) for a in args)]
-        procs[name] = (subprocess.Popen(cmd, stdout=out, stderr=err, text=True), out, err)
+        env = bare if name.endswith("bare") else None
+        procs[name] = (subprocess.Popen(cmd, stdout=out, stderr=err, text=True, env=env),
+                       out, err)
     yield procs, tmp
     for proc, out, err in procs.values():
         if proc.poll() is None:
@@ -107,9 +136,10 @@ def test_memory(started):
 #: script -> the tables it must print, and a line it must print whatever the optional packages
 TABLES = {
     "conv": (["Conv2D, float32 NHWC", "Where tinyconv's fwd+bwd time goes"], "max rel. diff"
-             if HAVE_CAPTUM else "tinyconv"),
+             if HAVE_CAPTUM else "torch not installed"),
     "kernels": (["im2col / col2im (float32) against memcpy of the same size"], "% of memcpy"),
-    "pool": (["MaxPool2D, float32 NHWC"], "dx max abs diff" if HAVE_CAPTUM else "tinyconv"),
+    "pool": (["MaxPool2D, float32 NHWC"], "dx max abs diff" if HAVE_CAPTUM
+             else "torch not installed"),
     "train": (["One training step", "Where tinyconv's step goes"],
               "same weights, one batch: loss tinyconv" if HAVE_CAPTUM else "Adam.step"),
 }
@@ -121,3 +151,61 @@ def test_layer_benchmarks_print_their_tables(started, name):
     titles, line = TABLES[name]
     assert_tables(out, *titles)
     assert line in out
+    assert "separate processes: tinyconv and torch each in a fresh worker" in out or \
+        name == "kernels"
+
+
+MODEL_TABLES = ("Forward pass of the shipped model", "Training (forward", "Explanation methods",
+                "Targets")
+
+
+def test_model(started):
+    out = finished(started, "model")
+    assert_tables(out, *MODEL_TABLES)
+    # every worker says what it runs on: the overrides gone, the threads pinned
+    assert "worker tinyconv (pid" in out and "unset before NumPy loaded" in out
+    assert "NUMBA_NUM_THREADS=2, OMP_NUM_THREADS=2, OPENBLAS_NUM_THREADS=2" in out
+    for row in ("forward, batch 1", "train step", "train epoch", "guided backprop, batch",
+                "deconvnet, batch", "gradient (saliency), batch", "zero occluder",
+                "grey occluder", "MaxAct conv2"):
+        assert row in out, row
+    if HAVE_CAPTUM:
+        assert "worker torch (pid" in out and "max rel. diff" in out
+    assert "| case |" in (started[1] / "model.md").read_text()
+
+
+def test_model_in_process_says_so(started):
+    out = finished(started, "model in-process")
+    assert_tables(out, *MODEL_TABLES)
+    assert "IN-PROCESS" in out and "worker tinyconv (pid" not in out
+
+
+def test_contention(started):
+    out = finished(started, "contention")
+    assert_tables(out, "One training epoch")
+    assert "neighbour:" in out and "as shipped" in out and "busy / idle" in out
+
+
+@pytest.mark.parametrize("name", ["model bare", "methods bare", "train bare"])
+def test_runs_without_the_optional_packages(started, name):
+    """A fresh machine without torch, Captum or threadpoolctl: tinyconv's side still runs and
+    the missing ones are named, not a traceback."""
+    out = finished(started, name)
+    assert "threadpoolctl not installed" in out
+    assert "torch not installed" in out
+    assert "Traceback" not in out
+
+
+def test_hidden_packages_really_are_hidden(tmp_path):
+    """The negative control of the bare runs: the shadowing directory makes the import fail."""
+    env = dict(os.environ, PYTHONPATH=hide_optional(tmp_path))
+    for name in OPTIONAL:
+        proc = subprocess.run([sys.executable, "-c", f"import {name}"], env=env,
+                              capture_output=True, text=True)
+        assert proc.returncode != 0 and "hidden by the test" in proc.stderr
+
+
+def test_run_lists_every_benchmark():
+    out = subprocess.run([sys.executable, str(BENCHMARKS / "run.py"), "--list"],
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert {"bench_model.py", "bench_contention.py", "bench_conv.py"} <= set(out)

@@ -67,7 +67,7 @@ def deepest_relu(model):
 @pytest.fixture(scope="module", params=range(N_MODELS))
 def case(request):
     model, x = random_cnn(request.param)
-    return model, x, model.to_torch()
+    return model, x, tc.to_torch(model)
 
 
 def test_saliency_is_the_raw_gradient_of_the_logit(case):

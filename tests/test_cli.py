@@ -4,6 +4,8 @@ No test touches the network: the full-MNIST cases use an empty cache folder and 
 closed local port.
 """
 
+import argparse
+import dataclasses
 import gzip
 import hashlib
 import os
@@ -12,13 +14,15 @@ import shutil
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import tinyconv as tc
-from tinyconv import cli
+from tinyconv import cli, tour
 from tinyconv import data as tcdata
+from tinyconv import files as tcfiles
 from tinyconv.architectures import build
 from tinyconv.receptive_field import format_table
 
@@ -100,6 +104,39 @@ def test_train_with_augmentation_and_decay(capsys, tmp_path):
     assert sorted(epoch_rows(out)) == [0, 1, 2]
 
 
+def test_the_command_and_the_python_recipe_give_bit_identical_weights(capsys, tmp_path):
+    """``tinyconv train`` is a thin caller of ``train_recipe``: the same recipe from Python,
+    on the same digits, gives the same weights bit for bit (decay and shifts included)."""
+    out_file = tmp_path / "m.npz"
+    code, out, err = run(capsys, "train", "--arch", "small", "--limit", 96, "--epochs", 2,
+                         "--batch-size", 16, "--seed", 3, "--out", out_file)
+    assert code == 0, err
+    recipe = dataclasses.replace(tc.MNIST_RECIPE, arch="small", epochs=2, batch_size=16, seed=3)
+    assert recipe.lr_decay < 1 and recipe.shift > 0          # the schedule and shifts are used
+    images, labels = tc.load_mnist("bundled-train")
+    ours, _ = tc.train_recipe(recipe, tc.to_float(images[:96]), labels[:96])
+    theirs = tc.load(out_file)
+    for a, b in zip(ours.layers, theirs.layers, strict=True):
+        for key in a.params:
+            np.testing.assert_array_equal(a.params[key], b.params[key])
+    # negative control: another seed of the same recipe gives other weights
+    other, _ = tc.train_recipe(dataclasses.replace(recipe, seed=4),
+                               tc.to_float(images[:96]), labels[:96])
+    assert not np.array_equal(other.layers[0].params["W"], theirs.layers[0].params["W"])
+
+
+def test_train_options_are_the_recipe_fields(capsys, tmp_path):
+    code, out, err = run(capsys, "train", "--arch", "small", "--limit", 64, "--epochs", 2,
+                         "--optimizer", "sgd", "--lr", "0.05", "--momentum", "0.8",
+                         "--weight-decay", "1e-4", "--schedule", "cosine", "--augment", 0,
+                         "--out", tmp_path / "m.npz")
+    assert code == 0, err
+    assert "SGD lr=0.05 momentum 0.8, weight decay 0.0001, cosine schedule, batch size 32" in out
+    code, out, err = run(capsys, "train", "--momentum", "1", "--out", tmp_path / "m.npz")
+    assert_one_line_error(code, out, err, 2)
+    assert "--momentum" in err
+
+
 def test_train_without_augmentation_or_decay(capsys, tmp_path):
     code, out, err = run(capsys, "train", "--arch", "small", "--limit", 128, "--epochs", 2,
                          "--augment", 0, "--decay", 1, "--lr", "1e-3", "--batch-size", 64,
@@ -113,7 +150,7 @@ def test_ctrl_c_saves_nothing(capsys, tmp_path, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "fit", interrupted)
+    monkeypatch.setattr(cli, "train_recipe", interrupted)
     out_file = tmp_path / "m.npz"
     code, out, err = run(capsys, "train", "--arch", "small", "--out", out_file)
     assert code == 130
@@ -144,7 +181,7 @@ def test_diverging_run_keeps_the_old_file(capsys, tmp_path, monkeypatch):
         raise FloatingPointError("training diverged: the loss is nan (lr=1000.0); "
                                  "nothing was written — lower the learning rate")
 
-    monkeypatch.setattr(cli, "fit", diverge)
+    monkeypatch.setattr(cli, "train_recipe", diverge)
     out_file = tmp_path / "m.npz"
     out_file.write_bytes(b"old")
     code, out, err = run(capsys, "train", "--arch", "small", "--lr", 1000, "--out", out_file)
@@ -158,7 +195,7 @@ def test_unexpected_errors_are_one_line_unless_debugging(capsys, tmp_path, monke
     def broken(*args, **kwargs):
         raise RuntimeError("something broke")
 
-    monkeypatch.setattr(cli, "fit", broken)
+    monkeypatch.setattr(cli, "train_recipe", broken)
     argv = ["train", "--arch", "small", "--out", str(tmp_path / "m.npz")]
     monkeypatch.delenv(cli.DEBUG_ENV, raising=False)
     code, out, err = run(capsys, *argv)
@@ -331,7 +368,7 @@ def test_download_failure_is_one_line(capsys, tmp_path, monkeypatch):
 
 
 def test_unwritable_cache_dir(capsys, tmp_path, monkeypatch):
-    monkeypatch.setattr(cli, "is_writable", lambda folder: False)
+    monkeypatch.setattr(tcfiles, "is_writable", lambda folder: False)
     code, out, err = run(capsys, "train", "--data", "full", "--cache-dir", tmp_path,
                          "--out", tmp_path / "m.npz")
     assert_one_line_error(code, out, err, 2)
@@ -373,6 +410,37 @@ def test_installed_command_and_python_dash_m():
         assert done.returncode == 1
         assert done.stderr.startswith("tinyconv: error: no model file")
         assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+
+
+def test_tour_arguments_and_runner(monkeypatch, tmp_path, capsys):
+    parser = argparse.ArgumentParser()
+    cli.tour_arguments(parser)
+    args = parser.parse_args([])
+    assert (args.out, args.digit, args.layer, args.feature, args.examples, args.model) == \
+        (Path("tinyconv-tour"), 8, "conv2", 3, None, "mnist")
+    args = parser.parse_args(["--out", str(tmp_path), "--digit", "3", "--layer", "conv3",
+                              "--feature", "7", "--examples", "50", "--model", "m.npz"])
+    seen = {}
+
+    def fake_tour(out_dir, **kwargs):
+        seen.update(kwargs, out_dir=out_dir)
+        return [Path(out_dir) / "fig1_kernels.png", Path(out_dir) / "index.html"]
+
+    monkeypatch.setattr(tour, "tour", fake_tour)
+    monkeypatch.setattr(cli, "load_model", lambda name: f"model from {name}")
+    assert cli.run_tour(args) == 0
+    assert seen == {"out_dir": tmp_path, "digit": 3, "layer": "conv3", "feature": 7,
+                    "examples": 50, "model": "model from m.npz"}
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == str(tmp_path / "fig1_kernels.png")
+    assert lines[-1].endswith(str(tmp_path / "index.html"))
+
+
+def test_only_the_tour_loads_matplotlib():
+    """``tinyconv info`` and friends never import the drawing stack."""
+    code = ("import sys; from tinyconv import cli; "
+            "sys.exit('matplotlib' in sys.modules or 'tinyconv.tour' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
 
 
 def test_tour_command_writes_the_figures(tmp_path, capsys):

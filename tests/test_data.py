@@ -10,6 +10,7 @@ import http.server
 import io
 import os
 import socket
+import sys
 import threading
 from importlib import resources
 
@@ -422,7 +423,7 @@ def test_progress_is_shown_only_on_a_terminal(server, monkeypatch, tmp_path, cap
             return True
 
     terminal = Terminal()
-    monkeypatch.setattr(tcdata.sys, "stderr", terminal)
+    monkeypatch.setattr(sys, "stderr", terminal)
     load_mnist("test", download=True, cache_dir=tmp_path / "loud", mirrors=[server.url])
     shown = terminal.getvalue()
     assert "t10k-images-idx3-ubyte.gz" in shown and "100%" in shown and shown.endswith("\n")

@@ -195,7 +195,7 @@ def test_float64_model_gives_float64_torch_module():
 
 def test_weights_are_copied_exactly_and_module_is_in_eval_mode():
     model, _, _ = random_model(5)
-    module = model.to_torch()                  # the Sequential method delegates here
+    module = tc.to_torch(model)                # the public name of interop.to_torch
     assert not module.training and not any(m.training for m in module.modules())
     conv, dense = model.layers[0], model.layers[-1]
     np.testing.assert_array_equal(
@@ -235,6 +235,12 @@ def test_one_wide_kernel_drops_its_meaningless_dilation():
     assert module.conv1.dilation == (2, 1)
     x = np.random.default_rng(2).standard_normal((2, 3, 2, 1)).astype(np.float32)
     assert_layers_match(model, module, x, rel=1e-5)
+
+
+def test_to_torch_is_public_beside_from_torch_and_not_a_model_method():
+    # the engine must not import interop (that would be the cycle model -> interop -> model)
+    assert tc.to_torch is to_torch and tc.from_torch is from_torch
+    assert not hasattr(tc.Sequential, "to_torch")
 
 
 def test_to_torch_rejects_non_models():

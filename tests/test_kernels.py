@@ -258,3 +258,19 @@ def test_a_wait_policy_the_user_set_is_kept():
     code = "import os, tinyconv; assert os.environ['OMP_WAIT_POLICY'] == 'ACTIVE'"
     env = dict(os.environ, OMP_WAIT_POLICY="ACTIVE")
     subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=300)
+
+
+def test_one_line_says_the_kernels_are_compiling_only_when_the_cache_misses(tmp_path):
+    code = ("import numpy as np, tinyconv\n"
+            "tinyconv.MaxPool2D(2)(np.ones((1, 2, 2, 1), np.float32))\n"
+            "tinyconv.MaxPool2D(2)(np.ones((1, 2, 2, 3), np.float32))\n")
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+
+    def stderr():
+        run = subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=300,
+                             capture_output=True, text=True)
+        return run.stderr.splitlines()
+    first = stderr()
+    assert [line for line in first if "compiling" in line] == [
+        kernels.COMPILING_MESSAGE.format(seconds=kernels.COMPILE_SECONDS)]
+    assert not any("compiling" in line for line in stderr())        # loaded from the cache

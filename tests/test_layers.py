@@ -5,38 +5,8 @@ import pytest
 from gradcheck import assert_gradient, check_layer, numerical_gradient, relative_error
 
 import tinyconv as tc
-from tinyconv import layers
+from tinyconv import reference, workspace
 from tinyconv.layers import relu_backward, resolve_padding
-
-
-def conv_loops(x, W, b, stride, pads, dilation):
-    """The definition: ``y[n, oh, ow, o] = b[o] + sum x[n, oh*sh - pt + i*dh, …, c] W[i, j, c, o]``
-    over a zero-padded copy of ``x``."""
-    N, H, Wd, C = x.shape
-    kh, kw, _, O = W.shape
-    (sh, sw), ((pt, pb), (pl, pr)), (dh, dw) = stride, pads, dilation
-    xp = np.zeros((N, H + pt + pb, Wd + pl + pr, C))
-    xp[:, pt:pt + H, pl:pl + Wd] = x
-    H_out = (H + pt + pb - dh * (kh - 1) - 1) // sh + 1
-    W_out = (Wd + pl + pr - dw * (kw - 1) - 1) // sw + 1
-    y = np.zeros((N, H_out, W_out, O))
-    for oh in range(H_out):
-        for ow in range(W_out):
-            for i in range(kh):
-                for j in range(kw):
-                    y[:, oh, ow] += xp[:, oh * sh + i * dh, ow * sw + j * dw] @ W[i, j]
-    return y + (0 if b is None else b)
-
-
-def pool_loops(x, size, stride, pads):
-    N, H, Wd, C = x.shape
-    (kh, kw), (sh, sw), ((pt, pb), (pl, pr)) = size, stride, pads
-    xp = np.full((N, H + pt + pb, Wd + pl + pr, C), -np.inf)
-    xp[:, pt:pt + H, pl:pl + Wd] = x
-    H_out, W_out = (H + pt + pb - kh) // sh + 1, (Wd + pl + pr - kw) // sw + 1
-    return np.stack([np.stack([xp[:, oh * sh:oh * sh + kh, ow * sw:ow * sw + kw].max(axis=(1, 2))
-                               for ow in range(W_out)], axis=1) for oh in range(H_out)], axis=1)
-
 
 # --------------------------------------------------------------------------- forward
 
@@ -53,8 +23,8 @@ def test_conv2d_forward_matches_the_definition(rng, kernel, stride, padding, dil
     layer.params["b"][:] = rng.standard_normal(4)
     x = rng.standard_normal((2, 7, 9, 3))
     y = layer.forward(x)
-    want = conv_loops(x, layer.params["W"], layer.params["b"], layer.stride, layer.pads(7, 9),
-                      layer.dilation)
+    want = reference.conv2d(x, layer.params["W"], layer.params["b"], layer.stride,
+                            layer.pads(7, 9), layer.dilation)
     np.testing.assert_allclose(y, want, rtol=1e-12, atol=1e-12)
     assert y.shape[1:] == layer.output_shape((7, 9, 3))
 
@@ -80,7 +50,9 @@ def test_maxpool_forward_matches_the_definition(rng, size, stride, padding):
     layer = tc.MaxPool2D(size, stride, padding)
     x = -np.abs(rng.standard_normal((2, 7, 6, 3)))     # all negative: padding must not win
     y = layer.forward(x)
-    np.testing.assert_array_equal(y, pool_loops(x, layer.size, layer.stride, layer.pads(7, 6)))
+    want, switches = reference.maxpool2d(x, layer.size, layer.stride, layer.pads(7, 6))
+    np.testing.assert_array_equal(y, want)
+    np.testing.assert_array_equal(layer.switches, switches)
     assert y.shape[1:] == layer.output_shape((7, 6, 3))
     assert (y < 0).all()
 
@@ -189,6 +161,15 @@ def test_an_unknown_rule_is_refused(rng):
     relu.forward(rng.standard_normal((1, 2)))
     with pytest.raises(ValueError, match="rule"):
         relu.backward(np.ones((1, 2)), rule="saliency")
+    for layer, x in layers_and_inputs(rng):
+        dy = np.ones_like(layer.forward(x))
+        with pytest.raises(ValueError, match="rule: expected one of"):
+            layer.backward(dy, rule="saliency")
+        layer.backward(dy, rule="gradient", check=False)    # check=False: trusted, not checked
+    model = positive_model()
+    model.forward(rng.random((1, 6, 7, 2)))
+    with pytest.raises(ValueError, match="rule: expected one of"):     # once, at the model
+        model.backward(np.ones((1, 3)), rule="saliency")
 
 
 # --------------------------------------------------------------------------- max-pool ties
@@ -255,7 +236,7 @@ def test_conv2d_gradients_with_either_buffer(rng, C_in, kernel, stride, bias):
     x = rng.standard_normal((2, 5, 6, C_in))
     dy = rng.standard_normal((2, *conv.output_shape((5, 6, C_in))))
     check_layer(conv, x, dy)
-    ext = conv._buffers["cols"]
+    ext = conv._workspace.buffers["cols"]
     assert ext.flags.f_contiguous == (C_in == 1 and stride[1] == 1)
     assert ext.shape[1] == kernel[0] * kernel[1] * C_in + bias
 
@@ -268,16 +249,17 @@ def test_conv2d_in_chunks_of_examples_is_the_same_convolution(rng, monkeypatch, 
     dcols + col2im in pieces of one or two examples within those chunks, gives the gradients
     of the definition; backward walks the chunks last to first, reusing the forward's last
     cols."""
-    monkeypatch.setattr(layers, "CHUNK_BYTES", chunk_bytes)
-    monkeypatch.setattr(layers, "DX_CHUNK_BYTES", dx_chunk_bytes)   # an example: 2304 bytes
+    monkeypatch.setattr(workspace, "CHUNK_BYTES", chunk_bytes)
+    monkeypatch.setattr(workspace, "DX_CHUNK_BYTES", dx_chunk_bytes)   # an example: 2304 bytes
     conv = tc.Conv2D(2, 3, (3, 2), stride=(1, 2), padding=1, rng=0, dtype=np.float64)
     conv.params["b"][:] = rng.standard_normal(3)
     x = rng.standard_normal((5, 6, 7, 2))
     dy = rng.standard_normal((5, *conv.output_shape((6, 7, 2))))
-    assert (len(conv._chunks(5, 6 * 4, 3 * 2 * 2 + 1, 8)[0]) > 1) == (chunk_bytes < 1 << 30)
+    assert (len(workspace.chunks(5, 6 * 4, 3 * 2 * 2 + 1, 8)[0]) > 1) == (chunk_bytes < 1 << 30)
     y = conv.forward(x)
-    np.testing.assert_allclose(y, conv_loops(x, conv.params["W"], conv.params["b"], conv.stride,
-                                             conv.pads(6, 7), conv.dilation), atol=1e-12)
+    np.testing.assert_allclose(y, reference.conv2d(x, conv.params["W"], conv.params["b"],
+                                                   conv.stride, conv.pads(6, 7), conv.dilation),
+                               atol=1e-12)
     check_layer(conv, x, dy)
     for rule in ("deconvnet", "guided"):          # no dW: no im2col in the backward at all
         conv.forward(x)
@@ -292,11 +274,10 @@ def test_conv2d_dx_in_pieces_with_column_major_buffers(rng, monkeypatch):
     dy = rng.standard_normal((3, 7, 6, 4))
     conv.forward(x)
     whole = conv.backward(dy)
-    monkeypatch.setattr(layers, "DX_CHUNK_BYTES", 1)
+    monkeypatch.setattr(workspace, "DX_CHUNK_BYTES", 1)
     conv.forward(x)
     np.testing.assert_allclose(conv.backward(dy), whole, rtol=1e-13, atol=1e-13)
-    assert conv._buffers["dcols"].flags.f_contiguous
-    assert conv._buffers["dcols"].shape == (7 * 6, 9)
+    assert conv._workspace.buffers["dcols"].shape == (7 * 6 * 9,)     # one example's dcols
 
 
 def test_conv2d_buffers_follow_the_batch(rng):

@@ -33,6 +33,11 @@ def test_names_indices_and_shapes(model):
     assert model.spatial("pool1") and not model.spatial("logits")
     summary = model.summary()
     assert "logits" in summary and "(3, 2, 3)" in summary
+    counts = [model.n_parameters(l) for l in range(len(model) + 1)]
+    assert counts[0] == 0 and counts[2] == 0 and counts[1] == 3 * 2 * 2 * 4 + 4
+    assert model.n_parameters() == sum(counts) == sum(
+        layer.params[key].size for layer, key in model.parameters())
+    assert summary.splitlines()[-1].split()[-1] == str(counts[-1])
     assert "Conv2D" in repr(model)
 
 

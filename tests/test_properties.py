@@ -15,7 +15,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import tinyconv as tc
-from tinyconv import kernels
+from tinyconv import kernels, reference
 
 seeds = st.integers(0, 2**32 - 1)
 small = st.integers(1, 3)
@@ -136,6 +136,44 @@ def test_dense_gradients(N, n_in, n_out, seed):
     x = rng.standard_normal((N, n_in))
     assert layer.forward(x).shape == (N, *layer.output_shape((n_in,)))
     check_layer(layer, x, rng.standard_normal((N, n_out)))
+
+
+# --------------------------------------------------------------------------- the definitions
+
+
+@given(conv_cases())
+def test_conv2d_equals_the_loop_definition(case):
+    """Forward, dx, dW and db of the fast layer against tinyconv.reference (float64)."""
+    layer, (N, H, W, C), out_shape, seed = case
+    rng = np.random.default_rng(seed)
+    if layer.bias:
+        layer.params["b"][:] = rng.standard_normal(layer.out_channels)
+    x = rng.standard_normal((N, H, W, C))
+    dy = rng.standard_normal((N, *out_shape))
+    geometry = (layer.stride, layer.pads(H, W), layer.dilation)
+    b = layer.params["b"] if layer.bias else None
+    close = {"rtol": 1e-12, "atol": 1e-12}
+    np.testing.assert_allclose(layer.forward(x),
+                               reference.conv2d(x, layer.params["W"], b, *geometry), **close)
+    dx, dW, db = reference.conv2d_backward(dy, x, layer.params["W"], *geometry)
+    np.testing.assert_allclose(layer.backward(dy), dx, **close)
+    np.testing.assert_allclose(layer.grads["W"], dW, **close)
+    if layer.bias:
+        np.testing.assert_allclose(layer.grads["b"], db, **close)
+
+
+@given(pool_cases())
+def test_maxpool_equals_the_loop_definition(case):
+    """Pooled values, switches (ties included) and unpooling, exactly."""
+    layer, (N, H, W, C), out_shape, seed = case
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-2, 3, (N, H, W, C)).astype(np.float64)      # many ties
+    y, switches = reference.maxpool2d(x, layer.size, layer.stride, layer.pads(H, W))
+    np.testing.assert_array_equal(layer.forward(x), y)
+    np.testing.assert_array_equal(layer.switches, switches)
+    dy = rng.standard_normal(y.shape)
+    np.testing.assert_array_equal(layer.backward(dy),
+                                  reference.maxpool2d_backward(dy, switches, H, W))
 
 
 # --------------------------------------------------------------------------- adjoints

@@ -1,4 +1,3 @@
-import argparse
 import re
 from html.parser import HTMLParser
 from pathlib import Path
@@ -120,29 +119,3 @@ def test_a_model_that_is_not_an_mnist_classifier_is_refused(tmp_path):
                           input_shape=(10, 10, 1), seed=0)
     with pytest.raises(ValueError, match="^model:"):
         tour.tour(tmp_path / "out", model=other)
-
-
-def test_command_line_arguments_and_runner(monkeypatch, tmp_path, capsys):
-    parser = argparse.ArgumentParser()
-    tour.add_tour_arguments(parser)
-    args = parser.parse_args([])
-    assert (args.out, args.digit, args.layer, args.feature, args.examples, args.model) == \
-        (Path("tinyconv-tour"), 8, "conv2", 3, None, "mnist")
-    args = parser.parse_args(["--out", str(tmp_path), "--digit", "3", "--layer", "conv3",
-                              "--feature", "7", "--examples", "50", "--model", "m.npz"])
-    seen = {}
-
-    def fake_tour(out_dir, **kwargs):
-        seen.update(kwargs, out_dir=out_dir)
-        return [Path(out_dir) / "fig1_kernels.png", Path(out_dir) / "index.html"]
-
-    monkeypatch.setattr(tour, "tour", fake_tour)
-    monkeypatch.setattr(tour, "load_model", lambda name: f"model from {name}")
-    assert tour.run_tour(args) == 0
-    assert seen == {"out_dir": tmp_path, "digit": 3, "layer": "conv3", "feature": 7,
-                    "examples": 50, "model": "model from m.npz"}
-    lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == str(tmp_path / "fig1_kernels.png")
-    assert lines[-1].endswith(f"open {tmp_path / 'index.html'}")
-    with pytest.raises(SystemExit):
-        parser.parse_args(["--digit", "11"])

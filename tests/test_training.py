@@ -1,5 +1,6 @@
 """Training: cross-entropy, softmax, SGD / Adam, divergence, determinism, a task a CNN can learn."""
 
+import dataclasses
 import io
 
 import numpy as np
@@ -7,6 +8,7 @@ import pytest
 from gradcheck import assert_gradient, numerical_gradient
 
 import tinyconv as tc
+from tinyconv.architectures import build, shift_images
 from tinyconv.progress import Progress
 from tinyconv.training import train_step
 
@@ -281,3 +283,71 @@ def test_a_step_keeps_the_parameters_dtype_after_astype(rng, make):
     for _ in range(2):
         train_step(model, opt, X, rng.integers(0, 3, 8))
     assert {layer.params[k].dtype for layer, k in model.parameters()} == {np.dtype(np.float32)}
+
+
+# --------------------------------------------------------------------------- recipes
+
+
+def recipe_digits(n=64):
+    images, labels = tc.load_mnist("bundled-train")
+    return tc.to_float(images[:n]), labels[:n]
+
+
+def test_train_recipe_is_the_per_epoch_loop_it_replaces():
+    """The recipe's definition written out: one fit call per epoch, each with its own learning
+    rate ``lr * decay^(e-1)`` and freshly shifted digits from ``default_rng(seed)``, shuffled
+    by ``(seed, e)``. The shipped model was trained this way, so it stays reproducible."""
+    recipe = dataclasses.replace(tc.MNIST_RECIPE, arch="small", epochs=2, batch_size=16,
+                                 seed=3)
+    X, y = recipe_digits()
+    model, history = tc.train_recipe(recipe, X, y)
+    by_hand = build("small", seed=3)
+    optimizer = tc.Adam(by_hand, lr=recipe.lr)
+    rng = np.random.default_rng(3)
+    for epoch in (1, 2):
+        optimizer.lr = recipe.lr * recipe.lr_decay ** (epoch - 1)
+        X_epoch = shift_images(X, recipe.shift, rng)
+        order = np.random.default_rng((3, epoch)).permutation(len(X))
+        for start in range(0, len(X), 16):
+            batch = order[start:start + 16]
+            train_step(by_hand, optimizer, X_epoch[batch], y[batch])
+    for a, b in zip(model.layers, by_hand.layers, strict=True):
+        for key in a.params:
+            np.testing.assert_array_equal(a.params[key], b.params[key])
+    assert [r["lr"] for r in history] == [recipe.lr, recipe.lr * recipe.lr_decay]
+
+
+def test_a_recipe_is_plain_fields_and_checks_them():
+    sgd = dataclasses.replace(tc.MNIST_RECIPE, optimizer="sgd", momentum=0.5,
+                              weight_decay=1e-3, schedule="cosine", epochs=4)
+    model = sgd.build()
+    optimizer = sgd.make_optimizer(model)
+    assert isinstance(optimizer, tc.SGD)
+    assert (optimizer.momentum, optimizer.weight_decay) == (0.5, 1e-3)
+    assert [sgd.lr_at(e) for e in (1, 3)] == pytest.approx([sgd.lr, sgd.lr / 2])
+    assert dataclasses.replace(sgd, shift=0).augment() is None
+    for field, bad in [("optimizer", "rmsprop"), ("schedule", "step"), ("arch", "big"),
+                       ("lr", 0.0), ("lr_decay", 1.5), ("epochs", 0), ("shift", -1)]:
+        with pytest.raises(ValueError, match=field):
+            dataclasses.replace(tc.MNIST_RECIPE, **{field: bad})
+    with pytest.raises(TypeError, match="recipe"):
+        tc.train_recipe({"lr": 1e-3}, *recipe_digits(8))
+
+
+def test_fit_checks_its_schedule_and_augmentation(rng):
+    X = rng.standard_normal((8, 6, 6, 1)).astype(np.float32)
+    y = rng.integers(0, 3, 8)
+    with pytest.raises(TypeError, match="lr_schedule"):
+        tc.fit(tiny_model(), X, y, lr_schedule=0.1)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        tc.fit(tiny_model(), X, y, lr_schedule=lambda epoch: -1.0)
+    with pytest.raises(ValueError, match="augment"):
+        tc.fit(tiny_model(), X, y, augment=lambda X, rng: X[:, :4])
+
+
+def test_progress_without_a_total_shows_the_count():
+    stream = io.StringIO()
+    with Progress(None, "downloading", enabled=True, stream=stream) as bar:
+        bar.update(1500)
+    out = stream.getvalue()
+    assert "downloading 1500" in out and "%" not in out

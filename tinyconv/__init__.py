@@ -14,9 +14,13 @@ import os
 # layer first needs it; a value the user set is kept.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from .activation_max import ActivationMaximization, activation_maximization
 from .data import load_mnist, to_float
 from .effective_rf import effective_receptive_field
-from .interop import from_torch
+from .grad_cam import GradCAM, grad_cam, guided_grad_cam
+from .input_x_gradient import input_x_gradient
+from .integrated_gradients import IntegratedGradients, integrated_gradients
+from .interop import from_torch, to_torch
 from .layers import Conv2D, Dense, Flatten, Layer, MaxPool2D, ReLU, softmax
 from .max_activation import MaxActivation, max_activating
 from .model import Sequential
@@ -25,15 +29,33 @@ from .pretrained import pretrained
 from .projection import Projection, project, project_top, saliency
 from .receptive_field import ReceptiveField, patches, receptive_field, receptive_fields
 from .serialize import load, save
-from .training import SGD, Adam, cross_entropy, evaluate, fit, predict
+from .smoothgrad import smoothgrad
+from .training import (
+    MNIST_RECIPE,
+    SGD,
+    Adam,
+    Recipe,
+    cross_entropy,
+    evaluate,
+    fit,
+    predict,
+    train_recipe,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Adam", "Conv2D", "Dense", "Flatten", "Layer", "MaxActivation", "MaxPool2D", "Occlusion",
-    "Projection", "ReLU", "ReceptiveField", "SGD", "Sequential", "cross_entropy",
-    "effective_receptive_field", "evaluate", "fit", "from_torch", "load", "load_mnist",
-    "max_activating", "occlusion", "patches", "predict", "pretrained", "project",
-    "project_top", "receptive_field", "receptive_fields", "saliency", "save", "softmax",
-    "to_float",
+    # the engine and training
+    "Adam", "Conv2D", "Dense", "Flatten", "Layer", "MNIST_RECIPE", "MaxPool2D", "ReLU",
+    "Recipe", "SGD", "Sequential", "cross_entropy", "evaluate", "fit", "predict", "softmax",
+    "train_recipe",
+    # data, files, interop
+    "from_torch", "load", "load_mnist", "pretrained", "save", "to_float", "to_torch",
+    # the lecture's techniques
+    "MaxActivation", "Occlusion", "Projection", "ReceptiveField", "effective_receptive_field",
+    "max_activating", "occlusion", "patches", "project", "project_top", "receptive_field",
+    "receptive_fields", "saliency",
+    # after Zeiler & Fergus
+    "ActivationMaximization", "GradCAM", "IntegratedGradients", "activation_maximization",
+    "grad_cam", "guided_grad_cam", "input_x_gradient", "integrated_gradients", "smoothgrad",
 ]

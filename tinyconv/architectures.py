@@ -26,15 +26,19 @@ Fig. 2 when plotted; 16/32/64 channels keep the model under 40k parameters (≈ 
 saved), small enough to train on the 4,000 bundled digits in about a minute on two cores
 (``tinyconv train``; 98.2% on the 1,000 held-out digits).
 
+:func:`check_mnist_model` is the one check that a model fits these digits (used by
+``tinyconv evaluate`` and the tour).
+
 "small" (3×3 kernels, 8 and 16 channels, two pools; receptive fields 3, 4, 8, 10) is for
 tests and quick experiments: a few thousand parameters, one epoch in seconds.
 """
 
 import numpy as np
 
-from .checks import check_int
+from .checks import check_choice, check_int
 from .layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU
 from .model import Sequential
+from .units import conv_layers
 
 INPUT_SHAPE = (28, 28, 1)
 N_CLASSES = 10
@@ -88,12 +92,40 @@ def build(name="mnist", seed=0):
     ValueError
         For an unknown ``name``, listing the valid ones.
     """
-    if not isinstance(name, str) or name not in ARCHITECTURES:
-        raise ValueError(f"arch: expected one of {', '.join(map(repr, ARCHITECTURES))}, "
-                         f"got {name!r}")
+    check_choice(name, "arch", ARCHITECTURES)
     seed = check_int(seed, "seed", minimum=0)
     make_layers, _ = ARCHITECTURES[name]
     return Sequential(make_layers(), INPUT_SHAPE, seed=seed)
+
+
+def check_mnist_model(model, where="model", need_conv=False):
+    """Refuse a model that does not take MNIST digits or does not give 10 logits.
+
+    Parameters
+    ----------
+    model : a :class:`~tinyconv.model.Sequential`.
+    where : what the message names (the argument, or the file the model came from).
+    need_conv : also require at least one :class:`~tinyconv.layers.Conv2D` (the tour's
+        figures are about convolutional feature maps).
+
+    Raises
+    ------
+    TypeError
+        If ``model`` is not a ``Sequential``.
+    ValueError
+        If its input is not ``(28, 28, 1)``, its output not ``(10,)``, or (with
+        ``need_conv``) it has no convolution; the message names ``where``.
+    """
+    if not isinstance(model, Sequential):
+        raise TypeError(f"{where}: expected a tinyconv Sequential, got {type(model).__name__}")
+    if model.input_shape != INPUT_SHAPE:
+        raise ValueError(f"{where}: the model takes inputs of shape {model.input_shape}, "
+                         f"but MNIST digits are {INPUT_SHAPE}")
+    if model.output_shapes[-1] != (N_CLASSES,):
+        raise ValueError(f"{where}: the model outputs shape {model.output_shapes[-1]}, "
+                         f"but MNIST has {N_CLASSES} classes")
+    if need_conv and not conv_layers(model):
+        raise ValueError(f"{where}: expected a model with at least one Conv2D layer")
 
 
 def shift_images(X, max_shift, rng):

@@ -7,10 +7,10 @@
     tinyconv rf mnist                 # receptive field of every layer of the shipped model
     tinyconv info mnist               # its layers, output shapes and parameter counts
 
-The defaults of ``train`` are the recipe of the shipped ``tinyconv/data/mnist_cnn.npz``
-(``build("mnist", seed=0)``; Adam, lr 2e-3 times 0.85 per epoch, batch 32, 15 epochs, each
-on digits shifted by up to 2 pixels): on the same machine and library versions, running
-it with them writes the same weights bit for bit.
+The options of ``train`` are the fields of a :class:`~tinyconv.training.Recipe`; their
+defaults, ``MNIST_RECIPE``, made the shipped ``tinyconv/data/mnist_cnn.npz``. ``train`` only
+reads digits, calls :func:`~tinyconv.training.train_recipe` and saves, so
+``train_recipe(MNIST_RECIPE, X, y)`` gives the same weights bit for bit from Python.
 
 Every subcommand is a pair of small functions (one adds its arguments, one runs it) listed
 in :data:`COMMANDS`; :func:`main` builds the parser from that table.
@@ -30,15 +30,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from .architectures import ARCHITECTURES, INPUT_SHAPE, N_CLASSES, build, shift_images
+from .architectures import ARCHITECTURES, check_mnist_model
 from .data import load_mnist, to_float
+from .files import is_writable, writable_dir_problem
 from .pretrained import load_model
 from .receptive_field import format_table
 from .serialize import save
-from .tour import add_tour_arguments, run_tour
-from .training import Adam, evaluate, fit
+from .training import MNIST_RECIPE, OPTIMIZERS, SCHEDULES, Recipe, evaluate, train_recipe
 
 DEBUG_ENV = "TINYCONV_DEBUG"
 EXPECTED_ERRORS = (ValueError, TypeError, OSError, FloatingPointError)
@@ -77,7 +75,10 @@ positive_int = number_type(int, lambda v: v >= 1, "a whole number >= 1")     # -
 natural_int = number_type(int, lambda v: v >= 0, "a whole number >= 0")      # --seed, --augment
 positive_float = number_type(float, lambda v: math.isfinite(v) and v > 0,    # --lr
                              "a positive number")
+natural_float = number_type(float, lambda v: math.isfinite(v) and v >= 0,    # --weight-decay
+                            "a number >= 0")
 unit_float = number_type(float, lambda v: 0 < v <= 1, "a number in (0, 1]")  # --decay
+momentum_float = number_type(float, lambda v: 0 <= v < 1, "a number in [0, 1)")  # --momentum
 
 
 def add_data_arguments(parser):
@@ -103,17 +104,9 @@ def check_cache_dir(args):
         return
     if folder.exists() and not folder.is_dir():
         raise UsageError(f"--cache-dir {folder} is a file, not a directory")
-    if args.data == "full" and args.download:
-        # the folder, or the nearest ancestor that exists (the download creates the rest)
-        existing = next(p for p in (folder, *folder.absolute().parents) if p.exists())
-        if not existing.is_dir() or not is_writable(existing):
-            raise UsageError(f"--cache-dir {folder} is not writable; choose another directory "
-                             "or pass --no-download to read an existing cache")
-
-
-def is_writable(folder):
-    """Whether files can be created in ``folder`` (a directory that exists)."""
-    return os.access(folder, os.W_OK | os.X_OK)
+    if args.data == "full" and args.download and writable_dir_problem(folder):
+        raise UsageError(f"--cache-dir {folder} is not writable; choose another directory "
+                         "or pass --no-download to read an existing cache")
 
 
 def check_out(path):
@@ -140,74 +133,80 @@ def load_digits(args, part):
     return to_float(images), labels, f"{len(labels):,} {what} digits"
 
 
-def check_mnist_model(model, where):
-    """Refuse a model that does not take MNIST digits or does not give 10 logits."""
-    if model.input_shape != INPUT_SHAPE:
-        raise ValueError(f"{where}: the model takes inputs of shape {model.input_shape}, "
-                         f"but MNIST digits are {INPUT_SHAPE}")
-    if model.output_shapes[-1] != (N_CLASSES,):
-        raise ValueError(f"{where}: the model outputs shape {model.output_shapes[-1]}, "
-                         f"but MNIST has {N_CLASSES} classes")
-
-
-def count_parameters(model):
-    return sum(p.size for layer in model.layers for p in layer.params.values())
-
-
 # --------------------------------------------------------------------------- train
 
 
 def train_arguments(parser):
-    parser.add_argument("--arch", choices=list(ARCHITECTURES), default="mnist",
+    """The fields of a :class:`~tinyconv.training.Recipe` (defaults: ``MNIST_RECIPE``), the
+    data, ``--limit`` and ``--out``."""
+    r = MNIST_RECIPE
+    parser.add_argument("--arch", choices=list(ARCHITECTURES), default=r.arch,
                         help="; ".join(f"{name}: {text}"
                                        for name, (_, text) in ARCHITECTURES.items())
                         + " (default: %(default)s)")
     add_data_arguments(parser)
-    parser.add_argument("--epochs", type=positive_int, default=15,
+    parser.add_argument("--epochs", type=positive_int, default=r.epochs,
                         help="passes over the training digits (default: %(default)s)")
-    parser.add_argument("--batch-size", type=positive_int, default=32, metavar="N",
-                        help="digits per Adam step (default: %(default)s)")
-    parser.add_argument("--lr", type=positive_float, default=2e-3,
-                        help="Adam learning rate of the first epoch (default: %(default)s)")
-    parser.add_argument("--decay", type=unit_float, default=0.85, metavar="FACTOR",
+    parser.add_argument("--batch-size", type=positive_int, default=r.batch_size, metavar="N",
+                        help="digits per optimizer step (default: %(default)s)")
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, default=r.optimizer,
+                        help="adam, or sgd with --momentum and --weight-decay "
+                             "(default: %(default)s)")
+    parser.add_argument("--lr", type=positive_float, default=r.lr,
+                        help="learning rate of the first epoch (default: %(default)s)")
+    parser.add_argument("--schedule", choices=SCHEDULES, default=r.schedule,
+                        help="exponential: lr x FACTOR per epoch (--decay); cosine: from lr "
+                             "down towards 0 over the epochs (default: %(default)s)")
+    parser.add_argument("--decay", type=unit_float, default=r.lr_decay, metavar="FACTOR",
                         help="multiply the learning rate by FACTOR after each epoch "
                              "(default: %(default)s)")
-    parser.add_argument("--seed", type=natural_int, default=0,
+    parser.add_argument("--momentum", type=momentum_float, default=r.momentum,
+                        help="SGD's momentum (default: %(default)s)")
+    parser.add_argument("--weight-decay", type=natural_float, default=r.weight_decay,
+                        metavar="L2", help="SGD's L2 weight decay (default: %(default)s)")
+    parser.add_argument("--seed", type=natural_int, default=r.seed,
                         help="seeds the weights, the shuffling and --augment; one seed, one "
                              "model bit for bit (default: %(default)s)")
     parser.add_argument("--limit", type=positive_int, default=None, metavar="N",
                         help="train on the first N training digits only")
-    parser.add_argument("--augment", type=natural_int, default=2, metavar="PIXELS",
+    parser.add_argument("--augment", type=natural_int, default=r.shift, metavar="PIXELS",
                         help="shift each training digit by up to PIXELS pixels, redrawn every "
                              "epoch; 0 turns this off (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=Path("model.npz"),
                         help="where to save the trained model (default: %(default)s)")
 
 
+def recipe_from(args):
+    """The :class:`~tinyconv.training.Recipe` that ``tinyconv train``'s options describe."""
+    return Recipe(arch=args.arch, seed=args.seed, optimizer=args.optimizer, lr=args.lr,
+                  schedule=args.schedule, lr_decay=args.decay, momentum=args.momentum,
+                  weight_decay=args.weight_decay, batch_size=args.batch_size,
+                  epochs=args.epochs, shift=args.augment)
+
+
 def run_train(args):
-    """Train ``--arch`` with Adam, printing one line per epoch, then save atomically."""
+    """Train by the recipe of the options (:func:`~tinyconv.training.train_recipe`), one
+    line per epoch, then save atomically."""
     check_cache_dir(args)
     check_out(args.out)
+    recipe = recipe_from(args)
     X, y, train_text = load_digits(args, "train")
     if args.limit is not None:
         X, y = X[:args.limit], y[:args.limit]
         train_text = f"the first {len(y):,} of the {train_text}"
     X_test, y_test, test_text = load_digits(args, "test")
-    model = build(args.arch, seed=args.seed)
-    optimizer = Adam(model, lr=args.lr)
-    print(f"training {args.arch!r} ({count_parameters(model):,} parameters) on {train_text}; "
+    model = recipe.build()
+    print(f"training {args.arch!r} ({model.n_parameters():,} parameters) on {train_text}; "
           f"testing on {test_text}")
-    print(f"Adam lr={args.lr:g}" + (f" x {args.decay:g} per epoch" if args.decay < 1 else "")
-          + f", batch size {args.batch_size}, "
-          f"{args.epochs} epoch{'s' * (args.epochs > 1)}, seed {args.seed}"
-          + (f", random shifts <= {args.augment} px" if args.augment else ""))
+    print(recipe.describe())
     print(f"{'epoch':>5}  {'loss':>7}  {'train acc':>9}  {'held-out loss':>13}  "
           f"{'held-out acc':>12}  {'seconds':>7}")
     before = evaluate(model, X_test, y_test)
     print(f"{0:>5}  {'-':>7}  {'-':>9}  {before['loss']:>13.4f}  "
           f"{before['accuracy']:>12.4f}  {'-':>7}")
     start = time.perf_counter()
-    history = train_epochs(model, optimizer, X, y, (X_test, y_test), args)
+    _, history = train_recipe(recipe, X, y, validation=(X_test, y_test), model=model,
+                              on_epoch=print_epoch)
     seconds = time.perf_counter() - start
     final = history[-1]["val_accuracy"]
     print(f"held-out accuracy: {final:.2%} ({round(final * len(y_test)):,} of {test_text}); "
@@ -215,23 +214,6 @@ def run_train(args):
     save(model, args.out)
     print(f"saved {args.out}")
     return 0
-
-
-def train_epochs(model, optimizer, X, y, validation, args):
-    """One :func:`~tinyconv.training.fit` call per epoch, so that each epoch can have its own
-    learning rate ``lr * decay^(epoch - 1)`` and, with ``--augment``, its own shifted digits.
-    The shifts and the shuffling come from ``--seed``, so one seed fixes the run."""
-    rng = np.random.default_rng(args.seed)
-    history = []
-    for epoch in range(1, args.epochs + 1):
-        optimizer.lr = args.lr * args.decay ** (epoch - 1)
-        X_epoch = shift_images(X, args.augment, rng) if args.augment else X
-        record = fit(model, X_epoch, y, epochs=1, batch_size=args.batch_size,
-                     optimizer=optimizer, seed=(args.seed, epoch), validation=validation)[0]
-        record["epoch"] = epoch
-        print_epoch(record)
-        history.append(record)
-    return history
 
 
 def print_epoch(record):
@@ -252,7 +234,7 @@ def run_evaluate(args):
     """Accuracy on the held-out digits and the confusion matrix."""
     check_cache_dir(args)
     model = load_model(args.model)
-    check_mnist_model(model, args.model)
+    check_mnist_model(model, where=args.model)
     X, y, text = load_digits(args, "test")
     scores = evaluate(model, X, y)
     correct = int((scores["predictions"] == y).sum())
@@ -294,8 +276,135 @@ def run_info(args):
     """The layers, their output shapes and parameter counts."""
     model = load_model(args.model)
     print(model.summary())
-    print(f"{count_parameters(model):,} parameters, {model.dtype}")
+    print(f"{model.n_parameters():,} parameters, {model.dtype}")
     return 0
+
+
+# --------------------------------------------------------------------------- tour
+
+
+def tour_arguments(parser):
+    """``--out``, ``--digit``, ``--layer``, ``--feature``, ``--examples``, ``--model``."""
+    parser.add_argument("--out", type=Path, default=Path("tinyconv-tour"), metavar="DIR",
+                        help="directory for the PNGs and index.html (default: %(default)s)")
+    parser.add_argument("--digit", type=int, choices=range(10), default=8, metavar="0..9",
+                        help="digit class of the most/least probable examples and of the "
+                             "occlusion figure (default: %(default)s)")
+    parser.add_argument("--layer", default="conv2",
+                        help="layer of the unit shown by the projection figures, one with "
+                             "feature maps (default: %(default)s)")
+    parser.add_argument("--feature", type=int, default=3,
+                        help="feature map of that layer (default: %(default)s)")
+    parser.add_argument("--examples", type=int, default=None, metavar="N",
+                        help="use only the first N held-out digits (quicker; default: all)")
+    parser.add_argument("--model", default="mnist",
+                        help="a saved model (.npz), or 'mnist' for the shipped one "
+                             "(default: %(default)s)")
+
+
+def run_tour(args):
+    """Run :func:`tinyconv.tour.tour`; print each file written, then the page."""
+    # imported here: the tour draws with matplotlib, which the other commands never load
+    from .tour import tour
+    start = time.perf_counter()
+    paths = tour(args.out, digit=args.digit, layer=args.layer, feature=args.feature,
+                 examples=args.examples, model=load_model(args.model))
+    for path in paths[:-1]:
+        print(path)
+    print(f"{len(paths) - 1} figures in {time.perf_counter() - start:.0f} s; "
+          f"open {paths[-1]}")
+    return 0
+
+
+# --------------------------------------------------------------------------- explain
+
+
+def explain_arguments(parser):
+    parser.add_argument("images", nargs="*", metavar="IMAGE",
+                        help="PNG / JPEG files (any size, colour or grey, either polarity)")
+    parser.add_argument("--index", type=natural_int, action="append", default=[], metavar="N",
+                        help="explain held-out bundled digit N instead (repeatable)")
+    parser.add_argument("--method", action="append", default=None, metavar="M",
+                        help="saliency, gradient, deconvnet, guided, occlusion, maxact (and "
+                             "input_x_gradient, smoothgrad, integrated_gradients, grad_cam "
+                             "when installed); repeatable (default: all)")
+    parser.add_argument("--layer", default=None, metavar="L",
+                        help="the unit's layer (name or number) for gradient / deconvnet / "
+                             "guided / maxact (default: the class score)")
+    parser.add_argument("--feature", type=natural_int, default=None, metavar="K",
+                        help="the unit's feature k in --layer (default: the strongest map)")
+    parser.add_argument("--target", type=natural_int, default=None, metavar="C",
+                        help="the class explained (default: the predicted class)")
+    parser.add_argument("--model", default="mnist",
+                        help="a saved model (.npz) or 'mnist' (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=Path("explain"), metavar="DIR",
+                        help="folder for the PNGs and JSON (default: %(default)s)")
+
+
+def run_explain(args):
+    """Each image through each method: one PNG per method and one JSON per image."""
+    from . import explain as ex
+    from .files import writable_dir_problem
+
+    if not args.images and not args.index:
+        raise UsageError("give at least one IMAGE or --index N")
+    if args.feature is not None and args.layer is None:
+        raise UsageError("--feature K needs --layer L (the layer whose feature k is meant)")
+    methods = args.method or ex.available_methods()
+    unknown = [m for m in methods if m not in ex.available_methods()]
+    if unknown:
+        raise UsageError(f"--method: expected some of {', '.join(ex.available_methods())}, "
+                         f"got {', '.join(unknown)}")
+    problem = writable_dir_problem(args.out)
+    if problem:
+        raise UsageError(f"--out {args.out} {problem}")
+    model = load_model(args.model)
+    check_mnist_model(model, args.model)
+    layer = int(args.layer) if args.layer is not None and args.layer.isdigit() else args.layer
+    images, labels = load_mnist("bundled-test")
+    X_test = to_float(images)
+    inputs = []
+    for n in args.index:
+        if n >= len(X_test):
+            raise UsageError(f"--index: expected a number below {len(X_test)}, got {n}")
+        inputs.append((X_test[n:n + 1], [f"held-out digit {n} (label {labels[n]})"],
+                       f"bundled-test[{n}]", f"digit{n}"))
+    for path in args.images:
+        x, notes = ex.load_input(path)
+        inputs.append((x, notes, str(path), Path(path).stem))
+    for x, notes, source, stem in inputs:
+        result = ex.explain(model, x, methods, layer=layer, feature=args.feature,
+                            target=args.target, data=(X_test, labels))
+        print(f"{source}: predicted {result['prediction']} "
+              f"(p = {result['probabilities'][result['prediction']]:.3f})")
+        for note in notes:
+            print(f"  {note}")
+        for path in ex.write_report(result, x, notes, source, args.out, stem):
+            print(f"  wrote {path}")
+    return 0
+
+
+# --------------------------------------------------------------------------- explore
+
+
+def explore_arguments(parser):
+    parser.add_argument("--model", default="mnist",
+                        help="a saved model (.npz) or 'mnist' (default: %(default)s)")
+    parser.add_argument("--port", type=natural_int, default=8000,
+                        help="port on 127.0.0.1; 0 picks a free one (default: %(default)s)")
+    parser.add_argument("--no-browser", action="store_true",
+                        help="print the address but do not open a browser")
+
+
+def run_explore(args):
+    """Serve the explorer page on 127.0.0.1 until Ctrl-C."""
+    from .explore.server import serve
+
+    if args.port > 65535:
+        raise UsageError(f"--port: expected a number in 0..65535, got {args.port}")
+    model = load_model(args.model)
+    check_mnist_model(model, args.model)
+    return serve(model, port=args.port, browser=not args.no_browser)
 
 
 # --------------------------------------------------------------------------- the table
@@ -321,7 +430,11 @@ COMMANDS = {
                   model_argument, run_rf),
     "info": Command("layers, output shapes and parameter counts", model_argument, run_info),
     "tour": Command("the interpretation tour: every figure as a PNG, plus index.html",
-                    add_tour_arguments, run_tour),
+                    tour_arguments, run_tour),
+    "explain": Command("every interpretation method on your own image: PNGs + JSON",
+                       explain_arguments, run_explain),
+    "explore": Command("the live explorer in the browser (a local server on 127.0.0.1)",
+                       explore_arguments, run_explore, interrupted="explorer stopped"),
 }
 
 
@@ -337,10 +450,8 @@ def build_parser():
 
 def one_line(message):
     """Fold a multi-line message (e.g. one failure per download mirror) onto one line."""
-    lines = [line.strip() for line in str(message).splitlines() if line.strip()]
-    if len(lines) <= 1:
-        return "".join(lines)
-    return lines[0] + " " + "; ".join(lines[1:])
+    first, *rest = [line.strip() for line in str(message).splitlines() if line.strip()] or [""]
+    return " ".join([first, "; ".join(rest)]) if rest else first
 
 
 def report(message):

@@ -12,14 +12,16 @@ the first mirror that answers, checked against the published SHA-256 sums, and c
 import gzip
 import hashlib
 import os
-import sys
-import tempfile
 import zlib
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
+
+from .checks import check_choice
+from .files import atomic_write, is_writable
+from .progress import Progress
 
 SPLITS = ("bundled", "bundled-train", "bundled-test", "train", "test")
 BUNDLED_FILE = "mnist_5k.npz"
@@ -94,8 +96,7 @@ def load_mnist(split="bundled", download=False, cache_dir=None, mirrors=None):
     """
     if not isinstance(split, str):
         raise TypeError(f"split must be a str, got {type(split).__name__}")
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {', '.join(map(repr, SPLITS))}; got {split!r}")
+    check_choice(split, "split", SPLITS)
     if not isinstance(download, bool):
         raise TypeError(f"download must be a bool, got {type(download).__name__}")
     if cache_dir is not None and not isinstance(cache_dir, str | os.PathLike):
@@ -264,7 +265,7 @@ def _download(name, path, mirrors):
             f"cannot create the cache directory {path.parent} ({exc.strerror}); "
             "pass cache_dir= or set TINYCONV_CACHE to a writable directory"
         ) from exc
-    if not os.access(path.parent, os.W_OK | os.X_OK):
+    if not is_writable(path.parent):
         raise PermissionError(
             f"the cache directory {path.parent} is not writable; pass cache_dir= "
             "or set TINYCONV_CACHE to a writable directory"
@@ -291,34 +292,19 @@ def _download_one(url, path, expected):
     """
     import urllib.request
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
+    with atomic_write(path, "wb") as out, urllib.request.urlopen(url, timeout=TIMEOUT) as resp:
+        length = resp.headers.get("Content-Length", "")
+        total = int(length) if length.isdigit() else None
         digest, received = hashlib.sha256(), 0
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=TIMEOUT) as resp:
-            length = resp.headers.get("Content-Length", "")
-            total = int(length) if length.isdigit() else None
+        with Progress(total, f"downloading {path.name}") as bar:
             while chunk := resp.read(CHUNK):
                 out.write(chunk)
                 digest.update(chunk)
                 received += len(chunk)
-                _progress(path.name, received, total)
-        _progress(path.name, received, total, done=True)
+                bar.update(len(chunk))
         if total is not None and received != total:
             # http.client returns a short body silently when the connection drops
             raise OSError(f"incomplete download: received {received} of {total} bytes")
+        # raised inside atomic_write: the unverified bytes never take the file's name
         if digest.hexdigest() != expected:
             raise ChecksumError(f"SHA-256 {digest.hexdigest()}, expected {expected}")
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; the cache holds public data
-        os.replace(tmp, path)  # atomic: readers see the old file or the whole new one
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _progress(name, received, total, done=False):
-    """One self-overwriting progress line on stderr, only when a person is watching."""
-    if not sys.stderr.isatty():
-        return
-    amount = f"{100 * received // total:3d}%" if total else f"{received // 1024} KiB"
-    sys.stderr.write(f"\rdownloading {name}: {amount}" + ("\n" if done else ""))
-    sys.stderr.flush()

@@ -10,38 +10,62 @@ Layout, declared once for the whole package::
     activations  (N, H, W, C)        NHWC, channel last
     conv weights (kh, kw, C_in, C_out) HWIO
     im2col rows  (N * H_out * W_out, kh * kw * C)   row = one output location (n, oh, ow),
-                 column = (i, j, c) in C order, so ``cols @ W.reshape(kh * kw * C_in, C_out)``
-                 is the convolution.
+                 column = (i, j, c) in C order, so cols times the weights as a
+                 (kh * kw * C_in, C_out) matrix is the convolution.
 
 Padding is never materialised: a kernel tap that falls outside the image reads as 0 (im2col)
 or is skipped (col2im, max-pool). The max-pool *switches* hold, for each pooled unit, the flat
 position ``row * W + col`` of its maximum in the unpadded input (Zeiler & Fergus 2014, §2.1).
 
-How the kernels are made fast, in one place:
-
-- Each public kernel is a thin Python function (shapes, the output buffer, which loop to
-  run) around ``@njit(parallel=True)`` loops whose ``prange`` runs over rows of the array
-  they *write*, so no two threads ever write the same element and no result depends on the
-  thread count.
-- ``out=`` lets a layer hand in a buffer it keeps from call to call. A fresh array of tens of
-  megabytes is fresh memory: the operating system zeroes every page on first touch, which
-  costs more than the copy itself (a 58 MB im2col took 48 ms fresh, 7 ms into a kept buffer).
-- Small jobs run on one thread (:data:`PARALLEL_MIN_SIZE`): waking numba's sleeping worker
-  costs about 10 µs, more than a whole kernel on one example. (Its workers sleep when idle
-  because ``import tinyconv`` sets ``OMP_WAIT_POLICY=PASSIVE``; spinning workers fight
-  BLAS's threads for the same cores.)
-- This module loads only when a layer first runs a kernel (``layers._kernels``), so that
-  ``import tinyconv`` does not pay for importing numba.
+Each public kernel is a thin Python function (shapes, the output buffer, which loop to run)
+around ``@njit(parallel=True)`` loops whose ``prange`` runs over rows of the array they
+*write*, so no two threads write the same element and no result depends on the thread count.
+Small jobs run on one thread (:data:`PARALLEL_MIN_SIZE`). ``out=`` lets a caller hand in a
+buffer it keeps from call to call. The module loads only when a layer first runs a kernel
+(``layers._kernels``), and prints one line to stderr when numba compiles a kernel because
+its on-disk cache has none (:class:`_FirstCompile`). Why each of these pays, with the
+figures measured at the time: ``docs/speed.md``.
 """
 
+import sys
 from collections import Counter
 
 import numba
 import numpy as np
 from numba import njit, prange
+from numba.core import event
 
-#: Kernels whose output has fewer elements than this run on one thread (see the module notes).
+#: Kernels whose output has fewer elements than this run on one thread: waking a sleeping
+#: worker costs more than the whole job.
 PARALLEL_MIN_SIZE = 1 << 15
+
+#: The line printed when the first kernel is compiled rather than loaded from the cache.
+COMPILING_MESSAGE = ("tinyconv: compiling numba kernels for the first run "
+                     "(about {seconds} s on 2 cores; cached afterwards)")
+COMPILE_SECONDS = "10-30"
+
+
+class _FirstCompile(event.Listener):
+    """Prints :data:`COMPILING_MESSAGE` once per process, when numba starts to compile one of
+    this module's kernels: numba raises its ``numba:compile`` event only after the on-disk
+    cache missed, so a run that loads every kernel from the cache prints nothing."""
+
+    def __init__(self):
+        self.printed = False
+
+    def on_start(self, event):
+        dispatcher = event.data.get("dispatcher") if isinstance(event.data, dict) else None
+        py_func = getattr(dispatcher, "py_func", None)
+        if self.printed or getattr(py_func, "__module__", None) != __name__:
+            return
+        self.printed = True
+        print(COMPILING_MESSAGE.format(seconds=COMPILE_SECONDS), file=sys.stderr, flush=True)
+
+    def on_end(self, event):
+        pass
+
+
+event.register("numba:compile", _FirstCompile())
 
 
 def _run(kernel, size, *args):
@@ -71,11 +95,11 @@ class _Stats:
 
     @property
     def cache_hits(self):
-        return sum((Counter(k.stats.cache_hits) for k in self.kernels), Counter())
+        return sum((Counter(fn.stats.cache_hits) for fn in self.kernels), Counter())
 
     @property
     def cache_misses(self):
-        return sum((Counter(k.stats.cache_misses) for k in self.kernels), Counter())
+        return sum((Counter(fn.stats.cache_misses) for fn in self.kernels), Counter())
 
 
 def _wraps(*kernels):
@@ -149,11 +173,10 @@ def im2col_reference(x, kh, kw, sh, sw, dh, dw, pad_top, pad_left, H_out, W_out,
     return _into(out, cols.reshape(N * H_out * W_out, kh * kw * C))
 
 
-# Three loops fill cols, each the fastest for one kind of layer (measured; see
-# benchmarks/bench_kernels.py). All write the same numbers. numba vectorises a loop over
-# channels well when it is the innermost loop and a plain range, so many channels go tap by
-# tap; with few channels a window's tap row is one run of x, copied as a slice; with one
-# channel and stride 1, Conv2D keeps cols column-major and each column is a shifted row of x.
+# Three loops fill cols, all with the same numbers, each the fastest for one kind of layer
+# (docs/speed.md): many channels go tap by tap, the channel loop innermost; with few
+# channels a window's tap row is one run of x, copied as a slice; with one channel and
+# stride 1, cols is column-major and each column is a shifted row of x.
 
 
 @njit(cache=True, parallel=True)
@@ -248,9 +271,8 @@ def im2col(x, kh, kw, sh, sw, dh, dw, pad_top, pad_left, H_out, W_out, out=None)
 def _whole_rows(cols):
     """``cols``, or, if it is the left-hand columns of a row-major array (``buf[:, :K]``, as
     Conv2D's ``[cols, 1]`` buffer), the rows of that array: C-contiguous, with ``cols`` as its
-    first ``K`` columns. The kernels write only those, so the result is the same; but numba
-    compiles a loop over a C-contiguous array into straight copies, and one over a strided view
-    into per-element stores, measured 1.6 to 1.9 times slower on the benchmark shapes."""
+    first ``K`` columns. The kernels write only those, so the result is the same, and the
+    loops run over a C-contiguous array, which numba compiles into straight copies."""
     parent = cols.base
     if (cols.flags.c_contiguous or not isinstance(parent, np.ndarray)
             or parent.ndim != 2 or not parent.flags.c_contiguous
@@ -299,6 +321,8 @@ def col2im_reference(cols, N, H, W, C, kh, kw, sh, sw, dh, dw, pad_top, pad_left
 
 @njit(cache=True, parallel=True)
 def _col2im(cols, N, H, W, C, kh, kw, sh, sw, dh, dw, pad_top, pad_left, H_out, W_out, x):
+    # cols is C-contiguous: (N*H_out*W_out, kh*kw*C), or, for one channel and stride 1, its
+    # transpose (kh*kw, N*H_out*W_out), so that each tap's column is one run of memory
     # A gather, not a scatter: each task owns one image row (n, r) and collects the taps of
     # every window that covers its pixels. Windows overlap, so scattering window by window
     # would have two threads add into one pixel; gathering needs no locks, splits over any
@@ -321,14 +345,14 @@ def _col2im(cols, N, H, W, C, kh, kw, sh, sw, dh, dw, pad_top, pad_left, H_out, 
                 continue
             first = (n * H_out + oh_s // sh) * W_out       # cols row of (n, oh, ow = 0)
             if C == 1 and sw == 1:
-                # one channel, stride 1 (Conv2D's column-major cols): tap j of the windows
-                # lo_j..hi_j-1 is a run of one column of cols, added to a run of the row
+                # one channel, stride 1 (cols transposed): tap j of the windows
+                # lo_j..hi_j-1 is a run of one row of cols^T, added to a run of the row
                 for j in range(kw):
                     lo_j, hi_j = _inside(pad_left - j * dw, W, 1, W_out)
                     d = j * dw - pad_left                 # pixel ow + d gets window ow's tap
                     q = i * kw + j
                     for ow in range(lo_j, hi_j):
-                        x2[t, ow + d] += cols[first + ow, q]
+                        x2[t, ow + d] += cols[q, first + ow]
                 continue
             # windows right to left, so that each pixel meets its taps j in rising order;
             # the loop over channels innermost, which numba vectorises
@@ -354,7 +378,11 @@ def col2im(cols, N, H, W, C, kh, kw, sh, sw, dh, dw, pad_top, pad_left, H_out, W
     x = _output(out, (N, H, W, C), cols.dtype)
     if not x.flags.c_contiguous:
         raise ValueError("out: expected a C-contiguous array")
-    _run(_col2im, cols.size, cols, N, H, W, C, kh, kw, sh, sw, dh, dw, pad_top, pad_left,
+    # one memory order, so numba compiles the kernel once per dtype: cols^T for one channel
+    # and stride 1 (a view of a column-major cols), cols itself otherwise (a view if
+    # row-major); any other layout is copied
+    rows = np.ascontiguousarray(cols.T if C == 1 and sw == 1 else cols)
+    _run(_col2im, cols.size, rows, N, H, W, C, kh, kw, sh, sw, dh, dw, pad_top, pad_left,
          H_out, W_out, x)
     return x
 

@@ -1,21 +1,35 @@
 """Layers: Conv2D, ReLU, MaxPool2D, Flatten, Dense — each backward right under its forward.
 
-Every layer follows one protocol::
+Every layer follows one protocol (:class:`Layer` gives the defaults)::
 
-    name: str
+    name: str | None                       # set by Sequential when None
     params, grads: dict[str, ndarray]      # same keys; empty for ReLU, MaxPool2D, Flatten
-    forward(x)                             # caches what backward needs
-    backward(dy, rule="gradient")          # returns dx; only rule="gradient" writes grads
+    forward(x, check=True)                 # y_(l) from y_(l-1); caches what backward needs.
+                                           # check=False skips validating x (Sequential
+                                           # validates once, at the model's input)
+    backward(dy, rule="gradient", check=True[, input_grad=True])
+                                           # returns dx; only rule="gradient" writes grads.
+                                           # check=False trusts dy and rule (Sequential
+                                           # checks rule once). Layers with parameters
+                                           # (Conv2D, Dense) take input_grad=False: grads
+                                           # only, no dx, returns None
     output_shape(in_shape)                 # (H, W, C) -> (H', W', C'), no data needed
-    geometry(in_shape)                     # ((kh, sh, pad_top, dh), (kw, sw, pad_left, dw))
-                                           # for receptive fields; None if the layer mixes
-                                           # all positions (Flatten, Dense)
-    config()                               # constructor arguments, for save/load
+    geometry(in_shape)                     # method: ((kh, sh, pad_top, dh),
+                                           # (kw, sw, pad_left, dw)) for receptive fields;
+                                           # None if the layer mixes all positions
+                                           # (Flatten, Dense)
+    pads(H, W)                             # windowed layers only (Conv2D, MaxPool2D):
+                                           # ((pad_top, pad_bottom), (pad_left, pad_right))
+    init_params(rng)                       # (re)draw the parameters
+    astype(dtype)                          # cast params and grads in place; returns self
+    config()                               # constructor arguments (JSON-able), for
+                                           # save/load and repr
 
-Activations are ``(N, H, W, C)`` (the lecture's ``y_(l),idx,k``, feature index last), conv
-weights ``(kh, kw, C_in, C_out)``. The three backward rules differ only inside ReLU
-(Springenberg et al. 2014, Fig. 1); convolution always goes back by the transposed
-convolution with the same filters and max-pooling always goes back through its switches.
+Activations are ``(N, H, W, C)`` (the lecture's ``y_(l),idx,k``, feature index ``k`` last),
+conv weights ``(kh, kw, C_in, C_out)``. The three backward rules differ only inside ReLU
+(:func:`relu_backward`; Springenberg et al. 2014, Fig. 1); convolution always goes back by
+the transposed convolution with the same filters and max-pooling always goes back through
+its switches. The definitions in plain loops are in :mod:`tinyconv.reference`.
 """
 
 from typing import NamedTuple
@@ -23,23 +37,13 @@ from typing import NamedTuple
 import numpy as np
 
 from .checks import check_array, check_int, check_pair
+from .workspace import (
+    DX_CHUNK_BYTES,  # noqa: F401  (read here by benchmarks/bench_conv.py)
+    ConvWorkspace,
+    Im2colArgs,
+)
 
 RULES = ("gradient", "deconvnet", "guided")
-
-#: Conv2D goes through a batch in chunks of examples whose im2col matrix (kh*kw times the
-#: input) is at most this many bytes, one example at least: the matrix lives in a buffer the
-#: layer keeps, and this bounds it. Smaller chunks, sized for the cache, were measured slower
-#: on the benchmark shapes: several small GEMMs cost more than one large one, and the
-#: backward pass has to im2col every chunk but the last again.
-CHUNK_BYTES = 64 << 20
-
-#: The backward pass computes ``dcols = dy W^T`` and folds it back with col2im a few examples
-#: at a time, at most this many bytes of dcols (one example at least), so that col2im reads
-#: dcols from the cache the GEMM has just written it to. Unlike the forward's im2col matrix,
-#: nothing else needs dcols, so small pieces cost nothing: 4 MB took dcols + col2im from 36 to
-#: 22 ms on a 256 x 14 x 14 x 32 -> 64 layer and from 19 to 12 ms on the MNIST network's
-#: second convolution (1, 2 and 8 MB were measured too, and the whole batch at once).
-DX_CHUNK_BYTES = 4 << 20
 
 
 def _kernels():
@@ -74,27 +78,27 @@ def softmax(z, axis=-1):
     return e / e.sum(axis=axis, keepdims=True)
 
 
-def resolve_padding(padding, size, k_eff, stride):
+def resolve_padding(padding, size, extent, stride):
     """Padding before and after one spatial axis.
 
     Parameters
     ----------
     padding : int, ``"valid"`` or ``"same"`` (one axis' share of the layer's padding).
     size : the input's extent along the axis.
-    k_eff : effective kernel extent, ``d * (k - 1) + 1``.
+    extent : effective kernel extent, ``dilation * (kernel - 1) + 1``.
     stride : int.
 
     Returns
     -------
     (before, after) : ints. ``"same"`` follows TensorFlow: the total is
-    ``max(k_eff - stride, 0)`` if ``size % stride == 0`` else ``max(k_eff - size % stride, 0)``,
+    ``max(extent - stride, 0)`` if ``size % stride == 0`` else ``max(extent - size % stride, 0)``,
     the odd pixel going after (bottom / right), so that ``H_out = ceil(H / stride)``.
     """
     if padding == "valid":
         return 0, 0
     if padding == "same":
         rest = size % stride
-        total = max(k_eff - (stride if rest == 0 else rest), 0)
+        total = max(extent - (stride if rest == 0 else rest), 0)
         return total // 2, total - total // 2
     return padding, padding
 
@@ -110,9 +114,10 @@ def _padding_arg(padding):
     return ph, pw
 
 
-def _window_out(size, k, stride, dilation, before, after):
-    """Output extent along one axis: ``(size + before + after - d*(k-1) - 1) // stride + 1``."""
-    return (size + before + after - dilation * (k - 1) - 1) // stride + 1
+def _window_out(size, kernel, stride, dilation, before, after):
+    """Output extent along one axis:
+    ``(size + before + after - dilation*(kernel-1) - 1) // stride + 1``."""
+    return (size + before + after - dilation * (kernel - 1) - 1) // stride + 1
 
 
 class Geometry(NamedTuple):
@@ -198,7 +203,7 @@ class Layer:
                              "call forward() before backward()")
 
     def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        args = ", ".join(f"{key}={value!r}" for key, value in self.config().items())
         return f"{type(self).__name__}({args})"
 
 
@@ -212,13 +217,14 @@ def _he_normal(rng, shape, fan_in, dtype):
 
 
 class Conv2D(Layer):
-    """2-D convolution (cross-correlation) by im2col + GEMM.
+    """2-D convolution (cross-correlation) by im2col + GEMM (Zeiler & Fergus 2014, §2).
 
     ``y[n, oh, ow, o] = b[o] + sum_{i,j,c} x[n, oh*sh - pt + i*dh, ow*sw - pl + j*dw, c]
-    * W[i, j, c, o]``, with zeros outside the image. Computed as ``[cols, 1] @ [W2; b]``
-    (cols from :func:`tinyconv.kernels.im2col`, ``W2 = W.reshape(kh*kw*C_in, C_out)``), for
-    big batches a chunk of examples at a time (:data:`CHUNK_BYTES`); backward computes ``dW``
-    and ``db`` as ``[cols, 1]^T dy`` and ``dx`` as ``col2im(dy W2^T)``.
+    * W[i, j, c, o]``, with zeros outside the image (the loops:
+    :func:`tinyconv.reference.conv2d`). Computed as ``cols @ W2 + b``, cols from
+    :func:`tinyconv.kernels.im2col` and ``W2 = W.reshape(kh*kw*C_in, C_out)``; backward
+    computes ``dW = cols^T dy``, ``db = sum dy`` and ``dx = col2im(dy W2^T)``. A
+    :class:`tinyconv.workspace.ConvWorkspace` runs these GEMMs fast (kept buffers, chunks).
 
     Parameters
     ----------
@@ -230,9 +236,9 @@ class Conv2D(Layer):
     rng : seed or ``numpy.random.Generator`` for the He-normal weights (None: fresh entropy).
     dtype : parameter dtype, float32 by default.
 
-    Shapes: input ``(N, H, W, C_in)``, output ``(N, H_out, W_out, C_out)`` with
-    ``H_out = (H + pad_top + pad_bottom - dh*(kh-1) - 1) // sh + 1``; ``W`` is
-    ``(kh, kw, C_in, C_out)`` (HWIO), ``b`` is ``(C_out,)``.
+    Shapes: input ``(N, H_in, W_in, C_in)``, output ``(N, H_out, W_out, C_out)`` with
+    ``H_out = (H_in + pad_top + pad_bottom - dh*(kh-1) - 1) // sh + 1``; the weights ``W``
+    are ``(kh, kw, C_in, C_out)`` (HWIO), ``b`` is ``(C_out,)``.
     """
 
     def __init__(self, in_channels, out_channels, kernel, stride=1, padding=0, dilation=1,
@@ -249,8 +255,8 @@ class Conv2D(Layer):
         self.bias = bias
         self._dtype0 = np.dtype(dtype)
         self.init_params(rng)
-        self._x = self._in_buffer = None
-        self._buffers = {}
+        self._x = None
+        self._workspace = ConvWorkspace()
 
     def init_params(self, rng):
         kh, kw = self.kernel
@@ -260,7 +266,7 @@ class Conv2D(Layer):
         self.params = {"W": _he_normal(rng, shape, fan_in, dtype)}
         if self.bias:
             self.params["b"] = np.zeros(self.out_channels, dtype=dtype)
-        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+        self.grads = {key: np.zeros_like(p) for key, p in self.params.items()}
 
     def config(self):
         pad = self.padding if isinstance(self.padding[0], str) else list(self.padding)
@@ -272,9 +278,9 @@ class Conv2D(Layer):
     def pads(self, H, W):
         """``((pad_top, pad_bottom), (pad_left, pad_right))`` for an ``H x W`` input."""
         return tuple(
-            resolve_padding(p, n, d * (k - 1) + 1, s)
-            for p, n, k, s, d in zip(self.padding, (H, W), self.kernel, self.stride,
-                                     self.dilation, strict=True))
+            resolve_padding(p, n, d * (size - 1) + 1, s)
+            for p, n, size, s, d in zip(self.padding, (H, W), self.kernel, self.stride,
+                                        self.dilation, strict=True))
 
     def output_shape(self, in_shape):
         if len(in_shape) != 3:
@@ -285,15 +291,15 @@ class Conv2D(Layer):
             raise ValueError(f"{self._label()}: in_channels is {self.in_channels}, "
                              f"but the input has {C} channels")
         out = []
-        for n, k, s, d, (before, after), axis in zip(
+        for n, size, s, d, (before, after), axis in zip(
                 (H, W), self.kernel, self.stride, self.dilation, self.pads(H, W), "HW",
                 strict=True):
-            size = _window_out(n, k, s, d, before, after)
-            if size < 1:
+            n_out = _window_out(n, size, s, d, before, after)
+            if n_out < 1:
                 raise ValueError(
-                    f"{self._label()}: kernel extent {d * (k - 1) + 1} is larger than the padded "
-                    f"input ({n} + {before + after} along {axis})")
-            out.append(size)
+                    f"{self._label()}: kernel extent {d * (size - 1) + 1} is larger than the "
+                    f"padded input ({n} + {before + after} along {axis})")
+            out.append(n_out)
         return out[0], out[1], self.out_channels
 
     def geometry(self, in_shape):
@@ -321,128 +327,60 @@ class Conv2D(Layer):
         return self.params["W"]
 
     def _im2col_args(self, H, W):
+        """The window arguments of im2col / col2im for an ``H x W`` input."""
         H_out, W_out, _ = self.output_shape((H, W, self.in_channels))
         (pt, _), (pl, _) = self.pads(H, W)
-        (kh, kw), (sh, sw), (dh, dw) = self.kernel, self.stride, self.dilation
-        return kh, kw, sh, sw, dh, dw, pt, pl, H_out, W_out
-
-    def _chunks(self, N, P, K, itemsize):
-        """Example ranges ``(n0, n1)`` covering ``0..N``, each with at most
-        :data:`CHUNK_BYTES` of im2col matrix (``P`` rows of ``K`` numbers per example) and
-        at least one example; and the rows of the largest, the size of the kept buffers."""
-        step = max(1, CHUNK_BYTES // (P * K * itemsize))
-        return [(n0, min(N, n0 + step)) for n0 in range(0, N, step)], min(N, step) * P
-
-    def _buffer(self, name, shape, dtype, ones_column=False):
-        """A scratch matrix kept from call to call, new only when the shape or dtype changes.
-
-        A fresh array of megabytes costs a page fault per page on first touch (more than
-        filling it; see :mod:`tinyconv.kernels`). ``ones_column`` sets the last column to 1
-        once, when the array is made; im2col never writes it. The matrix is row-major,
-        except for one input channel and stride 1 along W: a window's rows are then only kw
-        numbers long, and in a column-major matrix each column of cols is one straight copy
-        of an image row (im2col and col2im both use that). NumPy's GEMM takes either order.
-        """
-        buf = self._buffers.get(name)
-        if buf is None or buf.shape != shape or buf.dtype != dtype:
-            by_column = self.in_channels == 1 and self.stride[1] == 1
-            buf = np.empty(shape, dtype=dtype, order="F" if by_column else "C")
-            if ones_column:
-                buf[:, -1] = 1
-            self._buffers[name] = buf
-        return buf
-
-    def _cols(self, x, n0, n1, args, rows, reuse=False):
-        """``[cols, 1]`` of examples ``n0:n1`` of ``x`` (``[cols]`` without bias), in the
-        kept buffer. With ``reuse``, im2col is skipped if the buffer already holds them
-        (the backward pass after a forward of the same ``x``)."""
-        K = args[0] * args[1] * self.in_channels
-        ext = self._buffer("cols", (rows, K + self.bias), x.dtype, ones_column=self.bias)
-        ext = ext[:(n1 - n0) * args[-2] * args[-1]]
-        held = self._in_buffer
-        if not (reuse and held is not None and held[0] is x and held[1:] == (n0, n1)):
-            _kernels().im2col(x[n0:n1], *args, out=ext[:, :K])   # (n*H_out*W_out, K)
-            self._in_buffer = (x, n0, n1)
-        return ext
+        return Im2colArgs(*self.kernel, *self.stride, *self.dilation, pt, pl, H_out, W_out)
 
     def forward(self, x, check=True):
-        """``y_(l) = conv(y_(l-1), W) + b``: ``(N, H, W, C_in) -> (N, H_out, W_out, C_out)``."""
+        """``y_(l) = conv(y_(l-1), W) + b``:
+        ``(N, H_in, W_in, C_in) -> (N, H_out, W_out, C_out)``."""
         if check:
             x = check_array(x, "x", ndim=4, shape=(None, None, None, self.in_channels))
         x = np.ascontiguousarray(self._cast(x))
-        N, H, W, _ = x.shape
-        args = self._im2col_args(H, W)
-        H_out, W_out, C_out = args[-2], args[-1], self.out_channels
-        P, K = H_out * W_out, args[0] * args[1] * self.in_channels
-        W2 = self.params["W"].reshape(K, C_out)             # (kh*kw*C_in, C_out)
-        if self.bias:
-            # cols gets one more column, of ones, and W2 the bias as one more row:
-            # [cols, 1] @ [W2; b] = cols @ W2 + b in the one GEMM, with no second pass over y;
-            # the backward's GEMM then gives db as the last row of [cols, 1]^T dy
-            W2 = np.concatenate([W2, self.params["b"][None, :]])   # (K + 1, C_out)
-        y = np.empty((N * P, C_out), dtype=x.dtype)         # (N*H_out*W_out, C_out)
-        # the whole batch in one GEMM, unless its im2col matrix would exceed CHUNK_BYTES
-        chunks, rows = self._chunks(N, P, K + 1, x.itemsize)
-        for n0, n1 in chunks:
-            ext = self._cols(x, n0, n1, args, rows)         # (n*H_out*W_out, K [+ 1])
-            np.matmul(ext, W2, out=y[n0 * P:n1 * P])
+        N, H_in, W_in, _ = x.shape
+        args = self._im2col_args(H_in, W_in)
+        W2 = self.params["W"].reshape(-1, self.out_channels)    # (kh*kw*C_in, C_out)
+        b = self.params["b"] if self.bias else None              # (C_out,)
+        # cols = im2col(x): one row per output location (n, oh, ow), one column per kernel
+        # tap (i, j, c): (N*H_out*W_out, kh*kw*C_in); then one GEMM, and the bias:
+        # y = cols @ W2 + b: (N*H_out*W_out, C_out)
+        y = self._workspace.im2col_gemm(x, args, W2, b)
         self._x = x         # for the backward pass (by reference, as Dense and ReLU keep theirs)
-        return y.reshape(N, H_out, W_out, C_out)
+        return y.reshape(N, args.H_out, args.W_out, self.out_channels)
 
     def backward(self, dy, rule="gradient", check=True, input_grad=True):
-        """Transposed convolution: ``dx = col2im(dy W^T)``; with ``rule="gradient"`` also
-        ``dW = cols^T dy`` and ``db = sum dy``. ``(N, H_out, W_out, C_out) -> (N, H, W, C_in)``;
-        ``input_grad=False`` skips ``dx`` and returns None.
+        """Transposed convolution: ``dx = col2im(dy W2^T)``; with ``rule="gradient"`` also
+        ``dW = cols^T dy`` and ``db = sum dy``. ``(N, H_out, W_out, C_out) -> (N, H_in, W_in,
+        C_in)``; ``input_grad=False`` skips ``dx`` and returns None.
         """
-        check_rule(rule)
         self._need_cache("_x")
         x = self._x
-        N, H, W, C = x.shape
-        args = self._im2col_args(H, W)
+        args = self._im2col_args(x.shape[1], x.shape[2])
         if check:
-            dy = check_array(dy, "dy", shape=(N, args[-2], args[-1], self.out_channels))
+            check_rule(rule)
+            dy = check_array(dy, "dy", shape=(len(x), args.H_out, args.W_out, self.out_channels))
         dy2 = np.ascontiguousarray(self._cast(dy)).reshape(-1, self.out_channels)
-        P, K = args[-2] * args[-1], args[0] * args[1] * C   # dy2: (N*H_out*W_out, C_out)
-        W2 = self.params["W"].reshape(K, self.out_channels)
-        grads = np.zeros((K + self.bias, self.out_channels), dtype=dy2.dtype)
-        dx = np.empty(x.shape, dtype=dy2.dtype) if input_grad else None
-        chunks, rows = self._chunks(N, P, K + 1, x.itemsize)
-        if input_grad:      # examples per piece of dcols (DX_CHUNK_BYTES), and its buffer
-            step = max(1, DX_CHUNK_BYTES // (P * K * x.itemsize))
-            buf = self._buffer("dcols", (min(N, step) * P, K), dy2.dtype)
-        # last chunk first: the forward pass left its cols in the buffer
-        for n0, n1 in reversed(chunks):
-            dy_c = dy2[n0 * P:n1 * P]                       # (n*H_out*W_out, C_out)
-            if rule == "gradient":
-                ext = self._cols(x, n0, n1, args, rows, reuse=True)
-                if ext.flags.c_contiguous:
-                    # [cols, 1]^T dy computed as (dy^T [cols, 1])^T: with row-major cols,
-                    # OpenBLAS ran it 17% faster this way round on shapes 2 and 4 of
-                    # benchmarks/bench_conv.py; with column-major cols, no faster
-                    grads += (dy_c.T @ ext).T               # (K [+ 1], C_out)
-                else:
-                    grads += ext.T @ dy_c
-            if input_grad:
-                # if we im2col on the forward, we col2im on the backward: dcols = dy W2^T,
-                # then each window's row is folded back onto the image; a few examples at a
-                # time (DX_CHUNK_BYTES), so that dcols is still in the cache for col2im
-                for m0 in range(n0, n1, step):
-                    m1 = min(n1, m0 + step)
-                    dcols = buf[:(m1 - m0) * P]             # (m*H_out*W_out, K)
-                    np.matmul(dy2[m0 * P:m1 * P], W2.T, out=dcols)
-                    _kernels().col2im(dcols, m1 - m0, H, W, C, *args, out=dx[m0:m1])
+        # dy2: (N*H_out*W_out, C_out), one row per output location, as the rows of cols
         if rule == "gradient":
-            self.grads["W"] = grads[:K].reshape(self.params["W"].shape)
+            # dW2 = cols^T dy2: (kh*kw*C_in, C_out); db = dy2 summed over rows: (C_out,)
+            dW2, db = self._workspace.weight_gemm(x, args, dy2, self.bias)
+            self.grads["W"] = dW2.reshape(self.params["W"].shape)
             if self.bias:
-                self.grads["b"] = grads[K]                  # sum of dy over locations
-        return dx
+                self.grads["b"] = db
+        if not input_grad:
+            return None
+        # if we im2col on the forward, we col2im on the backward: dcols = dy2 W2^T is
+        # (N*H_out*W_out, kh*kw*C_in), and col2im adds each row back onto its window
+        W2 = self.params["W"].reshape(-1, self.out_channels)    # (kh*kw*C_in, C_out)
+        return self._workspace.col2im_gemm(dy2, W2, args, x.shape)
 
 
 # --------------------------------------------------------------------------- ReLU
 
 
 def relu_backward(dy, x, rule):
-    """The one place where the three backward rules differ (DESIGN.md table).
+    """The one place where the three backward rules differ.
 
     Parameters
     ----------
@@ -483,9 +421,9 @@ class ReLU(Layer):
 
     def backward(self, dy, rule="gradient", check=True):
         """See :func:`relu_backward`."""
-        check_rule(rule)
         self._need_cache("_x")
         if check:
+            check_rule(rule)
             dy = check_array(dy, "dy", shape=self._x.shape)
         return relu_backward(dy, self._x, rule)
 
@@ -512,8 +450,8 @@ class MaxPool2D(Layer):
         self.size = check_pair(size, "size", minimum=1)
         self.stride = self.size if stride is None else check_pair(stride, "stride", minimum=1)
         self.padding = _padding_arg(padding)
-        for p, k in zip(self.padding, self.size, strict=True):
-            if not isinstance(p, str) and p >= k:
+        for p, size in zip(self.padding, self.size, strict=True):
+            if not isinstance(p, str) and p >= size:
                 raise ValueError(f"padding: must be smaller than the window {self.size}, "
                                  f"got {self.padding}")
         self.switches = self._in_shape = None
@@ -525,7 +463,7 @@ class MaxPool2D(Layer):
 
     def pads(self, H, W):
         """``((pad_top, pad_bottom), (pad_left, pad_right))`` for an ``H x W`` input."""
-        return tuple(resolve_padding(p, n, k, s) for p, n, k, s in
+        return tuple(resolve_padding(p, n, size, s) for p, n, size, s in
                      zip(self.padding, (H, W), self.size, self.stride, strict=True))
 
     def output_shape(self, in_shape):
@@ -534,13 +472,13 @@ class MaxPool2D(Layer):
                              f"{tuple(in_shape)}")
         H, W, C = in_shape
         out = []
-        for n, k, s, (before, after), axis in zip((H, W), self.size, self.stride,
+        for n, size, s, (before, after), axis in zip((H, W), self.size, self.stride,
                                                   self.pads(H, W), "HW", strict=True):
-            size = _window_out(n, k, s, 1, before, after)
-            if size < 1:
-                raise ValueError(f"{self._label()}: window {k} is larger than the padded input "
+            n_out = _window_out(n, size, s, 1, before, after)
+            if n_out < 1:
+                raise ValueError(f"{self._label()}: window {size} is larger than the padded input "
                                  f"({n} + {before + after} along {axis})")
-            out.append(size)
+            out.append(n_out)
         return out[0], out[1], C
 
     def geometry(self, in_shape):
@@ -577,9 +515,9 @@ class MaxPool2D(Layer):
     def backward(self, dy, rule="gradient", check=True):
         """Unpool: each value goes back to its switch, the same for every rule.
         ``(N, H_out, W_out, C) -> (N, H, W, C)``, zero where no max came from."""
-        check_rule(rule)
         self._need_cache("switches")
         if check:
+            check_rule(rule)
             dy = check_array(dy, "dy", shape=self.switches.shape)
         _, H, W, _ = self._in_shape
         return _kernels().unpool(np.ascontiguousarray(dy), self.switches, H, W)
@@ -606,9 +544,9 @@ class Flatten(Layer):
 
     def backward(self, dy, rule="gradient", check=True):
         """``(N, H*W*C) -> (N, H, W, C)``."""
-        check_rule(rule)
         self._need_cache("_in_shape")
         if check:
+            check_rule(rule)
             dy = check_array(dy, "dy", shape=(self._in_shape[0], int(np.prod(self._in_shape[1:]))))
         return dy.reshape(self._in_shape)
 
@@ -634,7 +572,7 @@ class Dense(Layer):
         self.params = {
             "W": _he_normal(rng, (self.in_features, self.out_features), self.in_features, dtype),
             "b": np.zeros(self.out_features, dtype=dtype)}
-        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+        self.grads = {key: np.zeros_like(p) for key, p in self.params.items()}
 
     def config(self):
         return {"in_features": self.in_features, "out_features": self.out_features,
@@ -661,9 +599,9 @@ class Dense(Layer):
     def backward(self, dy, rule="gradient", check=True, input_grad=True):
         """``dx = dy W^T``; with ``rule="gradient"`` also ``dW = x^T dy``, ``db = sum dy``
         (``input_grad=False``: no ``dx``, returns None)."""
-        check_rule(rule)
         self._need_cache("_x")
         if check:
+            check_rule(rule)
             dy = check_array(dy, "dy", shape=(self._x.shape[0], self.out_features))
         dy = self._cast(dy)
         if rule == "gradient":

@@ -134,14 +134,21 @@ class Sequential:
         """``[(layer, key), …]`` for every parameter array, in layer order (for optimizers)."""
         return [(layer, key) for layer in self.layers for key in layer.params]
 
+    def n_parameters(self, layer=None):
+        """How many numbers training adjusts: in the whole model, or in layer ``l`` only
+        (a name or number; 0, the input, has none)."""
+        if layer is None:
+            return sum(self.n_parameters(l) for l in range(1, len(self.layers) + 1))
+        l = self.index(layer)
+        return 0 if l == 0 else sum(p.size for p in self.layers[l - 1].params.values())
+
     def summary(self):
         """A table: layer number, name, type, output shape, number of parameters."""
         rows = [f"{'l':>3}  {'name':<10} {'type':<10} {'output shape':<16} params"]
         rows.append(f"{0:>3}  {'input':<10} {'':<10} {str(self.output_shapes[0]):<16} 0")
         for l, layer in enumerate(self.layers, 1):
-            n = sum(p.size for p in layer.params.values())
             rows.append(f"{l:>3}  {layer.name:<10} {type(layer).__name__:<10} "
-                        f"{str(self.output_shapes[l]):<16} {n}")
+                        f"{str(self.output_shapes[l]):<16} {self.n_parameters(l)}")
         return "\n".join(rows)
 
     def __repr__(self):
@@ -194,8 +201,8 @@ class Sequential:
         Parameters
         ----------
         dy : (N, *output_shapes[start]) array: for the true gradient, ``d loss / d y_(start)``;
-            for a projection, a one-hot seed on the unit ``y_(l),idx,k``.
-        rule : ``"gradient"``, ``"deconvnet"`` or ``"guided"`` (only ReLU differs).
+            for a projection, a one-hot signal on the unit ``y_(l),idx,k``.
+        rule : one of :data:`tinyconv.layers.RULES` (only ReLU's backward differs).
         start : layer name or number ``l``; defaults to ``L``. The last forward pass must have
             reached it.
         input_grad : False to stop once every parameter has its gradient: the layers below
@@ -231,11 +238,3 @@ class Sequential:
                 return None
             dy = layer.backward(dy, rule=rule, check=i == start - 1)
         return dy if input_grad else None
-
-    # ------------------------------------------------------------------ conversions
-
-    def to_torch(self):
-        """An equivalent ``torch.nn.Sequential`` with the same weights (see
-        :mod:`tinyconv.interop`; torch is imported only there)."""
-        from .interop import to_torch
-        return to_torch(self)

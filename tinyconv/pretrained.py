@@ -1,7 +1,8 @@
 """The shipped MNIST CNN: ``pretrained("mnist")``.
 
 The weights in ``tinyconv/data/mnist_cnn.npz`` were trained by ``tinyconv train`` on the
-4,000 bundled training digits (the command and seed are in README.md); the model takes
+4,000 bundled training digits, i.e. by :data:`tinyconv.training.MNIST_RECIPE`
+(``train_recipe(MNIST_RECIPE, X, y)`` gives them again); the model takes
 ``to_float(images)``, i.e. ``(N, 28, 28, 1)`` float32 in ``[0, 1]``, and returns logits
 ``(N, 10)``.
 """
@@ -9,6 +10,7 @@ The weights in ``tinyconv/data/mnist_cnn.npz`` were trained by ``tinyconv train`
 from importlib import resources
 from pathlib import Path
 
+from .checks import check_choice
 from .serialize import load
 
 MODELS = {"mnist": "mnist_cnn.npz"}
@@ -16,8 +18,7 @@ MODELS = {"mnist": "mnist_cnn.npz"}
 
 def pretrained(name="mnist"):
     """Load a shipped model by name (``"mnist"``) -> :class:`~tinyconv.model.Sequential`."""
-    if name not in MODELS:
-        raise ValueError(f"name: expected one of {sorted(MODELS)}, got {name!r}")
+    check_choice(name, "name", MODELS)
     with resources.as_file(resources.files("tinyconv") / "data" / MODELS[name]) as path:
         if not path.is_file():
             raise FileNotFoundError(f"the shipped model file {path} is missing from this "

@@ -2,18 +2,17 @@
 
 Never pickle: the spec is a JSON string stored as a uint8 array, every parameter is a plain
 numeric array named ``"<l>/<key>"`` (``l`` the layer number, 1-based), and files are read
-with ``allow_pickle=False``. Writes are atomic: a temporary file in the same folder, flushed
-to disk, then renamed over the target, so an interrupted save leaves the old file intact.
+with ``allow_pickle=False``. Writes are atomic (:func:`tinyconv.files.atomic_write`): an
+interrupted save leaves the old file intact.
 """
 
 import json
-import os
-import uuid
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from .files import atomic_write
 from .layers import LAYER_TYPES
 from .model import Sequential
 
@@ -69,20 +68,8 @@ def save(model, path):
     for l, layer in enumerate(model.layers, 1):
         for key, value in layer.params.items():
             arrays[f"{l}/{key}"] = value
-    # a fresh name beside the target (same file system, so the rename is atomic); O_EXCL never
-    # reuses an existing file, and mode 0o666 lets the umask set the usual permissions
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        # anything (disk full, Ctrl-C) before the rename: drop the temporary, keep the old file
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "wb") as f:      # a crash or Ctrl-C leaves the old file in place
+        np.savez(f, **arrays)
 
 
 def load(path):

@@ -13,12 +13,12 @@ what to show, names the files and writes the page.
 """
 
 import html
-import time
 from pathlib import Path
 
 import numpy as np
 
 from . import plots
+from .architectures import check_mnist_model
 from .checks import check_int
 from .data import load_mnist, to_float
 from .effective_rf import effective_receptive_field
@@ -26,7 +26,7 @@ from .files import atomic_write
 from .layers import Conv2D, MaxPool2D
 from .max_activation import max_activating
 from .occlusion import occlusion
-from .pretrained import load_model, pretrained
+from .pretrained import pretrained
 from .projection import project_top
 from .receptive_field import receptive_field, receptive_fields
 from .training import predict
@@ -70,15 +70,6 @@ def check_arguments(model, out_dir, digit, layer, feature, examples):
     if examples is not None:
         examples = check_int(examples, "examples", minimum=1)
     return out, int(digit), model.names[l], int(feature), examples
-
-
-def check_model(model):
-    """The tour needs an MNIST classifier with at least one convolution."""
-    if model.input_shape != (28, 28, 1) or model.output_shapes[-1] != (10,):
-        raise ValueError(f"model: expected (28, 28, 1) digits in and 10 classes out, got "
-                         f"{model.input_shape} -> {model.output_shapes[-1]}")
-    if not plots.conv_layers(model):
-        raise ValueError("model: the tour needs a model with at least one Conv2D layer")
 
 
 # --------------------------------------------------------------------------- choices
@@ -193,7 +184,7 @@ def tour(out_dir, digit=8, layer="conv2", feature=3, examples=None, progress=Non
     """
     shipped = model is None
     model = pretrained("mnist") if shipped else model
-    check_model(model)
+    check_mnist_model(model, need_conv=True)
     out, digit, layer, feature, examples = check_arguments(model, out_dir, digit, layer,
                                                            feature, examples)
     images, labels = load_mnist("bundled-test")
@@ -315,37 +306,3 @@ def tour(out_dir, digit=8, layer="conv2", feature=3, examples=None, progress=Non
              "rebuilt alone by the script of the same number in demos/.")
     written.append(write_index(out, entries, intro))
     return written
-
-
-# --------------------------------------------------------------------------- command line
-
-
-def add_tour_arguments(parser):
-    """Add ``--out``, ``--digit``, ``--layer``, ``--feature``, ``--examples``, ``--model``."""
-    parser.add_argument("--out", type=Path, default=Path("tinyconv-tour"), metavar="DIR",
-                        help="directory for the PNGs and index.html (default: %(default)s)")
-    parser.add_argument("--digit", type=int, choices=range(10), default=8, metavar="0..9",
-                        help="digit class of the most/least probable examples and of the "
-                             "occlusion figure (default: %(default)s)")
-    parser.add_argument("--layer", default="conv2",
-                        help="layer of the unit shown by the projection figures, one with "
-                             "feature maps (default: %(default)s)")
-    parser.add_argument("--feature", type=int, default=3,
-                        help="feature map of that layer (default: %(default)s)")
-    parser.add_argument("--examples", type=int, default=None, metavar="N",
-                        help="use only the first N held-out digits (quicker; default: all)")
-    parser.add_argument("--model", default="mnist",
-                        help="a saved model (.npz), or 'mnist' for the shipped one "
-                             "(default: %(default)s)")
-
-
-def run_tour(args):
-    """Run :func:`tour` from parsed arguments; print each file written, then the page."""
-    start = time.perf_counter()
-    paths = tour(args.out, digit=args.digit, layer=args.layer, feature=args.feature,
-                 examples=args.examples, model=load_model(getattr(args, "model", "mnist")))
-    for path in paths[:-1]:
-        print(path)
-    print(f"{len(paths) - 1} figures in {time.perf_counter() - start:.0f} s; "
-          f"open {paths[-1]}")
-    return 0

@@ -1,16 +1,20 @@
-"""Training: softmax cross-entropy, SGD with momentum, Adam, and the fit / evaluate loops.
+"""Training: softmax cross-entropy, SGD with momentum, Adam, the fit / evaluate loops, and
+the recipe of the shipped model (:data:`MNIST_RECIPE`, :func:`train_recipe`).
 
 ``fit`` is deterministic: the same model seed, data, and ``seed`` give bit-identical weights.
 A step whose loss, gradients or updated weights are not finite raises ``FloatingPointError``
 before anything is written, so a diverging run never leaves NaN weights behind.
 """
 
+import math
 import numbers
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
-from .checks import check_array, check_int
+from .architectures import ARCHITECTURES, build, shift_images
+from .checks import check_array, check_choice, check_int
 from .layers import softmax
 from .progress import Progress
 
@@ -174,7 +178,7 @@ def train_step(model, optimizer, xb, yb):
 
 
 def fit(model, X, y, epochs=1, batch_size=64, optimizer=None, seed=0, validation=None,
-        progress=None, on_epoch=None):
+        progress=None, on_epoch=None, lr_schedule=None, augment=None):
     """Train ``model`` on ``(X, y)`` with mini-batches shuffled by ``seed``.
 
     Parameters
@@ -183,37 +187,53 @@ def fit(model, X, y, epochs=1, batch_size=64, optimizer=None, seed=0, validation
     y : (N,) int class labels in ``[0, K)``, ``K`` = the model's output size.
     epochs, batch_size : ints >= 1.
     optimizer : an :class:`SGD` or :class:`Adam` bound to ``model`` (default ``Adam(model)``).
-    seed : seeds the shuffling; with the model's own seed this fixes the run bit for bit.
+    seed : int >= 0; epoch ``e`` is shuffled by ``default_rng((seed, e))`` and ``augment``
+        draws from ``default_rng(seed)``, so with the model's own seed this fixes the run bit
+        for bit, and epoch ``e`` is the same whether it runs in one call or one call per epoch.
     validation : optional ``(X_val, y_val)`` evaluated after each epoch.
     progress : True / False to force the progress bar; None shows it on a terminal.
     on_epoch : optional callable ``f(record)`` called after each epoch (e.g. to log).
+    lr_schedule : optional callable ``f(epoch) -> lr`` (epochs count from 1), set on the
+        optimizer before each epoch; None keeps the optimizer's ``lr``.
+    augment : optional callable ``f(X, rng) -> X'`` (same shape), applied to the training
+        images afresh before each epoch, e.g. random shifts
+        (:func:`~tinyconv.architectures.shift_images`).
 
     Returns
     -------
-    history : list of dicts, one per epoch: ``epoch, loss, accuracy, seconds`` and, with
+    history : list of dicts, one per epoch: ``epoch, lr, loss, accuracy, seconds`` and, with
     validation, ``val_loss, val_accuracy``.
     """
     epochs = check_int(epochs, "epochs", minimum=1)
     batch_size = check_int(batch_size, "batch_size", minimum=1)
+    seed = check_int(seed, "seed", minimum=0)
     X = check_array(X, "X", ndim=4)
     y = check_labels(y, "y", len(X), model.output_shapes[-1][0])
+    for name, f in (("lr_schedule", lr_schedule), ("augment", augment)):
+        if f is not None and not callable(f):
+            raise TypeError(f"{name}: expected a callable or None, got {type(f).__name__}")
     optimizer = optimizer if optimizer is not None else Adam(model)
-    rng = np.random.default_rng(seed)
+    augment_rng = np.random.default_rng(seed)
     history = []
     for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
-        order = rng.permutation(len(X))
+        if lr_schedule is not None:
+            optimizer.lr = _real(lr_schedule(epoch), "lr_schedule", 0, lo_open=True,
+                                 what=f"a positive finite learning rate for epoch {epoch}")
+        X_epoch = X if augment is None else check_array(
+            augment(X, augment_rng), "augment", shape=X.shape)
+        order = np.random.default_rng((seed, epoch)).permutation(len(X))
         total_loss = correct = seen = 0
         with Progress(len(X), f"epoch {epoch}/{epochs}", enabled=progress) as bar:
             for start in range(0, len(X), batch_size):
                 batch = order[start:start + batch_size]
-                loss, ok = train_step(model, optimizer, X[batch], y[batch])
+                loss, ok = train_step(model, optimizer, X_epoch[batch], y[batch])
                 total_loss += loss * len(batch)
                 correct += ok
                 seen += len(batch)
                 bar.update(len(batch), loss=total_loss / seen, acc=correct / seen)
-        record = {"epoch": epoch, "loss": total_loss / seen, "accuracy": correct / seen,
-                  "seconds": time.perf_counter() - t0}
+        record = {"epoch": epoch, "lr": optimizer.lr, "loss": total_loss / seen,
+                  "accuracy": correct / seen, "seconds": time.perf_counter() - t0}
         if validation is not None:
             scores = evaluate(model, *validation)
             record.update(val_loss=scores["loss"], val_accuracy=scores["accuracy"])
@@ -221,6 +241,136 @@ def fit(model, X, y, epochs=1, batch_size=64, optimizer=None, seed=0, validation
         if on_epoch is not None:
             on_epoch(record)
     return history
+
+
+# --------------------------------------------------------------------------- recipes
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a model is trained, as plain fields: everything ``tinyconv train`` decides.
+
+    :func:`train_recipe` turns a recipe into a trained model; ``tinyconv train`` builds one
+    from its options (whose defaults are :data:`MNIST_RECIPE`) and calls it, so a script
+    that calls ``train_recipe`` with the same recipe and digits gets the same weights bit for
+    bit. Change a recipe with ``dataclasses.replace(MNIST_RECIPE, epochs=3)``.
+
+    Attributes
+    ----------
+    arch : a name of :data:`tinyconv.architectures.ARCHITECTURES` (``"mnist"``, ``"small"``).
+    seed : int >= 0; seeds the weights (``build(arch, seed)``), the shuffling and the shifts.
+    optimizer : ``"adam"`` (Kingma & Ba 2015) or ``"sgd"`` (heavy-ball momentum).
+    lr : learning rate of the first epoch.
+    schedule : ``"exponential"``: ``lr * lr_decay^(e - 1)`` in epoch ``e``; ``"cosine"``:
+        ``lr * (1 + cos(pi (e - 1) / epochs)) / 2`` (``lr_decay`` unused).
+    lr_decay : factor in (0, 1] per epoch of the exponential schedule (1: constant).
+    momentum, weight_decay : SGD's momentum ``mu`` in [0, 1) and L2 factor ``>= 0``
+        (unused by Adam).
+    batch_size, epochs : ints >= 1.
+    shift : each epoch, every training digit is shifted by up to ``shift`` pixels
+        (:func:`~tinyconv.architectures.shift_images`); 0 turns augmentation off.
+    """
+
+    arch: str = "mnist"
+    seed: int = 0
+    optimizer: str = "adam"
+    lr: float = 2e-3
+    schedule: str = "exponential"
+    lr_decay: float = 0.85
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    batch_size: int = 32
+    epochs: int = 15
+    shift: int = 2
+
+    def __post_init__(self):
+        check_choice(self.arch, "arch", ARCHITECTURES)
+        check_choice(self.optimizer, "optimizer", OPTIMIZERS)
+        check_choice(self.schedule, "schedule", SCHEDULES)
+        check_int(self.seed, "seed", minimum=0)
+        check_int(self.batch_size, "batch_size", minimum=1)
+        check_int(self.epochs, "epochs", minimum=1)
+        check_int(self.shift, "shift", minimum=0)
+        _real(self.lr, "lr", 0, lo_open=True, what="a positive finite number")
+        if _real(self.lr_decay, "lr_decay", 0, lo_open=True, what="a number in (0, 1]") > 1:
+            raise ValueError(f"lr_decay: expected a number in (0, 1], got {self.lr_decay!r}")
+
+    def lr_at(self, epoch):
+        """The learning rate of epoch ``epoch`` (counting from 1)."""
+        if self.schedule == "cosine":
+            return self.lr * (1 + math.cos(math.pi * (epoch - 1) / self.epochs)) / 2
+        return self.lr * self.lr_decay ** (epoch - 1)
+
+    def build(self):
+        """The untrained model: ``build(arch, seed)``."""
+        return build(self.arch, seed=self.seed)
+
+    def make_optimizer(self, model):
+        """An :class:`Adam` or :class:`SGD` bound to ``model`` with this recipe's fields."""
+        if self.optimizer == "sgd":
+            return SGD(model, lr=self.lr, momentum=self.momentum,
+                       weight_decay=self.weight_decay)
+        return Adam(model, lr=self.lr)
+
+    def augment(self):
+        """The ``augment=`` of :func:`fit`: random shifts of up to ``shift`` pixels, or None."""
+        if not self.shift:
+            return None
+
+        def shift(X, rng):
+            return shift_images(X, self.shift, rng)
+        return shift
+
+    def describe(self):
+        """One line, e.g. ``Adam lr=0.002 x 0.85 per epoch, batch size 32, 15 epochs, …``."""
+        name = {"adam": "Adam", "sgd": "SGD"}[self.optimizer]
+        text = f"{name} lr={self.lr:g}"
+        if self.optimizer == "sgd":
+            text += f" momentum {self.momentum:g}, weight decay {self.weight_decay:g},"
+        if self.schedule == "cosine":
+            text += " cosine schedule"
+        elif self.lr_decay < 1:
+            text += f" x {self.lr_decay:g} per epoch"
+        text += (f", batch size {self.batch_size}, {self.epochs} "
+                 f"epoch{'s' * (self.epochs > 1)}, seed {self.seed}")
+        return text + (f", random shifts <= {self.shift} px" if self.shift else "")
+
+
+OPTIMIZERS = ("adam", "sgd")
+SCHEDULES = ("exponential", "cosine")
+
+#: The recipe of the shipped ``tinyconv/data/mnist_cnn.npz`` (``tc.pretrained("mnist")``),
+#: trained on the 4,000 bundled training digits.
+MNIST_RECIPE = Recipe()
+
+
+def train_recipe(recipe, X, y, validation=None, model=None, progress=None, on_epoch=None):
+    """Train by ``recipe``: build the model, make its optimizer, and :func:`fit` with the
+    recipe's schedule and augmentation.
+
+    ``train_recipe(MNIST_RECIPE, *bundled training digits)`` reproduces the shipped model
+    bit for bit (same machine and library versions), as ``tinyconv train`` does.
+
+    Parameters
+    ----------
+    recipe : a :class:`Recipe`.
+    X, y : (N, 28, 28, 1) float images (``to_float``) and (N,) labels, as for :func:`fit`.
+    validation, progress, on_epoch : as for :func:`fit`.
+    model : the untrained model (default ``recipe.build()``; pass it to report on it first).
+
+    Returns
+    -------
+    ``(model, history)``: the trained :class:`~tinyconv.model.Sequential` and :func:`fit`'s
+    history.
+    """
+    if not isinstance(recipe, Recipe):
+        raise TypeError(f"recipe: expected a tinyconv Recipe, got {type(recipe).__name__}")
+    model = recipe.build() if model is None else model
+    history = fit(model, X, y, epochs=recipe.epochs, batch_size=recipe.batch_size,
+                  optimizer=recipe.make_optimizer(model), seed=recipe.seed,
+                  validation=validation, progress=progress, on_epoch=on_epoch,
+                  lr_schedule=recipe.lr_at, augment=recipe.augment())
+    return model, history
 
 
 def predict(model, X, batch_size=256):

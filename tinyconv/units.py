@@ -227,3 +227,25 @@ def centre_unit(model, l):
         raise ValueError(f"layer: {model.names[l]!r} has no spatial locations")
     H_l, W_l = model.output_shapes[l][:2]
     return H_l // 2, W_l // 2
+
+
+def class_backward(model, x, target=None, rule="gradient", what="this method"):
+    """The class score ``y_(L),c`` sent back to the input: one forward, one backward pass.
+
+    Parameters
+    ----------
+    x : (N, H, W, C_0) input.
+    target : a class index ``c``, ``(N,)`` ints, or None for each example's predicted class.
+    rule : ``"gradient"`` (``d y_(L),c / d x``), ``"deconvnet"`` or ``"guided"``.
+    what : the technique's name, for the message when the model has no class scores.
+
+    Returns
+    -------
+    dx : (N, H, W, C_0) the backward signal at the input;
+    target : (N,) int64 the classes used; logits : (N, K) ``y_(L)``.
+    """
+    n_classes(model, what)
+    L = len(model.layers)
+    logits = model.forward(x)
+    target = check_target(target, logits)
+    return model.backward(class_signal(logits, target), rule=rule, start=L), target, logits

@@ -1,0 +1,143 @@
+"""Methods after Zeiler & Fergus: tinyconv against Captum, each library in its own process.
+
+The shipped MNIST CNN (``tc.pretrained("mnist")``, float32) and its torch copy
+(``model.to_torch()``: the same weights), held-out digits scaled by ``tc.to_float``:
+
+- **IG**: Integrated Gradients of 16 digits, 50 trapezoid steps, baseline 0, the whole path
+  (800 points) in one pass: ``tc.integrated_gradients(..., batch_size=800)`` against Captum's
+  ``IntegratedGradients(method="riemann_trapezoid", internal_batch_size=800)``.
+- **SmoothGrad**: 16 digits, n = 50 copies, σ = 0.15 (the digits span [0, 1]), all copies
+  in one pass: ``tc.smoothgrad(..., batch_size=800)`` against ``NoiseTunnel(Saliency)``
+  (``nt_type="smoothgrad"``, ``stdevs=0.15``, ``abs=False``).
+- **Grad-CAM**: 64 digits at ``relu3``, the map and its bilinear upsampling:
+  ``tc.grad_cam`` against ``LayerGradCam(relu_attributions=True)`` +
+  ``LayerAttribution.interpolate(..., "bilinear")``.
+
+The parent never imports NumPy or torch. Each round it starts one fresh worker per library
+(alternating which goes first), with ``OPENBLAS_CORETYPE`` and ``OPENBLAS_L2_SIZE`` removed
+from the child's environment and every thread pool pinned to ``--threads``; a worker warms
+each task up once, times it ``--repeats`` times and prints its timings as JSON. The parent
+reports the best and the median over all rounds and the ratio tinyconv / Captum.
+
+    python benchmarks/bench_after_zf.py [--rounds 5] [--repeats 5] [--threads 2] [--quick]
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+TASKS = ("IG", "SmoothGrad", "Grad-CAM")
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                    "NUMBA_NUM_THREADS")
+
+
+def child_environment(threads):
+    """The parent's environment without the OpenBLAS core overrides, thread pools pinned."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+    env.update({k: str(threads) for k in THREAD_VARIABLES})
+    return env
+
+
+def tinyconv_tasks(model, X):
+    import tinyconv as tc
+    x16, x64 = X[:16], X[:64]
+    return {
+        "IG": lambda: tc.integrated_gradients(model, x16, 3, steps=50, batch_size=800),
+        "SmoothGrad": lambda: tc.smoothgrad(model, x16, 3, sigma=0.15, n=50, batch_size=800),
+        "Grad-CAM": lambda: tc.grad_cam(model, x64, 3, layer="relu3"),
+    }
+
+
+def captum_tasks(model, X, threads):
+    import torch
+    from captum.attr import (
+        IntegratedGradients,
+        LayerAttribution,
+        LayerGradCam,
+        NoiseTunnel,
+        Saliency,
+    )
+    torch.set_num_threads(threads)
+    net = model.to_torch()
+    x = torch.from_numpy(X.transpose(0, 3, 1, 2).copy())          # NHWC -> NCHW
+    x16, x64 = x[:16], x[:64]
+    ig, tunnel, cam = IntegratedGradients(net), NoiseTunnel(Saliency(net)), LayerGradCam(
+        net, net.relu3)
+
+    def grad_cam():
+        m = cam.attribute(x64, target=3, relu_attributions=True)
+        return LayerAttribution.interpolate(m, (28, 28), "bilinear")
+
+    return {
+        "IG": lambda: ig.attribute(x16, target=3, n_steps=50, method="riemann_trapezoid",
+                                   internal_batch_size=800),
+        "SmoothGrad": lambda: tunnel.attribute(x16, nt_type="smoothgrad", nt_samples=50,
+                                               nt_samples_batch_size=50, stdevs=0.15,
+                                               target=3, abs=False),
+        "Grad-CAM": grad_cam,
+    }
+
+
+def worker(library, repeats, threads):
+    """Time each task in this process; print ``{task: [seconds, ...]}`` as one JSON line."""
+    from threadpoolctl import threadpool_limits
+
+    import tinyconv as tc
+    threadpool_limits(threads)
+    model = tc.pretrained("mnist")
+    images, _ = tc.load_mnist("bundled-test")
+    X = tc.to_float(images[:64])
+    tasks = tinyconv_tasks(model, X) if library == "tinyconv" else captum_tasks(model, X, threads)
+    times = {}
+    for name, run in tasks.items():
+        run()                                                     # warm-up: compile, allocate
+        times[name] = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    print(json.dumps(times))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="1 round of 1 repeat")
+    parser.add_argument("--worker", choices=("tinyconv", "captum"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.rounds, args.repeats = 1, 1
+    if args.worker:
+        return worker(args.worker, args.repeats, args.threads)
+    times = {lib: {t: [] for t in TASKS} for lib in ("tinyconv", "captum")}
+    for r in range(args.rounds):
+        order = ("tinyconv", "captum") if r % 2 == 0 else ("captum", "tinyconv")
+        for lib in order:
+            done = subprocess.run(
+                [sys.executable, __file__, "--worker", lib, "--repeats", str(args.repeats),
+                 "--threads", str(args.threads)],
+                env=child_environment(args.threads), capture_output=True, text=True)
+            if done.returncode != 0:
+                sys.exit(f"{lib} worker failed:\n{done.stderr}")
+            for task, ts in json.loads(done.stdout.strip().splitlines()[-1]).items():
+                times[lib][task] += ts
+    print(f"{args.rounds} rounds x {args.repeats} repeats, {args.threads} threads per process")
+    print(f"{'task':<11} {'tinyconv best/median (ms)':>26} {'Captum best/median (ms)':>25} "
+          f"{'ratio best':>10} {'ratio median':>12}")
+    for task in TASKS:
+        ours, theirs = times["tinyconv"][task], times["captum"][task]
+        b0, m0 = min(ours) * 1e3, statistics.median(ours) * 1e3
+        b1, m1 = min(theirs) * 1e3, statistics.median(theirs) * 1e3
+        print(f"{task:<11} {b0:>12.1f} / {m0:>11.1f} {b1:>11.1f} / {m1:>11.1f} "
+              f"{b0 / b1:>10.2f} {m0 / m1:>12.2f}")
+
+
+if __name__ == "__main__":
+    main()

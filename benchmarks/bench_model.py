@@ -1,0 +1,389 @@
+"""The speed a user feels: the shipped MNIST model against the identical torch network.
+
+``tc.pretrained("mnist")`` (float32) and ``tc.to_torch(model)`` (the same weights, NCHW), on
+bundled digits scaled by ``tc.to_float`` — the same seeded numbers on both sides:
+
+- **forward** at batch 1, 64 and 256: ``model(x)`` against ``net(x)`` under ``no_grad``;
+- **a training step** at batch 128: ``training.train_step`` with ``tc.SGD(lr=0.01,
+  momentum=0.9)`` against ``zero_grad``, ``F.cross_entropy``, ``backward`` and
+  ``torch.optim.SGD(lr=0.01, momentum=0.9)``; both start from the shipped weights and cycle
+  over the same batches;
+- **a training epoch** over the 4,000 bundled training digits in batches of 128 (the same
+  fixed order on both sides);
+- **every explanation method** in :data:`METHODS` against Captum on the identical network:
+  saliency (``tc.saliency`` / ``Saliency``), deconvnet and guided backprop (``tc.project``
+  of the class logit / ``Deconvolution``, ``GuidedBackprop``) at batch 1 and 64; occlusion
+  of one digit with a 4 x 4 window, stride 1, zero and grey (0.5) occluders (``tc.occlusion``
+  / ``Occlusion`` on the network followed by a softmax, the best of its
+  ``perturbations_per_eval`` settings); MaxAct of ``conv2`` over the 5,000 bundled digits
+  (``tc.max_activating`` / a plain forward up to conv2 in batches of 256, the spatial maximum
+  and ``torch.topk``); and, where tinyconv has them, integrated gradients, SmoothGrad and
+  Grad-CAM.
+
+Each library runs in a fresh worker process of its own, with every thread pool pinned and the
+OpenBLAS overrides removed; the two take turns for several rounds (``_setup.compare``; the
+header shows what each worker runs on). Every ratio is tinyconv's time over the reference's:
+below 1, tinyconv is faster. Each method pair is also checked for agreement in one process.
+
+Run ``python benchmarks/bench_model.py [--quick] [--markdown PATH] [--threads 2] [--rounds 5]
+[--in-process]``.
+"""
+
+import sys
+from dataclasses import dataclass
+
+import _setup  # first: re-executes without OPENBLAS_* variables before NumPy loads
+
+# isort: split
+import numpy as np
+
+import tinyconv as tc
+from tinyconv.training import train_step
+
+FORWARD_BATCHES, QUICK_FORWARD_BATCHES = (1, 64, 256), (1, 8, 16)
+STEP_BATCH, QUICK_STEP_BATCH = 128, 16
+EPOCH_DIGITS, QUICK_EPOCH_DIGITS = 4000, 256
+MAXACT_DIGITS, QUICK_MAXACT_DIGITS = 5000, 256
+LR, MOMENTUM = 0.01, 0.9
+WINDOW, GREY = 4, 0.5
+CAPTUM_PPE = (64, 256, 625)        # Captum's perturbations_per_eval settings for occlusion
+QUICK_CAPTUM_PPE = (625,)
+#: The targets of this benchmark's ratios (tinyconv / reference), see benchmarks/README.md.
+TARGETS = {"forward 256": 1.0, f"train step {STEP_BATCH}": 1.0, "guided backprop 64": 1.0,
+           "gradient (saliency) 64": 1.0, "occlusion zero": 0.2, "occlusion grey": 0.33}
+
+
+# --------------------------------------------------------------------------- the method table
+
+
+@dataclass
+class Method:
+    """One explanation method of the table: its tinyconv call and the reference's.
+
+    ``ours(model, X, k)`` runs tinyconv on NHWC digits ``X`` for class ``k``;
+    ``theirs(net, xt, k, captum)`` runs the reference on the torch network and NCHW ``xt``
+    (``captum`` is ``captum.attr``). ``batches`` / ``quick_batches`` are the batch sizes
+    timed; ``needs`` names the tinyconv function the entry needs (skipped while it is absent).
+    """
+
+    name: str
+    ours: object
+    theirs: object
+    batches: tuple = (1, 64)
+    quick_batches: tuple = (1, 8)
+    needs: str | None = None
+
+
+def _interpolated_grad_cam(net, xt, k, captum):
+    """Captum's LayerGradCam on the last convolution, upsampled to the input."""
+    cam = captum.LayerGradCam(net, net.conv3).attribute(xt, target=k)
+    return captum.LayerAttribution.interpolate(cam, tuple(xt.shape[2:]), "bilinear")
+
+
+METHODS = [
+    Method("gradient (saliency)", lambda m, X, k: tc.saliency(m, X, k),
+           lambda net, xt, k, ca: ca.Saliency(net).attribute(xt, target=k)),
+    Method("deconvnet", lambda m, X, k: tc.project(m, X, "logits", k, rule="deconvnet"),
+           lambda net, xt, k, ca: ca.Deconvolution(net).attribute(xt, target=k)),
+    Method("guided backprop", lambda m, X, k: tc.project(m, X, "logits", k, rule="guided"),
+           lambda net, xt, k, ca: ca.GuidedBackprop(net).attribute(xt, target=k)),
+    # methods that arrive later: each entry runs once its function exists in tinyconv
+    Method("integrated gradients (50 steps)",
+           lambda m, X, k: tc.integrated_gradients(m, X, k, steps=50),
+           lambda net, xt, k, ca: ca.IntegratedGradients(net).attribute(xt, target=k,
+                                                                        n_steps=50),
+           batches=(16,), quick_batches=(2,), needs="integrated_gradients"),
+    Method("SmoothGrad (n=50)", lambda m, X, k: tc.smoothgrad(m, X, k, n=50),
+           lambda net, xt, k, ca: ca.NoiseTunnel(ca.Saliency(net)).attribute(
+               xt, nt_type="smoothgrad", nt_samples=50, stdevs=0.15, target=k),
+           batches=(16,), quick_batches=(2,), needs="smoothgrad"),
+    Method("Grad-CAM (conv3)", lambda m, X, k: tc.grad_cam(m, X, "conv3", k),
+           _interpolated_grad_cam, batches=(64,), quick_batches=(8,), needs="grad_cam"),
+]
+
+
+def available_methods():
+    """The entries of :data:`METHODS` this tinyconv has, and one line per skipped entry."""
+    have = [m for m in METHODS if m.needs is None or hasattr(tc, m.needs)]
+    skipped = [f"{m.name}: tinyconv has no tc.{m.needs} yet: skipped" for m in METHODS
+               if m not in have]
+    return have, skipped
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def digits(split, n):
+    """The first ``n`` bundled digits of ``split`` as float32 NHWC, and their labels."""
+    images, labels = tc.load_mnist(split)
+    return np.ascontiguousarray(tc.to_float(images[:n])), labels[:n].astype(np.int64)
+
+
+def batches(n, batch, seed=0):
+    """``n`` bundled training digits in batches of ``batch``, in one seeded order."""
+    X, y = digits("bundled-train", n)
+    order = np.random.default_rng(seed).permutation(len(X))
+    return [(np.ascontiguousarray(X[order[i:i + batch]]), y[order[i:i + batch]])
+            for i in range(0, len(X), batch)]
+
+
+def nchw(torch, X):
+    return torch.from_numpy(np.ascontiguousarray(X.transpose(0, 3, 1, 2)))
+
+
+def to_nhwc(a):
+    """A Captum attribution (N, C, H, W) as a NumPy (N, H, W, C) array."""
+    a = a.detach().numpy()
+    return a.transpose(0, 2, 3, 1) if a.ndim == 4 else a
+
+
+def rel_diff(ours, theirs):
+    """``max |ours - theirs| / max |theirs|`` (``theirs`` reshaped to ``ours``' shape)."""
+    theirs = np.asarray(theirs).reshape(np.shape(ours))
+    return float(np.abs(ours - theirs).max() / max(np.abs(theirs).max(), 1e-30))
+
+
+# --------------------------------------------------------------------------- the two sides
+
+
+def _tinyconv(kind, args):
+    model = tc.pretrained("mnist")
+    if kind == "forward":
+        X, _ = digits("bundled-test", int(args[0]))
+        return lambda: model(X)
+    if kind in ("step", "epoch"):
+        n, batch = (int(args[0]), int(args[0])) if kind == "step" else (int(args[0]),
+                                                                         STEP_BATCH)
+        data = batches(n if kind == "epoch" else 4 * batch, batch)
+        opt = tc.SGD(model, lr=LR, momentum=MOMENTUM)
+        if kind == "epoch":
+            return lambda: [train_step(model, opt, x, y) for x, y in data]
+        state = {"i": 0}
+
+        def step():
+            x, y = data[state["i"] % len(data)]
+            state["i"] += 1
+            return train_step(model, opt, x, y)
+        return step
+    if kind == "method":
+        method = next(m for m in METHODS if m.name == args[0])
+        X, labels = digits("bundled-test", int(args[1]))
+        return lambda: method.ours(model, X, int(labels[0]))
+    if kind == "occlusion":
+        x, labels = digits("bundled-test", 1)
+        base = GREY if args[0] == "grey" else 0.0
+        return lambda: tc.occlusion(model, x[0], int(labels[0]), WINDOW, baseline=base,
+                                    progress=False)
+    if kind == "maxact":
+        X, _ = digits("bundled", int(args[0]))
+        return lambda: tc.max_activating(model, X, "conv2", progress=False)
+    raise ValueError(f"unknown case {kind!r}")
+
+
+def _torch(kind, args):
+    import torch
+    import torch.nn.functional as F
+
+    net = tc.to_torch(tc.pretrained("mnist"))
+    if kind == "forward":
+        xt = nchw(torch, digits("bundled-test", int(args[0]))[0])
+
+        def forward():
+            with torch.no_grad():
+                return net(xt)
+        return forward
+    if kind in ("step", "epoch"):
+        n, batch = (int(args[0]), int(args[0])) if kind == "step" else (int(args[0]),
+                                                                         STEP_BATCH)
+        data = [(nchw(torch, x), torch.from_numpy(y))
+                for x, y in batches(n if kind == "epoch" else 4 * batch, batch)]
+        net.train()
+        opt = torch.optim.SGD(net.parameters(), lr=LR, momentum=MOMENTUM)
+
+        def one(x, y):
+            opt.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(net(x), y)
+            loss.backward()
+            opt.step()
+            return loss
+        if kind == "epoch":
+            return lambda: [one(x, y) for x, y in data]
+        state = {"i": 0}
+
+        def step():
+            x, y = data[state["i"] % len(data)]
+            state["i"] += 1
+            return one(x, y)
+        return step
+    if kind == "method":
+        import captum.attr as captum
+        method = next(m for m in METHODS if m.name == args[0])
+        X, labels = digits("bundled-test", int(args[1]))
+        xt = nchw(torch, X).requires_grad_(True)       # as a user would; Captum warns otherwise
+        return lambda: method.theirs(net, xt, int(labels[0]), captum)
+    if kind == "occlusion":
+        import captum.attr as captum
+        x, labels = digits("bundled-test", 1)
+        probs = torch.nn.Sequential(net, torch.nn.Softmax(dim=1)).eval()
+        explainer = captum.Occlusion(probs)
+        xt = nchw(torch, x)
+        base = GREY if args[0] == "grey" else 0.0
+
+        def occlude(ppe=int(args[1])):
+            with torch.no_grad():
+                return explainer.attribute(
+                    xt, sliding_window_shapes=(1, WINDOW, WINDOW), strides=(1, 1, 1),
+                    baselines=base, target=int(labels[0]), perturbations_per_eval=ppe)
+        return occlude
+    if kind == "maxact":
+        Xt = nchw(torch, digits("bundled", int(args[0]))[0])
+        upto = net[:list(net._modules).index("conv2") + 1]
+
+        def maxact(top=9, batch=256):
+            with torch.no_grad():
+                scores = torch.cat([upto(Xt[i:i + batch]).amax(dim=(2, 3))
+                                    for i in range(0, len(Xt), batch)])     # (N, C_2)
+                return torch.topk(scores, top, dim=0)
+        return maxact
+    raise ValueError(f"unknown case {kind!r}")
+
+
+def agreement(kind, args):
+    """The largest relative difference between tinyconv's and the reference's result of a
+    method case (run in the torch worker, which has both)."""
+    import captum.attr as captum
+    import torch
+
+    model = tc.pretrained("mnist")
+    net = tc.to_torch(model)
+    if kind == "method":
+        method = next(m for m in METHODS if m.name == args[0])
+        X, labels = digits("bundled-test", int(args[1]))
+        k = int(labels[0])
+        ours = method.ours(model, X, k)
+        return rel_diff(ours, to_nhwc(method.theirs(net, nchw(torch, X).requires_grad_(True),
+                                                    k, captum)))
+    ours = _tinyconv(kind, args)().pixels
+    return rel_diff(ours, to_nhwc(_torch(kind, [args[0], 625])()))
+
+
+def make(side, case):
+    """A worker's callable for ``case = "kind|arg|..."``; ``"check|kind|..."`` is the
+    agreement probe of a method case."""
+    kind, *args = case.split("|")
+    if kind == "check":
+        return lambda: agreement(args[0], args[1:])
+    return (_tinyconv if side == "tinyconv" else _torch)(kind, args)
+
+
+# --------------------------------------------------------------------------- main
+
+
+def cases(quick):
+    """``[(section, row label, tinyconv case, [reference cases], target or None)]``; a row
+    with several reference cases reports the fastest (Captum's perturbations_per_eval)."""
+    out = []
+    for b in QUICK_FORWARD_BATCHES if quick else FORWARD_BATCHES:
+        out.append(("forward", f"forward, batch {b}", f"forward|{b}", [f"forward|{b}"],
+                    TARGETS.get(f"forward {b}")))
+    sb = QUICK_STEP_BATCH if quick else STEP_BATCH
+    out.append(("training", f"train step, batch {sb} (SGD)", f"step|{sb}", [f"step|{sb}"],
+                TARGETS.get(f"train step {sb}")))
+    n = QUICK_EPOCH_DIGITS if quick else EPOCH_DIGITS
+    out.append(("training", f"train epoch, {n} digits, batch {STEP_BATCH}", f"epoch|{n}",
+                [f"epoch|{n}"], None))
+    methods, _ = available_methods()
+    for m in methods:
+        for b in m.quick_batches if quick else m.batches:
+            out.append(("methods", f"{m.name}, batch {b}", f"method|{m.name}|{b}",
+                        [f"method|{m.name}|{b}"], TARGETS.get(f"{m.name} {b}")))
+    for base in ("zero", "grey"):
+        out.append(("methods", f"occlusion {WINDOW}x{WINDOW}, {base} occluder, 1 digit",
+                    f"occlusion|{base}",
+                    [f"occlusion|{base}|{p}" for p in (QUICK_CAPTUM_PPE if quick
+                                                        else CAPTUM_PPE)],
+                    TARGETS.get(f"occlusion {base}")))
+    n = QUICK_MAXACT_DIGITS if quick else MAXACT_DIGITS
+    out.append(("methods", f"MaxAct conv2, {n} digits", f"maxact|{n}", [f"maxact|{n}"], None))
+    return out
+
+
+def main(argv=None):
+    ap = _setup.arg_parser(__doc__, "smaller batches, fewer digits, 1 round", "PyTorch / Captum")
+    args = ap.parse_args(argv)
+    if args.worker:
+        return _setup.serve(args, make)
+
+    header = _setup.configure(args.threads, torch=False)
+    monitor = _setup.start_run(header, ("quick" if args.quick else "full")
+                               + "; the shipped model, float32")
+    header.append(_setup.run_mode(args))
+    rows = cases(args.quick)
+    groups = [[("tinyconv", ours), *(("torch", c) for c in theirs)]
+              for _, _, ours, theirs, _ in rows]
+    probes = [("torch", "check|" + ours) for _, _, ours, _, _ in rows
+              if ours.startswith(("method", "occlusion"))]
+    long = {c for _, _, ours, theirs, _ in rows for c in (ours, *theirs)
+            if c.startswith(("epoch", "maxact"))}
+    print(f"[bench_model] {len(rows)} cases, tinyconv and torch each in its own worker ...",
+          file=sys.stderr, flush=True)
+    results, lines = _setup.compare(__file__, make, groups, args, probes=probes, long=long)
+    header += lines
+    _, skipped = available_methods()
+
+    tables = {}
+    for section, title in (("forward", "Forward pass of the shipped model"),
+                           ("training", "Training (forward, cross-entropy, backward, SGD "
+                            f"lr={LR} momentum={MOMENTUM})"),
+                           ("methods", "Explanation methods against Captum on the same "
+                            "network")):
+        tables[section] = _setup.Table(
+            f"{title}: tinyconv vs {'Captum' if section == 'methods' else 'torch'}",
+            ["case", "tinyconv ms", "tinyconv best", "reference ms", "reference best",
+             "tinyconv/ref (median)", "tinyconv/ref (best)", "first call tinyconv s",
+             "first call ref s", "max rel. diff"],
+            fmt={"tinyconv ms": "{:.2f}", "tinyconv best": "{:.2f}", "reference ms": "{:.2f}",
+                 "reference best": "{:.2f}", "tinyconv/ref (median)": "{:.2f}",
+                 "tinyconv/ref (best)": "{:.2f}", "first call tinyconv s": "{:.2f}",
+                 "first call ref s": "{:.2f}", "max rel. diff": "{:.1e}"})
+    target_t = _setup.Table("Targets (tinyconv / reference, from this run)",
+                            ["comparison", "target", "median", "best", "met (best)"],
+                            fmt={"target": "<= {:.2f}", "median": "{:.2f}", "best": "{:.2f}"},
+                            notes=["full mode only (the targets are set for these batch "
+                                   "sizes); see benchmarks/README.md."])
+    for section, label, ours, theirs, target in rows:
+        o = results[("tinyconv", ours)]
+        refs = [(c, results[("torch", c)]) for c in theirs if ("torch", c) in results]
+        timed = [(c, r) for c, r in refs if r.timing is not None]
+        best_c, ref = min(timed, key=lambda cr: cr[1].timing.median) if timed else (None, None)
+        if len(theirs) > 1 and best_c:
+            label += f" (Captum best: perturbations_per_eval={best_c.split('|')[-1]})"
+        check = results.get(("probe", "torch", "check|" + ours), {})
+        diff = check.get("value")
+        ot = o.timing
+        rt = ref.timing if ref else None
+        ratio = (ot.median / rt.median, ot.min / rt.min) if ot and rt else (None, None)
+        tables[section].add(
+            label, ot.ms if ot else o.error, 1e3 * ot.min if ot else None,
+            rt.ms if rt else (refs[0][1].error if refs else "skipped"),
+            1e3 * rt.min if rt else None, *ratio, o.first, ref.first if ref else None, diff)
+        if target is not None and ratio[1] is not None:
+            target_t.add(label, target, *ratio, "yes" if ratio[1] <= target else "no")
+    tables["methods"].notes += skipped + [
+        "max rel. diff = max |tinyconv - Captum| / max |Captum| on the same digits (occlusion: "
+        "the per-pixel map against Captum's with perturbations_per_eval=625). Projections "
+        "differ where a max-pool window holds equal maxima (each library picks one); "
+        "bench_methods.py separates that from float32 rounding."]
+    for t in tables.values():
+        t.notes.append("ms = median, best = minimum over all timed calls of all rounds; "
+                       "first call = the first call in the fresh worker (numba compile or "
+                       "cache load; torch's lazy set-up), timed apart. Command: "
+                       "python benchmarks/bench_model.py" + (" --quick" if args.quick else ""))
+
+    header.append(monitor.line())
+    _setup.report("bench_model: the shipped model and its explanations, tinyconv vs torch",
+                  header, [*tables.values(), target_t], args.markdown)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""Activation maximisation (Erhan et al. 2009; Simonyan et al. 2013; Yosinski et al. 2015)."""
+
+import numpy as np
+import pytest
+from toy_models import small_cnn
+
+import tinyconv as tc
+
+
+@pytest.fixture
+def model():
+    return small_cnn()
+
+
+def test_the_objective_rises_and_the_image_stays_in_range(model):
+    r = tc.activation_maximization(model, "conv2", 3, idx=(1, 1), steps=30, lr=0.05)
+    assert r.history.shape == (30,) and r.image.shape == (11, 9, 2)
+    assert np.isfinite(r.image).all() and r.image.min() >= 0 and r.image.max() <= 1
+    assert r.history[-1] > r.history[0] + 0.1 * abs(r.history[0])
+
+
+def test_a_sign_error_would_be_caught(model, monkeypatch):
+    # negative control: a backward that returns -gradient makes the same ascent go down
+    honest = tc.activation_maximization(model, "logits", 2, steps=15)
+    backward = model.backward
+    monkeypatch.setattr(model, "backward", lambda *a, **kw: -backward(*a, **kw))
+    flipped = tc.activation_maximization(model, "logits", 2, steps=15)
+    assert honest.history[-1] > honest.history[0] > flipped.history[-1]
+
+
+@pytest.mark.parametrize("objective, layer", [("unit", "conv2"), ("map", "conv2"),
+                                              ("unit", "logits")])
+def test_regularisers_keep_it_finite_seeded_and_in_range(model, objective, layer):
+    kw = dict(objective=objective, steps=12, l2=0.05, blur_every=4, blur_sigma=0.7, jitter=1,
+              clip_small=0.1, clip_range=(-1.0, 2.0), seed=7)
+    a = tc.activation_maximization(model, layer, 1, **kw)
+    b = tc.activation_maximization(model, layer, 1, **kw)
+    np.testing.assert_array_equal(a.image, b.image)
+    np.testing.assert_array_equal(a.history, b.history)
+    assert np.isfinite(a.image).all() and a.image.min() >= -1 and a.image.max() <= 2
+    assert not np.array_equal(tc.activation_maximization(model, layer, 1, **{**kw, "seed": 8})
+                              .image, a.image)
+
+
+def test_a_conv1_unit_prefers_its_own_filter():
+    # y_(1),idx,k is linear in its 5x5 patch with weights W[..., 0, k]: ascent moves the patch
+    # along the filter until the clip range bends it towards sign(W) (0.81 correlated)
+    model = tc.pretrained("mnist")
+    W = model.layers[0].params["W"]                               # (5, 5, 1, 16)
+    r0, r1, c0, c1 = tc.receptive_field(model, "conv1").box(14, 14)
+    own, other = [], []
+    for k in range(16):
+        patch = tc.activation_maximization(model, "conv1", k, steps=20).image[r0:r1, c0:c1, 0]
+        own.append(np.corrcoef(patch.ravel(), W[..., 0, k].ravel())[0, 1])
+        other.append(np.corrcoef(patch.ravel(), W[..., 0, (k + 1) % 16].ravel())[0, 1])
+    assert min(own) > 0.9
+    assert max(np.abs(other)) < 0.6                               # negative control
+
+
+@pytest.mark.parametrize("kwargs, name, error", [
+    ({"layer": "input"}, "layer", ValueError), ({"k": 99}, "k", ValueError),
+    ({"objective": "total"}, "objective", ValueError),
+    ({"layer": "logits", "objective": "map"}, "objective", ValueError),
+    ({"layer": "logits", "idx": (0, 0)}, "idx", ValueError),
+    ({"idx": (9, 0)}, "idx", ValueError), ({"steps": 0}, "steps", ValueError),
+    ({"lr": 0.0}, "lr", ValueError), ({"clip_range": (1, 0)}, "clip_range", ValueError),
+    ({"l2": 1.5}, "l2", ValueError), ({"init": np.zeros((3, 3, 1))}, "init", ValueError),
+])
+def test_bad_arguments_are_named(model, kwargs, name, error):
+    args = {"layer": "conv2", "k": 0, "steps": 2, **kwargs}
+    with pytest.raises(error, match=name):
+        tc.activation_maximization(model, args.pop("layer"), args.pop("k"), **args)

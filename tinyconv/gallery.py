@@ -1,0 +1,105 @@
+"""The results behind the after-Zeiler-&-Fergus figures: every map of one digit, the class
+models, and each unit's preferred image beside its MaxAct patches.
+
+Each function runs techniques and returns arrays (in plain dicts); the drawing lives in
+:mod:`tinyconv.plots.methods`, which takes these dicts, so that a figure never decides what
+to compute and a script can reuse the numbers without matplotlib.
+"""
+
+import numpy as np
+
+from .activation_max import activation_maximization
+from .grad_cam import grad_cam, guided_grad_cam
+from .input_x_gradient import input_x_gradient
+from .integrated_gradients import integrated_gradients
+from .max_activation import max_activating
+from .occlusion import occlusion
+from .projection import project
+from .receptive_field import receptive_field
+from .smoothgrad import smoothgrad
+from .units import centre_unit
+
+
+def every_map(model, x, target=None, cam_layer="relu3", smooth_n=50, ig_steps=64,
+              occlusion_size=4, seed=0):
+    """One image under nine attribution maps.
+
+    Parameters
+    ----------
+    model : a classifier with ``(N, K)`` logits; x : (H, W, C_0) one image.
+    target : the class ``c`` explained (None: the predicted one).
+    cam_layer : Grad-CAM's layer (default the last convolution's rectified output).
+    smooth_n, ig_steps : SmoothGrad's copies (σ = 15 %, Smilkov et al. 2017), IG's trapezoid
+        steps from a zero baseline (Sundararajan et al. 2017).
+    occlusion_size : the square of :func:`~tinyconv.occlusion` (relative drop of ``p(c)``,
+        Zeiler & Fergus 2014, §4.2).
+
+    Returns
+    -------
+    dict with ``x`` (H, W, C_0), ``target`` c, ``signed``: a list of ``(title, (H, W, C_0)
+    map)`` for the eight signed maps, ``cam`` (:class:`~tinyconv.grad_cam.GradCAM`) and
+    ``ig`` (:class:`~tinyconv.integrated_gradients.IntegratedGradients`).
+    """
+    X = x[None]                                                   # (1, H, W, C_0)
+    c = int(model.forward(X).argmax()) if target is None else int(target)
+    ig = integrated_gradients(model, X, c, steps=ig_steps)
+    cam = grad_cam(model, X, c, layer=cam_layer)
+    signed = [
+        ("gradient  ∂y_c/∂x", project(model, X, -1, c, rule="gradient")),
+        ("input × gradient", input_x_gradient(model, X, c)),
+        (f"SmoothGrad (n = {smooth_n}, σ = 15 %)", smoothgrad(model, X, c, n=smooth_n,
+                                                              seed=seed)),
+        (f"Integrated Gradients ({ig_steps} steps)", ig.attributions),
+        ("deconvnet", project(model, X, -1, c, rule="deconvnet")),
+        ("guided backprop", project(model, X, -1, c, rule="guided")),
+        ("guided Grad-CAM", guided_grad_cam(model, X, c, layer=cam_layer)),
+        (f"occlusion {occlusion_size}×{occlusion_size}: drop in p(c)",
+         occlusion(model, X, c, occlusion_size, relative=True).pixels[..., None]),
+    ]
+    return {"x": x, "target": c, "signed": [(t, m[0]) for t, m in signed], "cam": cam, "ig": ig}
+
+
+def class_models(model, classes=range(10), steps=150, lr=0.04, l2=0.01, blur_every=4,
+                 blur_sigma=0.6, jitter=1, seed=0):
+    """The preferred image of each class logit ``y_(L),c`` (Simonyan et al. 2013, §2), by
+    :func:`~tinyconv.activation_maximization` with Yosinski et al. 2015's regularisers.
+
+    Returns
+    -------
+    dict with ``classes`` (list of c), ``results`` (one
+    :class:`~tinyconv.activation_max.ActivationMaximization` per class) and ``settings``.
+    """
+    classes = list(classes)
+    settings = dict(steps=steps, lr=lr, l2=l2, blur_every=blur_every, blur_sigma=blur_sigma,
+                    jitter=jitter, seed=seed)
+    results = [activation_maximization(model, -1, c, **settings) for c in classes]
+    return {"classes": classes, "results": results, "settings": settings}
+
+
+def preferred_images(model, X, layer="conv3", n=6, top=9, steps=120, lr=0.03, l2=0.01,
+                     blur_every=4, blur_sigma=0.5, jitter=1, seed=0):
+    """For the ``n`` units of ``layer`` with the largest top activation on ``X``
+    (N, H, W, C_0): the preferred image of the centre unit ``y_(l),centre,k`` (Yosinski et al.
+    2015) and the MaxAct top-``top`` patches under each unit's receptive field (Zeiler &
+    Fergus 2014, Fig. 2).
+
+    Returns
+    -------
+    dict with ``layer`` l, ``centre`` (row, col), ``field`` (its receptive field), and
+    ``units``: per unit a dict ``k``, ``preferred`` (an ActivationMaximization), ``patches``
+    (top, r, r, C_0) and ``best`` (the strongest MaxAct value).
+    """
+    l = model.index(layer)
+    ranking = max_activating(model, X, l, top=top)
+    best = np.argsort(-ranking.values[:, 0])[:n]                  # rows of the ranking
+    rf = receptive_field(model, l)
+    centre = centre_unit(model, l)
+    units = []
+    for j in best:
+        k = int(ranking.features[j])
+        r = activation_maximization(model, l, k, idx=centre, steps=steps, lr=lr, l2=l2,
+                                    blur_every=blur_every, blur_sigma=blur_sigma,
+                                    jitter=jitter, seed=seed)
+        units.append({"k": k, "preferred": r, "best": float(ranking.values[j, 0]),
+                      "patches": rf.patches(X[ranking.indices[j]], ranking.locations[j])})
+    return {"layer": l, "centre": centre, "field": rf, "units": units, "top": top}

@@ -1,0 +1,143 @@
+"""Grad-CAM and guided Grad-CAM: which locations of a layer's maps the class score uses.
+
+Selvaraju et al., "Grad-CAM: Visual Explanations from Deep Networks via Gradient-based
+Localization", ICCV 2017, §3 eqs. (1)-(2). At a spatial layer ``l`` with maps ``y_(l),k``:
+
+    α_k = 1/(H_l W_l) Σ_idx d y_(L),c / d y_(l),idx,k        (the map's importance, eq. 1)
+    L_c = ReLU(Σ_k α_k y_(l),k)                               (an H_l x W_l map, eq. 2)
+
+The map lives at the layer's resolution; two ways bring it to the input's ``H x W``:
+
+* ``upsampled`` — bilinear interpolation with half-pixel centres (``align_corners=False``),
+  what Captum's ``LayerAttribution.interpolate(…, "bilinear")`` and the paper's figures use;
+* ``spread`` — receptive-field aware: each unit's value is spread over the input box it sees
+  (:func:`~tinyconv.receptive_field`) and every pixel takes the mean over the boxes covering
+  it (0 where none does), so a value lands exactly where its unit looks.
+
+Guided Grad-CAM (§3.1) multiplies guided backprop by the upsampled map, channel by channel.
+The gradient at layer ``l`` comes from the layers' own backward, run from ``L`` down to ``l``.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .receptive_field import receptive_field
+from .units import check_target, class_backward, class_signal, is_spatial, n_classes
+
+
+@dataclass
+class GradCAM:
+    """Result of :func:`grad_cam`.
+
+    Attributes
+    ----------
+    map : (N, H_l, W_l) ``L_c`` at the layer's resolution.
+    upsampled : (N, H, W) ``map`` bilinearly interpolated to the input (as Captum).
+    spread : (N, H, W) ``map`` spread over the receptive fields and averaged per pixel.
+    weights : (N, C_l) the ``α_k``. layer : ``l``. target : (N,) int64 classes ``c``.
+    """
+
+    map: np.ndarray
+    upsampled: np.ndarray
+    spread: np.ndarray
+    weights: np.ndarray
+    layer: int
+    target: np.ndarray
+
+
+def grad_cam_layer(model, layer):
+    """``l`` of a Grad-CAM layer: ``layer`` checked, or (None) the last layer with locations."""
+    if layer is None:
+        return max(l for l in range(1, len(model.layers) + 1) if is_spatial(model, l))
+    l = model.index(layer)
+    if l == 0 or not is_spatial(model, l):
+        raise ValueError(f"layer: Grad-CAM needs a layer l >= 1 with spatial locations "
+                         f"(H_l, W_l, C_l); {model.names[l]!r} outputs {model.output_shapes[l]}")
+    return l
+
+
+def bilinear_matrix(n_in, n_out):
+    """``(n_out, n_in)`` matrix of 1-D linear interpolation with half-pixel centres.
+
+    Output pixel ``o`` sits at input coordinate ``s = (o + 1/2) n_in / n_out - 1/2`` (clamped
+    at 0); it takes ``1 - t`` of input ``floor(s)`` and ``t = s - floor(s)`` of the next one
+    (the last input pixel repeats past the edge).
+    """
+    s = np.maximum((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0.0)
+    lo = np.floor(s).astype(np.int64)
+    hi = np.minimum(lo + 1, n_in - 1)
+    t = s - lo
+    A = np.zeros((n_out, n_in))
+    np.add.at(A, (np.arange(n_out), lo), 1 - t)
+    np.add.at(A, (np.arange(n_out), hi), t)
+    return A
+
+
+def bilinear_upsample(maps, H, W):
+    """``(N, H_l, W_l)`` maps -> ``(N, H, W)``: rows, then columns, each a linear
+    interpolation (:func:`bilinear_matrix`); the same numbers as torch's
+    ``F.interpolate(mode="bilinear", align_corners=False)``."""
+    A_h = bilinear_matrix(maps.shape[1], H)                       # (H, H_l)
+    A_w = bilinear_matrix(maps.shape[2], W)                       # (W, W_l)
+    return np.einsum("hi,nij,wj->nhw", A_h, maps, A_w).astype(maps.dtype)
+
+
+def receptive_field_spread(model, l, maps):
+    """``(N, H_l, W_l)`` maps of layer ``l`` -> ``(N, H, W)``: each unit's value spread over
+    its receptive-field box, averaged over the boxes that cover each pixel (0 if none)."""
+    rf = receptive_field(model, l)
+    H, W = model.input_shape[:2]
+    total = np.zeros((len(maps), H, W), np.float64)
+    count = np.zeros((H, W))
+    for row in range(maps.shape[1]):
+        for col in range(maps.shape[2]):
+            r0, r1, c0, c1 = rf.box(row, col)
+            total[:, r0:r1, c0:c1] += maps[:, row, col, None, None]
+            count[r0:r1, c0:c1] += 1
+    return (total / np.maximum(count, 1)).astype(maps.dtype)
+
+
+def grad_cam(model, x, target=None, layer=None):
+    """Grad-CAM of the class logit ``y_(L),c`` at layer ``l`` (Selvaraju et al. 2017, §3).
+
+    Parameters
+    ----------
+    model : :class:`~tinyconv.Sequential` with class scores ``(N, K)`` at the output.
+    x : (N, H, W, C_0) input.
+    target : a class index ``c``, ``(N,)`` ints, or None for each example's predicted class.
+    layer : name or number ``l`` of a layer with locations; None takes the last one.
+
+    Returns
+    -------
+    :class:`GradCAM`: ``map (N, H_l, W_l)``; ``upsampled (N, H, W)`` is the *bilinear* one
+    (Captum's ``LayerAttribution.interpolate(…, "bilinear")``); ``spread (N, H, W)`` the
+    receptive-field-aware one.
+    """
+    n_classes(model, "grad_cam")
+    l = grad_cam_layer(model, layer)
+    ys = model.activations(x)                                     # caches for the backward
+    y, logits = ys[l], ys[-1]                                     # (N, H_l, W_l, C_l), (N, K)
+    target = check_target(target, logits)
+    dy = class_signal(logits, target)
+    for lay in reversed(model.layers[l:]):                        # d y_(L),c / d y_(l)
+        dy = lay.backward(dy, rule="gradient")
+    weights = dy.mean(axis=(1, 2))                                # α_k: (N, C_l)
+    cam = np.maximum(np.einsum("nhwk,nk->nhw", y, weights), 0)   # (N, H_l, W_l)
+    H, W = model.input_shape[:2]
+    return GradCAM(cam, bilinear_upsample(cam, H, W), receptive_field_spread(model, l, cam),
+                   weights, l, target)
+
+
+def guided_grad_cam(model, x, target=None, layer=None):
+    """Guided Grad-CAM: guided backprop of ``y_(L),c`` times the upsampled Grad-CAM map
+    (Selvaraju et al. 2017, §3.1; the bilinear map, as Captum's ``GuidedGradCam`` with
+    ``interpolate_mode="bilinear"``).
+
+    Returns
+    -------
+    (N, H, W, C_0) array: ``guided[..., ch] * grad_cam(...).upsampled`` for each channel.
+    """
+    cam = grad_cam(model, x, target, layer)
+    guided, _, _ = class_backward(model, x, cam.target, rule="guided", what="guided_grad_cam")
+    return guided * cam.upsampled[..., None]

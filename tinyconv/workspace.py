@@ -1,0 +1,222 @@
+"""How Conv2D's three GEMMs are scheduled: kept buffers, chunks, memory order. Speed only.
+
+:class:`tinyconv.layers.Conv2D` says *what* it computes — ``y = im2col(x) @ W2 + b``,
+``dW2 = im2col(x)^T dy``, ``db = sum dy``, ``dx = col2im(dy W2^T)`` — and asks a
+:class:`ConvWorkspace` to compute it. The workspace gives the same numbers (bit for bit the
+numbers the layer has always given) and owns every trick that makes them fast:
+
+- **kept buffers**: the im2col matrix and the backward's ``dcols`` live in arrays kept from
+  call to call (:meth:`ConvWorkspace.buffer`), made anew only when a shape or dtype changes;
+- **the bias column**: the im2col buffer has one more column, of ones, and ``W2`` the bias as
+  one more row, so ``[cols, 1] @ [W2; b] = cols @ W2 + b`` is one GEMM, and the backward's
+  ``[cols, 1]^T dy`` gives ``db`` as its last row;
+- **chunks**: a batch whose im2col matrix exceeds :data:`CHUNK_BYTES` goes through in chunks
+  of examples; the backward walks them last to first, so that the chunk the forward pass
+  left in the buffer is used again, not unfolded again (the reuse test on the very same
+  ``x``);
+- **one input channel, stride 1**: the buffers are column-major, so that im2col and col2im
+  copy whole image rows into and out of each column;
+- **the GEMM's orientation**: with row-major cols, ``[cols, 1]^T dy`` is computed as
+  ``(dy^T [cols, 1])^T``;
+- **dcols in pieces**: ``dcols = dy W2^T`` and its col2im run a few examples at a time
+  (:data:`DX_CHUNK_BYTES`), so that col2im reads dcols from the cache.
+
+Why each one pays, with the figures measured when it was added: ``docs/speed.md``.
+"""
+
+from typing import NamedTuple
+
+import numpy as np
+
+#: At most this many bytes of im2col matrix per chunk of examples (one example at least).
+CHUNK_BYTES = 64 << 20
+
+#: At most this many bytes of ``dcols`` per piece of the backward's ``dx`` (one example at
+#: least).
+DX_CHUNK_BYTES = 4 << 20
+
+
+class Im2colArgs(NamedTuple):
+    """The window arguments of :func:`tinyconv.kernels.im2col` and ``col2im``, in their order
+    (a tuple, so ``im2col(x, *args)`` works): kernel extent, stride and dilation per axis, the
+    padding before each axis, and the output size."""
+
+    kh: int
+    kw: int
+    sh: int
+    sw: int
+    dh: int
+    dw: int
+    pad_top: int
+    pad_left: int
+    H_out: int
+    W_out: int
+
+
+def chunks(N, P, K, itemsize):
+    """Split ``N`` examples into chunks of at most :data:`CHUNK_BYTES` of matrix each (one
+    example at least).
+
+    Parameters
+    ----------
+    N : examples in the batch.
+    P, K : each example has ``P`` rows of ``K`` numbers (``P = H_out * W_out``).
+    itemsize : bytes per number.
+
+    Returns
+    -------
+    ranges : list of ``(n0, n1)`` covering ``0..N`` in order.
+    rows : rows of the largest chunk (``P`` times its examples), the size of a buffer that
+        holds any of them.
+    """
+    step = max(1, CHUNK_BYTES // (P * K * itemsize))
+    return [(n0, min(N, n0 + step)) for n0 in range(0, N, step)], min(N, step) * P
+
+
+def column_major(C_in, args):
+    """Whether the matrices are column-major: for one input channel and stride 1 along W, a
+    window's tap rows are only ``kw`` numbers long, and each column of a column-major cols
+    is one image row, shifted."""
+    return C_in == 1 and args.sw == 1
+
+
+def _matrix(flat, rows, cols, column_major):
+    """The first ``rows * cols`` numbers of the 1-D ``flat`` as a ``(rows, cols)`` matrix,
+    contiguous in either order: a smaller piece is then still a contiguous array (a row
+    slice of a column-major matrix would be strided), and col2im sees the one memory order it
+    is compiled for."""
+    part = flat[:rows * cols]
+    return part.reshape(cols, rows).T if column_major else part.reshape(rows, cols)
+
+
+def _kernels():
+    """:mod:`tinyconv.kernels`, imported on first use (see ``tinyconv.layers._kernels``)."""
+    from . import kernels
+    return kernels
+
+
+class ConvWorkspace:
+    """The scratch memory of one convolution layer, and the schedule of its GEMMs.
+
+    Attributes
+    ----------
+    buffers : dict name -> array, the kept arrays: ``"cols"`` (``[cols, 1]``, or ``cols``
+        without bias) and ``"dcols"`` (1-D: the storage of the largest piece of dcols).
+    """
+
+    def __init__(self):
+        self.buffers = {}
+        self._held = None       # (x, n0, n1): the "cols" buffer holds im2col(x[n0:n1])
+
+    def buffer(self, name, shape, dtype, column_major=False, ones_column=False):
+        """The kept array ``name``, new only when its shape, dtype or order must change.
+
+        A fresh array of megabytes costs a page fault per page on first touch, more than
+        filling it (``docs/speed.md``). ``ones_column`` sets the last column to 1 once, when
+        the array is made (im2col never writes it). NumPy's GEMM takes either memory order.
+        """
+        buf = self.buffers.get(name)
+        order_ok = buf is not None and (buf.flags.f_contiguous if column_major
+                                        else buf.flags.c_contiguous)
+        if not order_ok or buf.shape != shape or buf.dtype != dtype:
+            buf = np.empty(shape, dtype=dtype, order="F" if column_major else "C")
+            if ones_column:
+                buf[:, -1] = 1
+            if name == "cols":
+                self._held = None
+            self.buffers[name] = buf
+        return buf
+
+    def _cols(self, x, n0, n1, args, rows, bias, reuse=False):
+        """``[cols, 1]`` of examples ``n0:n1`` of ``x`` (``cols`` without bias), in the kept
+        buffer: ``(n*H_out*W_out, kh*kw*C_in [+ 1])``. With ``reuse``, im2col is skipped if
+        the buffer already holds them (the backward pass after a forward of the same ``x``)."""
+        K = args.kh * args.kw * x.shape[-1]
+        ext = self.buffer("cols", (rows, K + bias), x.dtype, column_major(x.shape[-1], args),
+                          ones_column=bias)
+        ext = ext[:(n1 - n0) * args.H_out * args.W_out]
+        held = self._held
+        if not (reuse and held is not None and held[0] is x and held[1:] == (n0, n1)):
+            _kernels().im2col(x[n0:n1], *args, out=ext[:, :K])
+            self._held = (x, n0, n1)
+        return ext
+
+    def im2col_gemm(self, x, args, W2, b):
+        """``im2col(x) @ W2 + b``, a chunk of examples at a time, bias folded into the GEMM.
+
+        Parameters
+        ----------
+        x : (N, H_in, W_in, C_in) C-contiguous input.
+        args : :class:`Im2colArgs`.
+        W2 : (kh*kw*C_in, C_out) weights as a matrix.
+        b : (C_out,) bias, or None.
+
+        Returns
+        -------
+        y : (N*H_out*W_out, C_out) array in ``x``'s dtype.
+        """
+        N, P = len(x), args.H_out * args.W_out
+        K, C_out = W2.shape
+        bias = b is not None
+        if bias:
+            W2 = np.concatenate([W2, b[None, :]])                  # [W2; b]: (K + 1, C_out)
+        y = np.empty((N * P, C_out), dtype=x.dtype)
+        ranges, rows = chunks(N, P, K + 1, x.itemsize)
+        for n0, n1 in ranges:
+            ext = self._cols(x, n0, n1, args, rows, bias)           # (n*P, K [+ 1])
+            np.matmul(ext, W2, out=y[n0 * P:n1 * P])
+        return y
+
+    def weight_gemm(self, x, args, dy2, bias):
+        """``im2col(x)^T dy2`` and ``dy2`` summed over rows, as one GEMM per chunk.
+
+        Parameters
+        ----------
+        x : the (N, H_in, W_in, C_in) input of the last forward pass.
+        args : :class:`Im2colArgs`.
+        dy2 : (N*H_out*W_out, C_out) C-contiguous signal.
+        bias : whether to compute the sum (the bias gradient).
+
+        Returns
+        -------
+        dW2 : (kh*kw*C_in, C_out).
+        db : (C_out,), or None without bias.
+        """
+        N, P = len(x), args.H_out * args.W_out
+        K = args.kh * args.kw * x.shape[-1]
+        grads = np.zeros((K + bias, dy2.shape[1]), dtype=dy2.dtype)   # [dW2; db]
+        ranges, rows = chunks(N, P, K + 1, x.itemsize)
+        for n0, n1 in reversed(ranges):     # the forward pass left the last chunk's cols
+            ext = self._cols(x, n0, n1, args, rows, bias, reuse=True)
+            dy_c = dy2[n0 * P:n1 * P]                               # (n*P, C_out)
+            if ext.flags.c_contiguous:
+                grads += (dy_c.T @ ext).T                           # (K [+ 1], C_out)
+            else:
+                grads += ext.T @ dy_c
+        return grads[:K], (grads[K] if bias else None)
+
+    def col2im_gemm(self, dy2, W2, args, x_shape):
+        """``col2im(dy2 @ W2^T)``, a piece of :data:`DX_CHUNK_BYTES` of dcols at a time.
+
+        Parameters
+        ----------
+        dy2 : (N*H_out*W_out, C_out) C-contiguous signal.
+        W2 : (kh*kw*C_in, C_out) weights as a matrix.
+        args : :class:`Im2colArgs`.
+        x_shape : ``(N, H_in, W_in, C_in)``, the shape of ``dx``.
+
+        Returns
+        -------
+        dx : (N, H_in, W_in, C_in) array in ``dy2``'s dtype.
+        """
+        N, H_in, W_in, C_in = x_shape
+        P, K = args.H_out * args.W_out, W2.shape[0]
+        dx = np.empty(x_shape, dtype=dy2.dtype)
+        step = max(1, DX_CHUNK_BYTES // (P * K * dy2.itemsize))        # examples per piece
+        flat = self.buffer("dcols", (min(N, step) * P * K,), dy2.dtype)   # the largest piece
+        for m0 in range(0, N, step):
+            m1 = min(N, m0 + step)
+            dcols = _matrix(flat, (m1 - m0) * P, K, column_major(C_in, args))   # (m*P, K)
+            np.matmul(dy2[m0 * P:m1 * P], W2.T, out=dcols)
+            _kernels().col2im(dcols, m1 - m0, H_in, W_in, C_in, *args, out=dx[m0:m1])
+        return dx
