@@ -140,12 +140,14 @@ def train_on_permuted_labels(model, X, y, n_train=300, epochs=40, lr=3e-3, memor
     permuted labels) and ``seconds``.
     """
     fresh = randomize(model, parameter_layers(model), seed)
-    Xs, ys = X[:n_train], np.random.default_rng(seed).permutation(y[:n_train])
+    rng = np.random.default_rng(seed)
+    Xs, ys = X[:n_train], rng.permutation(y[:n_train])
+    shuffles = rng.integers(0, 2 ** 31, size=epochs)           # one shuffling seed per epoch
     optimizer = Adam(fresh, lr=lr)
     t0, accuracy, epoch = time.perf_counter(), 0.0, 0
     for epoch in range(1, epochs + 1):
-        fit(fresh, Xs, ys, epochs=1, batch_size=32, optimizer=optimizer, seed=(seed, epoch),
-            progress=False)
+        fit(fresh, Xs, ys, epochs=1, batch_size=32, optimizer=optimizer,
+            seed=int(shuffles[epoch - 1]), progress=False)
         accuracy = evaluate(fresh, Xs, ys)["accuracy"]
         if log:
             log(f"permuted labels: epoch {epoch}, train accuracy {accuracy:.3f}")
