@@ -101,7 +101,9 @@ def test_train_with_augmentation_and_decay(capsys, tmp_path):
     code, out, err = run(capsys, "train", "--arch", "small", "--limit", 128, "--epochs", 2,
                          "--augment", 2, "--decay", 0.5, "--out", tmp_path / "m.npz")
     assert code == 0, err
-    assert "lr=0.002 x 0.5 per epoch" in out and "random shifts <= 2 px" in out
+    # the shipped recipe: SGD with momentum and weight decay, lr 0.05
+    assert "SGD lr=0.05 momentum 0.9, weight decay 0.005, x 0.5 per epoch" in out
+    assert "random shifts <= 2 px" in out
     assert sorted(epoch_rows(out)) == [0, 1, 2]
 
 
@@ -141,7 +143,7 @@ def test_train_options_are_the_recipe_fields(capsys, tmp_path):
 def test_train_without_augmentation_or_decay(capsys, tmp_path):
     code, out, err = run(capsys, "train", "--arch", "small", "--limit", 128, "--epochs", 2,
                          "--augment", 0, "--decay", 1, "--lr", "1e-3", "--batch-size", 64,
-                         "--out", tmp_path / "m.npz")
+                         "--optimizer", "adam", "--out", tmp_path / "m.npz")
     assert code == 0, err
     assert "Adam lr=0.001, batch size 64, 2 epochs, seed 0\n" in out
     assert sorted(epoch_rows(out)) == [0, 1, 2]

@@ -27,7 +27,9 @@ from .model import Sequential
 from .occlusion import Occlusion, occlusion
 from .pretrained import pretrained
 from .projection import Projection, project, project_top, saliency
+from .randomize import randomize
 from .receptive_field import ReceptiveField, patches, receptive_field, receptive_fields
+from .sanity import sanity_checks
 from .serialize import load, save
 from .smoothgrad import smoothgrad
 from .training import (
@@ -58,4 +60,6 @@ __all__ = [
     # after Zeiler & Fergus
     "ActivationMaximization", "GradCAM", "IntegratedGradients", "activation_maximization",
     "grad_cam", "guided_grad_cam", "input_x_gradient", "integrated_gradients", "smoothgrad",
+    # do the maps explain? (sanity checks)
+    "randomize", "sanity_checks",
 ]

@@ -34,7 +34,7 @@ import os
 import sys
 
 from .. import __version__
-from . import explain, info, tour, train
+from . import explain, info, sanity, tour, train
 from ._types import Command, Parser, UsageError
 
 DEBUG_ENV = "TINYCONV_DEBUG"
@@ -49,6 +49,7 @@ COMMANDS: dict[str, Command] = {
     "tour": tour.TOUR,
     "explain": explain.EXPLAIN,
     "explore": explain.EXPLORE,
+    "sanity": sanity.SANITY,
 }
 
 __all__ = ["COMMANDS", "Command", "UsageError", "build_parser", "main"]

@@ -39,6 +39,7 @@ from .maxact import extreme_examples, maxact_montages
 from .occlusion import occlusion_figure
 from .projections import compare_rules, projections, saliency_patches
 from .receptive_fields import effective_receptive_fields, receptive_field_growth
+from .sanity import cascade_grid, deletion_insertion, similarity_vs_depth
 from .switches import pooling_switches
 
 __all__ = [
@@ -46,4 +47,6 @@ __all__ = [
     "conv_layers", "effective_receptive_fields", "extreme_examples", "filters",
     "maxact_montages", "occlusion_figure", "pooling_switches", "projections",
     "receptive_field_growth", "saliency_patches",
+    # the sanity checks (tinyconv sanity)
+    "cascade_grid", "deletion_insertion", "similarity_vs_depth",
 ]

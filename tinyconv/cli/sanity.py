@@ -1,0 +1,56 @@
+"""``tinyconv sanity``: do the maps explain? Randomisation, image recovery, deletion/insertion."""
+
+import json
+from pathlib import Path
+
+from ..data import load_mnist, to_float
+from ..files import atomic_write, writable_dir_problem
+from ..pretrained import load_model
+from ._types import Command, UsageError, natural_int, positive_int
+
+#: The figures ``tinyconv sanity`` writes, by file name.
+FIGURES = ("cascade_grid.png", "similarity_cascade.png", "similarity_independent.png",
+           "deletion_insertion.png")
+
+
+def sanity_arguments(parser):
+    parser.add_argument("--out", type=Path, default=Path("tinyconv-sanity"), metavar="DIR",
+                        help="directory for the figures and sanity.json (default: %(default)s)")
+    parser.add_argument("--examples", type=positive_int, default=100, metavar="N",
+                        help="held-out digits to measure on (default: %(default)s)")
+    parser.add_argument("--seed", type=natural_int, default=0,
+                        help="seeds the randomised weights, SmoothGrad's noise and the "
+                             "permuted labels (default: %(default)s)")
+
+
+def run_sanity(args):
+    """Sanity checks of every map on the shipped model: figures plus every number as JSON."""
+    # imported here: the checks and their figures load matplotlib, other commands never do
+    from ..plots import sanity as figures
+    from ..sanity import sanity_checks
+
+    problem = writable_dir_problem(args.out)
+    if problem:
+        raise UsageError(f"--out {args.out} {problem}")
+    X, y = load_mnist("bundled-test")
+    X_train, y_train = load_mnist("bundled-train")
+    n = min(args.examples, len(y))
+    result = sanity_checks(load_model("mnist"), to_float(X[:n]), y[:n], to_float(X_train),
+                           y_train, seed=args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    drawn = dict(zip(FIGURES, (figures.cascade_grid(result),
+                               figures.similarity_vs_depth(result, "cascade"),
+                               figures.similarity_vs_depth(result, "independent"),
+                               figures.deletion_insertion(result)), strict=True))
+    for name, fig in drawn.items():
+        with atomic_write(args.out / name) as f:
+            fig.savefig(f, format="png", dpi=110)
+        print(args.out / name)
+    with atomic_write(args.out / "sanity.json", "w") as f:
+        json.dump(result, f, indent=1)
+    print(args.out / "sanity.json")
+    return 0
+
+
+SANITY = Command("sanity checks of the maps: randomisation, image recovery, deletion / "
+                 "insertion", sanity_arguments, run_sanity)
