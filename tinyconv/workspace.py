@@ -90,7 +90,7 @@ def _matrix(flat, rows, cols, column_major):
 
 
 def _kernels():
-    """:mod:`tinyconv.kernels`, imported on first use (see ``tinyconv.layers._kernels``)."""
+    """:mod:`tinyconv.kernels`, imported on first use (see ``tinyconv.layer._kernels``)."""
     from . import kernels
     return kernels
 
