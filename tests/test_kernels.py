@@ -314,10 +314,16 @@ def test_a_usable_cache_folder_says_nothing(tmp_path):
     assert run_without_a_cache_folder(dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))) == []
 
 
-@pytest.mark.parametrize("cores, blas, numba_set, want", [
-    (2, 2, False, True), (1, 2, False, True), (2, 1, False, False), (4, 4, False, False),
-    (2, 2, True, False)])
-def test_the_thread_policy(cores, blas, numba_set, want):
+@pytest.mark.parametrize("cores, blas, policy, want", [
+    (2, 2, "auto", True), (1, 2, "auto", True), (2, 1, "auto", False), (4, 4, "auto", False),
+    (2, 2, "numba", False), (4, 4, "1", True)])
+def test_the_thread_policy(cores, blas, policy, want):
     # two cores shared with BLAS's threads: the kernels run on one numba thread, unless the
-    # user chose numba's thread count
-    assert kernels._runtime.one_thread_beside_blas(cores, blas, numba_set) is want
+    # user chose otherwise with TINYCONV_KERNEL_THREADS
+    assert kernels._runtime.one_thread_beside_blas(cores, blas, policy) is want
+
+
+def test_an_unknown_thread_policy_names_the_variable():
+    with pytest.raises(ValueError, match="^TINYCONV_KERNEL_THREADS: expected one of auto, 1, "
+                                         "numba, got 'two'"):
+        kernels._runtime.one_thread_beside_blas(2, 2, "two")

@@ -50,22 +50,33 @@ def _env_threads(*names):
     return None
 
 
-def one_thread_beside_blas(cores, blas_threads, numba_threads_set):
+#: The variable that chooses the thread policy, and its values.
+POLICY_VARIABLE = "TINYCONV_KERNEL_THREADS"
+POLICIES = ("auto", "1", "numba")
+
+
+def one_thread_beside_blas(cores, blas_threads, policy="auto"):
     """The thread policy: whether the kernels run on one numba thread.
 
     All four kernels are memory-bound copies and sums between two BLAS GEMMs. On a machine
     with at most two cores where BLAS already runs more than one thread, a second numba
     thread buys little when the machine is idle and, as soon as another process takes a
     core, makes every kernel wait for a thread that is not running (``docs/speed.md``).
-    A thread count the user chose with ``NUMBA_NUM_THREADS`` is kept.
 
     Parameters
     ----------
     cores : int, the cores this process may use.
     blas_threads : int, BLAS's thread count.
-    numba_threads_set : bool, whether ``NUMBA_NUM_THREADS`` is set.
+    policy : ``"auto"`` (the rule above), ``"1"`` (always one thread) or ``"numba"``
+        (numba's thread count, ``numba.get_num_threads()``, for every job that is not
+        small); the variable ``TINYCONV_KERNEL_THREADS`` sets it.
     """
-    return not numba_threads_set and cores <= 2 and blas_threads > 1
+    if policy not in POLICIES:
+        raise ValueError(f"{POLICY_VARIABLE}: expected one of {', '.join(POLICIES)}, "
+                         f"got {policy!r}")
+    if policy != "auto":
+        return policy == "1"
+    return cores <= 2 and blas_threads > 1
 
 
 #: Whether every kernel runs on one numba thread (see :func:`one_thread_beside_blas`); BLAS's
@@ -74,7 +85,7 @@ def one_thread_beside_blas(cores, blas_threads, numba_threads_set):
 ONE_THREAD_BESIDE_BLAS = one_thread_beside_blas(
     _cores(),
     _env_threads("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS") or _cores(),
-    "NUMBA_NUM_THREADS" in os.environ)
+    os.environ.get(POLICY_VARIABLE, "auto").strip() or "auto")
 
 
 # --------------------------------------------------------------------------- numba's cache
