@@ -52,7 +52,8 @@ def test_big_endian_input_is_read_as_the_same_numbers(order):
     model = tiny_model()
     swapped = x.astype(order)
     assert not swapped.dtype.isnative
-    np.testing.assert_array_equal(model(swapped), model(x.astype(np.dtype(order).newbyteorder("="))))
+    native = x.astype(np.dtype(order).newbyteorder("="))
+    np.testing.assert_array_equal(model(swapped), model(native))
     got = check_array(swapped, "x")
     assert got.dtype.isnative and got.dtype.itemsize == swapped.dtype.itemsize
     np.testing.assert_array_equal(got, x.astype(swapped.dtype.newbyteorder("=")))
