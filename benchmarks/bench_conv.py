@@ -35,7 +35,7 @@ import _setup  # first: re-executes without OPENBLAS_* variables before NumPy lo
 # isort: split
 import numpy as np
 
-from tinyconv import Conv2D, kernels, layers
+from tinyconv import Conv2D, kernels, workspace
 
 # (N, H, W, C_in, C_out, k, stride, pad)
 SHAPES = [
@@ -191,11 +191,11 @@ def phase_timings(layer, x, dy, quick):
     the backward GEMM ``[dW; db] = [cols, 1]^T dy`` (for row-major cols computed as
     ``(dy^T [cols, 1])^T``, as the layer does), and ``dcols = dy W^T`` with its col2im, timed
     together because the layer runs them in turns on pieces of a few examples
-    (``tinyconv.layers.DX_CHUNK_BYTES``) so that col2im finds dcols in the cache. The
+    (``tinyconv.workspace.DX_CHUNK_BYTES``) so that col2im finds dcols in the cache. The
     matrices are in the memory order ``Conv2D`` keeps them in (column-major for one input
     channel and stride 1) and are written into arrays kept from run to run, as the layer does;
     unlike the layer, the im2col matrix is one piece (``Conv2D`` splits batches whose im2col
-    matrix exceeds ``tinyconv.layers.CHUNK_BYTES``).
+    matrix exceeds ``tinyconv.workspace.CHUNK_BYTES``).
 
     Returns a dict ``phase -> Timing``, in the order a forward + backward runs them.
     """
@@ -211,7 +211,7 @@ def phase_timings(layer, x, dy, quick):
     kernels.im2col(x, *args, out=ext[:, :K])
     y2 = ext @ W2b
     P = len(dy2) // N
-    step = max(1, layers.DX_CHUNK_BYTES // (P * K * x.itemsize))    # examples per piece
+    step = max(1, workspace.DX_CHUNK_BYTES // (P * K * x.itemsize))    # examples per piece
     dcols = np.empty((min(N, step) * P, K), dtype=x.dtype, order=order)
     dx = np.empty_like(x)
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import tinyconv as tc
-from tinyconv import tour
+from tinyconv import kernels, tour
 from tinyconv.architectures import build
 
 
@@ -38,7 +38,7 @@ def run_everything(model, x, y):
     return out
 
 
-def test_one_and_two_numba_threads_agree(digits):
+def test_one_and_two_numba_threads_agree(digits, monkeypatch):
     x, y = digits
     model = tc.pretrained("mnist")
     before = numba.get_num_threads()
@@ -46,10 +46,14 @@ def test_one_and_two_numba_threads_agree(digits):
         numba.set_num_threads(1)
         one = run_everything(model, x, y)
         numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        policy = run_everything(model, x, y)        # the shipped thread policy
+        # and with the policy off, so that two numba threads really run the kernels
+        monkeypatch.setattr(kernels._runtime, "ONE_THREAD_BESIDE_BLAS", False)
         two = run_everything(model, x, y)
     finally:
         numba.set_num_threads(before)
     for key in one:
+        np.testing.assert_array_equal(one[key], policy[key], err_msg=key)
         scale = max(np.abs(one[key]).max(), 1e-30)
         assert np.abs(one[key] - two[key]).max() <= 1e-5 * scale, key
 

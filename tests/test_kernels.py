@@ -135,7 +135,8 @@ def test_reference_and_kernel_agree_on_a_fixed_case():
 def threads(request, monkeypatch):
     """Small inputs run on one thread; lowering the threshold sends them through prange."""
     if request.param == "all threads":
-        monkeypatch.setattr(kernels, "PARALLEL_MIN_SIZE", 0)
+        monkeypatch.setattr(kernels._runtime, "PARALLEL_MIN_SIZE", 0)
+        monkeypatch.setattr(kernels._runtime, "ONE_THREAD_BESIDE_BLAS", False)
     return request.param
 
 
@@ -274,3 +275,55 @@ def test_one_line_says_the_kernels_are_compiling_only_when_the_cache_misses(tmp_
     assert [line for line in first if "compiling" in line] == [
         kernels.COMPILING_MESSAGE.format(seconds=kernels.COMPILE_SECONDS)]
     assert not any("compiling" in line for line in stderr())        # loaded from the cache
+
+
+CACHE_PROBE = ("import numpy as np, tinyconv\n"
+               "y = tinyconv.MaxPool2D(2)(np.arange(4, dtype=np.float32).reshape(1, 2, 2, 1))\n"
+               "assert y.item() == 3\n")
+
+
+def run_without_a_cache_folder(env):
+    run = subprocess.run([sys.executable, "-c", CACHE_PROBE], env=env, timeout=300,
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    return [line for line in run.stderr.splitlines() if "cannot cache" in line]
+
+
+def test_an_unusable_cache_folder_falls_back_to_a_temporary_one(tmp_path):
+    # a folder below a regular file can never be made, whoever runs the test (even root)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(blocker / "cache"))
+    lines = run_without_a_cache_folder(env)
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"tinyconv: numba cannot cache compiled kernels in "
+                               f"NUMBA_CACHE_DIR={blocker / 'cache'} (")
+
+
+def test_no_cache_folder_at_all_still_runs_the_kernels(tmp_path):
+    # numba's only locator is NUMBA_CACHE_DIR, and it is unset: numba itself would refuse to
+    # define a cached kernel ("no locator available")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env.update(NUMBA_CACHE_LOCATOR_CLASSES="UserProvidedCacheLocator", TMPDIR=str(tmp_path))
+    lines = run_without_a_cache_folder(env)
+    assert len(lines) == 1 and "no writable folder" in lines[0], lines
+    assert not list(tmp_path.glob("tinyconv-numba-cache-*"))     # removed at exit
+
+
+def test_a_usable_cache_folder_says_nothing(tmp_path):
+    assert run_without_a_cache_folder(dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))) == []
+
+
+@pytest.mark.parametrize("cores, blas, policy, want", [
+    (2, 2, "auto", True), (1, 2, "auto", True), (2, 1, "auto", False), (4, 4, "auto", False),
+    (2, 2, "numba", False), (4, 4, "1", True)])
+def test_the_thread_policy(cores, blas, policy, want):
+    # two cores shared with BLAS's threads: the kernels run on one numba thread, unless the
+    # user chose otherwise with TINYCONV_KERNEL_THREADS
+    assert kernels._runtime.one_thread_beside_blas(cores, blas, policy) is want
+
+
+def test_an_unknown_thread_policy_names_the_variable():
+    with pytest.raises(ValueError, match="^TINYCONV_KERNEL_THREADS: expected one of auto, 1, "
+                                         "numba, got 'two'"):
+        kernels._runtime.one_thread_beside_blas(2, 2, "two")

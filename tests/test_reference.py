@@ -33,7 +33,8 @@ POOL_CASES = [
 def threads(request, monkeypatch):
     """Small inputs run on one thread; lowering the threshold sends them through prange."""
     if request.param == "all threads":
-        monkeypatch.setattr(kernels, "PARALLEL_MIN_SIZE", 0)
+        monkeypatch.setattr(kernels._runtime, "PARALLEL_MIN_SIZE", 0)
+        monkeypatch.setattr(kernels._runtime, "ONE_THREAD_BESIDE_BLAS", False)
     return request.param
 
 

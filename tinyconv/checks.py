@@ -15,7 +15,8 @@ def check_array(x, name, ndim=None, shape=None, finite=True, allow_empty=False):
 
     Parameters
     ----------
-    x : array-like. Non-contiguous and negative-stride views are accepted (copied).
+    x : array-like. Non-contiguous and negative-stride views are accepted (copied), and so is
+        float32 or float64 in the other byte order (converted to the machine's).
     name : the argument's name, used in messages.
     ndim : required number of dimensions, or None.
     shape : required shape; ``None`` entries match anything.
@@ -37,6 +38,8 @@ def check_array(x, name, ndim=None, shape=None, finite=True, allow_empty=False):
         except (ValueError, TypeError) as err:
             raise TypeError(f"{name}: expected a floating-point array, got {type(x).__name__}"
                             f" that NumPy cannot convert ({err})") from None
+    if x.dtype.kind == "f" and x.dtype.itemsize in (4, 8) and not x.dtype.isnative:
+        x = x.astype(x.dtype.newbyteorder("="))     # e.g. big-endian '>f4' read from a file
     if x.dtype not in (np.float32, np.float64):
         hint = " (scale images with tinyconv.to_float)" if x.dtype.kind in "ui" else ""
         raise TypeError(f"{name}: expected a floating-point array (float32 or float64), "
@@ -54,6 +57,31 @@ def check_array(x, name, ndim=None, shape=None, finite=True, allow_empty=False):
         bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
         raise ValueError(f"{name}: expected finite values, got {bad} NaN or inf")
     return np.ascontiguousarray(x)
+
+
+#: The dtypes a model computes in: the numba kernels compile for these two.
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def check_dtype(dtype, name="dtype"):
+    """Return ``dtype`` as a native-order ``numpy.dtype`` if it is float32 or float64.
+
+    Raises
+    ------
+    TypeError
+        For anything else (ints would truncate every weight, complex and float16 or
+        longdouble have no kernels), naming ``name``.
+    """
+    try:
+        dt = np.dtype(dtype)
+    except TypeError as err:
+        raise TypeError(f"{name}: expected float32 or float64, got {dtype!r} ({err})") from None
+    if dt.kind == "f" and dt.itemsize in (4, 8):
+        dt = dt.newbyteorder("=")
+    if dt not in FLOAT_DTYPES:
+        raise TypeError(f"{name}: expected float32 or float64 (the kernels compile for these "
+                        f"two), got {dt}")
+    return dt
 
 
 def check_int(v, name, minimum=None, maximum=None):

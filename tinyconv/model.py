@@ -7,10 +7,23 @@ with one of the three rules (see :mod:`tinyconv.layers`); every technique of the
 (saliency, deconvnet, guided backprop, training) is a call to it.
 """
 
+import threading
+from contextlib import contextmanager
+
 import numpy as np
 
-from .checks import check_array
+from .checks import check_array, check_dtype
 from .layers import Layer, check_rule
+
+#: What a model used from a second thread while a call runs raises (a ``RuntimeError``).
+BUSY_MESSAGE = ("model: {call}() was called while another thread is using this model; a "
+                "model keeps each pass's intermediate results for its backward pass, so it "
+                "serves one thread at a time: use one model per thread (copy.deepcopy(model))")
+
+#: What a backward pass through another thread's forward pass raises (a ``RuntimeError``).
+OTHER_THREAD_MESSAGE = ("model: backward() goes back through the last forward pass, which "
+                        "ran on another thread; run forward and backward on one thread, and "
+                        "use one model per thread (copy.deepcopy(model))")
 
 
 class Sequential:
@@ -27,23 +40,46 @@ class Sequential:
     ------
     ValueError
         At construction, if one layer's output does not fit the next (e.g. a Dense whose
-        ``in_features`` differs from the flattened size), naming the layer.
+        ``in_features`` differs from the flattened size), naming the layer, or if one layer
+        object stands at two positions (each keeps the cache of its own forward pass).
+
+    Notes
+    -----
+    **Threads.** A model keeps the intermediate results of its last forward pass (in its
+    layers) for the backward pass, so one model serves one thread at a time. Calls are
+    guarded, never silently wrong: :meth:`forward`, :meth:`activations` or :meth:`backward`
+    called while another thread is inside one of them raises ``RuntimeError`` at once
+    (:data:`BUSY_MESSAGE`), and so does a :meth:`backward` whose forward pass ran on another
+    thread. To use several threads, give each its own model: ``copy.deepcopy(model)``
+    copies the parameters, and the copy starts with empty scratch memory. One model may pass
+    from thread to thread between calls; each thread keeps its own scratch buffers
+    (:class:`tinyconv.workspace.ConvWorkspace`), freed when the thread ends. Processes share
+    nothing: each builds or loads its own model.
     """
 
     def __init__(self, layers, input_shape, seed=None):
         layers = list(layers)
         if not layers:
             raise ValueError("layers: expected at least one layer, got none")
+        first = {}
         for i, layer in enumerate(layers):
             if not isinstance(layer, Layer):
                 raise TypeError(f"layers[{i}]: expected a tinyconv layer, got "
                                 f"{type(layer).__name__}")
+            j = first.setdefault(id(layer), i)
+            if j != i:
+                raise ValueError(
+                    f"layers[{i}]: the same {type(layer).__name__} object as layers[{j}]; a "
+                    "layer keeps the cache of its own forward pass, so each position needs its "
+                    "own object (copy.deepcopy(layer) for one with the same parameters)")
         if not isinstance(input_shape, (tuple, list)) or len(input_shape) != 3 or not all(
                 isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d > 0
                 for d in input_shape):
             raise ValueError(f"input_shape: expected (H, W, C) positive ints, got {input_shape!r}")
         self.layers = layers
         self._reached = -1          # how far the last forward pass went (for backward)
+        self._dtype = np.dtype(np.float32)   # the dtype when no layer has parameters
+        self._guard()
         self.input_shape = tuple(int(d) for d in input_shape)
         self._name_layers()
         # output_shapes[l] is the shape of y_(l) for one example; computing it checks the stack
@@ -53,6 +89,32 @@ class Sequential:
         self.output_shapes = shapes
         if seed is not None:
             self.init_params(seed)
+
+    def _guard(self):
+        """The per-model lock and the thread whose forward pass the layers' caches hold."""
+        self._lock = threading.RLock()
+        self._owner = None
+
+    def __getstate__(self):
+        # a copy gets its own lock; the caches it copies belong to no thread yet
+        state = dict(self.__dict__)
+        del state["_lock"], state["_owner"]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._guard()
+
+    @contextmanager
+    def _exclusive(self, call):
+        """Run the body as the model's only user, or raise ``RuntimeError`` at once (see the
+        class notes); a call nested in another on the same thread is let through."""
+        if not self._lock.acquire(blocking=False):
+            raise RuntimeError(BUSY_MESSAGE.format(call=call))
+        try:
+            yield
+        finally:
+            self._lock.release()
 
     def _name_layers(self):
         """Give unnamed layers ``<type><count>`` names (conv1, relu1, …); names must be unique."""
@@ -87,9 +149,10 @@ class Sequential:
 
     @property
     def dtype(self):
-        """The parameters' dtype (float32 unless :meth:`astype` changed it)."""
+        """The dtype the model computes in: its parameters' (float32 unless :meth:`astype`
+        changed it), or, with no parameters, the one :meth:`astype` last set."""
         return next((layer.dtype for layer in self.layers if layer.dtype is not None),
-                    np.dtype(np.float32))
+                    self._dtype)
 
     def index(self, layer):
         """Layer number ``l`` (0 = input, ``L = len(model)`` = output) of a name or an int.
@@ -122,12 +185,13 @@ class Sequential:
         return self
 
     def astype(self, dtype):
-        """Cast all parameters to ``dtype`` (e.g. float64 for gradient checks); returns self."""
-        dtype = np.dtype(dtype)
-        if dtype.kind != "f":
-            raise TypeError(f"dtype: expected a floating-point dtype, got {dtype}")
+        """Compute in ``dtype``, float32 or float64 (e.g. float64 for gradient checks): casts
+        every parameter, and sets the dtype inputs are cast to; returns self. Anything else
+        raises ``TypeError`` naming ``dtype``."""
+        dtype = check_dtype(dtype)
         for layer in self.layers:
             layer.astype(dtype)
+        self._dtype = dtype
         return self
 
     def parameters(self):
@@ -179,18 +243,20 @@ class Sequential:
         """
         upto = len(self.layers) if upto is None else self.index(upto)
         ys = [self._check_input(x)]
-        for layer in self.layers[:upto]:
-            ys.append(layer.forward(ys[-1], check=False))
-        self._reached = upto
+        with self._exclusive("activations"):
+            for layer in self.layers[:upto]:
+                ys.append(layer.forward(ys[-1], check=False))
+            self._reached, self._owner = upto, threading.get_ident()
         return ys
 
     def forward(self, x, upto=None):
         """``y_(L)`` (or ``y_(upto)``) for input ``x`` of shape ``(N, H, W, C_0)``."""
         upto = len(self.layers) if upto is None else self.index(upto)
         y = self._check_input(x)
-        for layer in self.layers[:upto]:
-            y = layer.forward(y, check=False)
-        self._reached = upto
+        with self._exclusive("forward"):
+            for layer in self.layers[:upto]:
+                y = layer.forward(y, check=False)
+            self._reached, self._owner = upto, threading.get_ident()
         return y
 
     __call__ = forward
@@ -217,6 +283,12 @@ class Sequential:
         """
         check_rule(rule)
         start = len(self.layers) if start is None else self.index(start)
+        with self._exclusive("backward"):
+            if self._reached >= 0 and self._owner != threading.get_ident():
+                raise RuntimeError(OTHER_THREAD_MESSAGE)
+            return self._backward(dy, rule, start, input_grad)
+
+    def _backward(self, dy, rule, start, input_grad):
         if self._reached < 0:
             raise ValueError("start: no forward pass has run yet, so there is nothing to go "
                              "back through; call forward(x) before backward()")

@@ -22,8 +22,13 @@ numbers the layer has always given) and owns every trick that makes them fast:
   (:data:`DX_CHUNK_BYTES`), so that col2im reads dcols from the cache.
 
 Why each one pays, with the figures measured when it was added: ``docs/speed.md``.
+
+The kept buffers belong to the thread that made them (``threading.local``): two threads never
+write into one buffer, and a thread's buffers are freed when it ends. (The layer's own cache
+of its last input is per model; :class:`tinyconv.model.Sequential` guards that.)
 """
 
+import threading
 from typing import NamedTuple
 
 import numpy as np
@@ -90,7 +95,7 @@ def _matrix(flat, rows, cols, column_major):
 
 
 def _kernels():
-    """:mod:`tinyconv.kernels`, imported on first use (see ``tinyconv.layers._kernels``)."""
+    """:mod:`tinyconv.kernels`, imported on first use (see ``tinyconv.layer._kernels``)."""
     from . import kernels
     return kernels
 
@@ -100,13 +105,29 @@ class ConvWorkspace:
 
     Attributes
     ----------
-    buffers : dict name -> array, the kept arrays: ``"cols"`` (``[cols, 1]``, or ``cols``
-        without bias) and ``"dcols"`` (1-D: the storage of the largest piece of dcols).
+    buffers : dict name -> array, the calling thread's kept arrays: ``"cols"`` (``[cols, 1]``,
+        or ``cols`` without bias) and ``"dcols"`` (1-D: the storage of the largest piece of
+        dcols). Each thread has its own; a copy of the workspace starts with none.
     """
 
     def __init__(self):
-        self.buffers = {}
-        self._held = None       # (x, n0, n1): the "cols" buffer holds im2col(x[n0:n1])
+        self._local = threading.local()
+
+    def __reduce__(self):
+        # scratch memory is not state: a copy (copy.deepcopy of a model) starts empty
+        return ConvWorkspace, ()
+
+    def _slots(self):
+        """The calling thread's namespace: its ``buffers`` and ``held``, ``(x, n0, n1)`` when
+        its ``"cols"`` buffer holds ``im2col(x[n0:n1])``."""
+        local = self._local
+        if not hasattr(local, "buffers"):
+            local.buffers, local.held = {}, None
+        return local
+
+    @property
+    def buffers(self):
+        return self._slots().buffers
 
     def buffer(self, name, shape, dtype, column_major=False, ones_column=False):
         """The kept array ``name``, new only when its shape, dtype or order must change.
@@ -123,7 +144,7 @@ class ConvWorkspace:
             if ones_column:
                 buf[:, -1] = 1
             if name == "cols":
-                self._held = None
+                self._slots().held = None
             self.buffers[name] = buf
         return buf
 
@@ -135,10 +156,11 @@ class ConvWorkspace:
         ext = self.buffer("cols", (rows, K + bias), x.dtype, column_major(x.shape[-1], args),
                           ones_column=bias)
         ext = ext[:(n1 - n0) * args.H_out * args.W_out]
-        held = self._held
+        slots = self._slots()
+        held = slots.held
         if not (reuse and held is not None and held[0] is x and held[1:] == (n0, n1)):
             _kernels().im2col(x[n0:n1], *args, out=ext[:, :K])
-            self._held = (x, n0, n1)
+            slots.held = (x, n0, n1)
         return ext
 
     def im2col_gemm(self, x, args, W2, b):
