@@ -76,7 +76,7 @@ class Method:
 
 def _interpolated_grad_cam(net, xt, k, captum):
     """Captum's LayerGradCam on the last convolution, upsampled to the input."""
-    cam = captum.LayerGradCam(net, net.conv3).attribute(xt, target=k)
+    cam = captum.LayerGradCam(net, net.conv3).attribute(xt, target=k, relu_attributions=True)
     return captum.LayerAttribution.interpolate(cam, tuple(xt.shape[2:]), "bilinear")
 
 
@@ -89,15 +89,15 @@ METHODS = [
            lambda net, xt, k, ca: ca.GuidedBackprop(net).attribute(xt, target=k)),
     # methods that arrive later: each entry runs once its function exists in tinyconv
     Method("integrated gradients (50 steps)",
-           lambda m, X, k: tc.integrated_gradients(m, X, k, steps=50),
-           lambda net, xt, k, ca: ca.IntegratedGradients(net).attribute(xt, target=k,
-                                                                        n_steps=50),
+           lambda m, X, k: tc.integrated_gradients(m, X, k, steps=50).attributions,
+           lambda net, xt, k, ca: ca.IntegratedGradients(net).attribute(
+               xt, target=k, n_steps=50, method="riemann_trapezoid"),
            batches=(16,), quick_batches=(2,), needs="integrated_gradients"),
     Method("SmoothGrad (n=50)", lambda m, X, k: tc.smoothgrad(m, X, k, n=50),
            lambda net, xt, k, ca: ca.NoiseTunnel(ca.Saliency(net)).attribute(
                xt, nt_type="smoothgrad", nt_samples=50, stdevs=0.15, target=k),
            batches=(16,), quick_batches=(2,), needs="smoothgrad"),
-    Method("Grad-CAM (conv3)", lambda m, X, k: tc.grad_cam(m, X, "conv3", k),
+    Method("Grad-CAM (conv3)", lambda m, X, k: tc.grad_cam(m, X, k, layer="conv3").upsampled,
            _interpolated_grad_cam, batches=(64,), quick_batches=(8,), needs="grad_cam"),
 ]
 

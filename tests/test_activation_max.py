@@ -48,13 +48,17 @@ def test_a_conv1_unit_prefers_its_own_filter():
     model = tc.pretrained("mnist")
     W = model.layers[0].params["W"]                               # (5, 5, 1, 16)
     r0, r1, c0, c1 = tc.receptive_field(model, "conv1").box(14, 14)
-    own, other = [], []
+    filters = W[..., 0, :].reshape(25, 16)                       # (kh*kw, C_1)
+    own, best_other = [], []
     for k in range(16):
         patch = tc.activation_maximization(model, "conv1", k, steps=20).image[r0:r1, c0:c1, 0]
-        own.append(np.corrcoef(patch.ravel(), W[..., 0, k].ravel())[0, 1])
-        other.append(np.corrcoef(patch.ravel(), W[..., 0, (k + 1) % 16].ravel())[0, 1])
+        r = np.array([np.corrcoef(patch.ravel(), filters[:, j])[0, 1] for j in range(16)])
+        own.append(r[k])
+        best_other.append(np.delete(r, k).max())
     assert min(own) > 0.9
-    assert max(np.abs(other)) < 0.6                               # negative control
+    # negative control: each preferred image matches its own filter better than any other
+    # (signed: two filters of a trained model can be near negatives of each other)
+    assert all(o > b for o, b in zip(own, best_other, strict=True))
 
 
 @pytest.mark.parametrize("kwargs, name, error", [

@@ -62,6 +62,11 @@ CASES = [
     ("explore", "range", ["explore", "--port", "70000", "--no-browser"], 2, "--port"),
     ("explore", "finite", ["explore", "--port", "inf", "--no-browser"], 2, "--port"),
     ("explore", "empty", ["explore", "--model", "", "--no-browser"], 2, "--model"),
+    ("sanity", "type", ["sanity", "--examples", "many", "--out", "TOUR"], 2, "--examples"),
+    ("sanity", "range", ["sanity", "--examples", "0", "--out", "TOUR"], 2, "--examples"),
+    ("sanity", "finite", ["sanity", "--seed", "nan", "--out", "TOUR"], 2, "--seed"),
+    ("sanity", "empty", ["sanity", "--out", ""], 2, "--out"),
+    ("tour", "empty", ["tour", "--out", ""], 2, "--out"),
 ]
 
 NOT_APPLICABLE = {
@@ -70,6 +75,7 @@ NOT_APPLICABLE = {
     ("info", "shape"): "any model has a summary",
     ("info", "range"): "no numeric option",
     ("explore", "shape"): "no array input; a model of the wrong shape is check_mnist_model's",
+    ("sanity", "shape"): "no model or array input: it measures the shipped model",
 }
 
 

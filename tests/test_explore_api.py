@@ -142,14 +142,19 @@ def test_a_blank_projection_decodes_to_exact_zeros():
     np.testing.assert_array_equal(decode(api.encode_signed(np.zeros((28, 28)))), 0)
 
 
-def test_preferred_is_404_without_the_method_and_works_with_it(explorer, monkeypatch):
-    status, answer = api.handle(explorer, "preferred", b'{"layer": "conv1", "feature": 0}')
-    if not hasattr(tc, "activation_maximization"):
-        assert status == 404 and "activation_maximization" in answer["error"]
-    monkeypatch.setattr(tc, "activation_maximization",
-                        lambda model, layer, k: np.full((28, 28), k / 10), raising=False)
-    answer = call(explorer, "preferred", {"layer": "conv1", "feature": 4})
-    np.testing.assert_allclose(decode(answer["image"]), 0.4)
+def test_preferred_is_the_units_activation_maximisation_and_is_cached(explorer, monkeypatch):
+    calls = []
+
+    def fake(model, layer, k):
+        calls.append((layer, k))
+        return tc.ActivationMaximization(image=np.full((28, 28, 1), k / 10),
+                                         history=np.zeros(1), layer=1, k=k, idx=None)
+    monkeypatch.setattr(tc, "activation_maximization", fake)
+    for _ in range(2):
+        answer = call(explorer, "preferred", {"layer": "conv1", "feature": 4})
+        np.testing.assert_allclose(decode(answer["image"]), 0.4, atol=1 / 255)
+    assert calls == [("conv1", 4)]                      # the second request hit the cache
+    assert answer["call"] == "tc.activation_maximization(model, 'conv1', 4)"
 
 
 # --------------------------------------------------------------------------- bad input

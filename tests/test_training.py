@@ -309,7 +309,9 @@ def test_train_recipe_is_the_per_epoch_loop_it_replaces():
     X, y = recipe_digits()
     model, history = tc.train_recipe(recipe, X, y)
     by_hand = build("small", seed=3)
-    optimizer = tc.Adam(by_hand, lr=recipe.lr)
+    # the shipped recipe's optimizer: SGD with heavy-ball momentum and L2 weight decay
+    optimizer = tc.SGD(by_hand, lr=recipe.lr, momentum=recipe.momentum,
+                       weight_decay=recipe.weight_decay)
     rng = np.random.default_rng(3)
     for epoch in (1, 2):
         optimizer.lr = recipe.lr * recipe.lr_decay ** (epoch - 1)

@@ -81,6 +81,12 @@ shift_int = number_type(int, lambda v: 0 <= v < INPUT_SHAPE[0],
 
 
 
+#: ``--out DIR`` of tour, explain and sanity: any non-empty path (an empty one would write
+#: into the current directory without anyone having said so).
+folder_path = number_type(lambda text: Path(text) if text.strip() else None, lambda p: True,
+                          "a folder name")
+
+
 def model_text(text):
     """An argparse ``type=`` for ``MODEL`` / ``--model``: any non-empty text (the file or the
     name is looked at when the command runs)."""

@@ -7,7 +7,7 @@ from ..architectures import check_mnist_model
 from ..data import load_mnist, to_float
 from ..files import writable_dir_problem
 from ..pretrained import load_model
-from ._types import Command, UsageError, model_option, natural_int
+from ._types import Command, UsageError, folder_path, model_option, natural_int
 
 
 def explain_arguments(parser):
@@ -27,7 +27,7 @@ def explain_arguments(parser):
     parser.add_argument("--target", type=natural_int, default=None, metavar="C",
                         help="the class explained (default: the predicted class)")
     model_option(parser)
-    parser.add_argument("--out", type=Path, default=Path("explain"), metavar="DIR",
+    parser.add_argument("--out", type=folder_path, default=Path("explain"), metavar="DIR",
                         help="folder for the PNGs and JSON (default: %(default)s)")
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from ..data import load_mnist, to_float
 from ..files import atomic_write, writable_dir_problem
 from ..pretrained import load_model
-from ._types import Command, UsageError, natural_int, positive_int
+from ._types import Command, UsageError, folder_path, natural_int, positive_int
 
 #: The figures ``tinyconv sanity`` writes, by file name.
 FIGURES = ("cascade_grid.png", "similarity_cascade.png", "similarity_independent.png",
@@ -14,7 +14,7 @@ FIGURES = ("cascade_grid.png", "similarity_cascade.png", "similarity_independent
 
 
 def sanity_arguments(parser):
-    parser.add_argument("--out", type=Path, default=Path("tinyconv-sanity"), metavar="DIR",
+    parser.add_argument("--out", type=folder_path, default=Path("tinyconv-sanity"), metavar="DIR",
                         help="directory for the figures and sanity.json (default: %(default)s)")
     parser.add_argument("--examples", type=positive_int, default=100, metavar="N",
                         help="held-out digits to measure on (default: %(default)s)")

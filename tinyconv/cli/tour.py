@@ -9,7 +9,14 @@ from pathlib import Path
 
 from ..architectures import check_mnist_model
 from ..pretrained import load_model
-from ._types import Command, as_usage_error, model_option, natural_int, positive_int
+from ._types import (
+    Command,
+    as_usage_error,
+    folder_path,
+    model_option,
+    natural_int,
+    positive_int,
+)
 
 #: the tour's argument names and the options that give them, for messages
 FLAGS = {"out_dir": "--out", "digit": "--digit", "layer": "--layer", "feature": "--feature",
@@ -18,7 +25,7 @@ FLAGS = {"out_dir": "--out", "digit": "--digit", "layer": "--layer", "feature": 
 
 def tour_arguments(parser):
     """``--out``, ``--digit``, ``--layer``, ``--feature``, ``--examples``, ``--model``."""
-    parser.add_argument("--out", type=Path, default=Path("tinyconv-tour"), metavar="DIR",
+    parser.add_argument("--out", type=folder_path, default=Path("tinyconv-tour"), metavar="DIR",
                         help="directory for the PNGs and index.html (default: %(default)s)")
     parser.add_argument("--digit", type=int, choices=range(10), default=8, metavar="0..9",
                         help="digit class of the most/least probable examples and of the "

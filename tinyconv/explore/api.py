@@ -11,7 +11,7 @@ it (``"call"``), so the student can repeat the view in Python. Routes (``docs/ex
 ``unit``       unit ``y_(l),idx,k``: receptive-field box, MaxAct top-9 patches, projection
 ``project``    the unit's projection with one rule (gradient / deconvnet / guided)
 ``occlusion``  drop in p(class) and the predicted class per occluder position
-``preferred``  the unit's preferred image, when ``tc.activation_maximization`` exists
+``preferred``  the unit's preferred image (``tc.activation_maximization``)
 =============  ============================================================================
 
 Images travel as ``{"shape", "data", "lo", "hi"}``: ``data`` is base64 of uint8 values
@@ -172,7 +172,7 @@ class Explorer:
                            "rf": {"size": f.size, "jump": f.jump, "pad": f.pad}})
         return {"layers": layers, "classes": self.model.output_shapes[-1][0],
                 "digits": len(self.X), "rules": list(RULES),
-                "preferred": hasattr(tc, "activation_maximization"),
+                "preferred": True,
                 "call": "tc.receptive_fields(model)"}
 
     def digit(self, body):
@@ -250,10 +250,8 @@ class Explorer:
                                 f"{size}, stride={stride}).occluded"}
 
     def preferred(self, body):
-        """The unit's preferred image, when ``tc.activation_maximization`` exists (cached)."""
-        if not hasattr(tc, "activation_maximization"):
-            raise ApiError(404, "preferred images need tc.activation_maximization, which this "
-                                "installation does not have")
+        """The unit's preferred image: :func:`tinyconv.activation_maximization` of its centre
+        unit (Yosinski et al. 2015), computed on the first request and cached."""
         l = self.layer(body)
         try:
             k = check_feature(self.model, l, body.get("feature"), name="feature")
@@ -262,7 +260,8 @@ class Explorer:
         name = self.model.names[l]
         if (l, k) not in self.preferred_cache:
             with self.lock:
-                a = np.asarray(tc.activation_maximization(self.model, name, k), np.float64)
+                found = tc.activation_maximization(self.model, name, k)
+                a = np.asarray(found.image, np.float64)
             self.preferred_cache[l, k] = a.reshape(IMAGE_SHAPE)
         return {"layer": name, "feature": k, "image": encode(self.preferred_cache[l, k]),
                 "call": f"tc.activation_maximization(model, {name!r}, {k})"}
