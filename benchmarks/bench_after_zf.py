@@ -63,7 +63,7 @@ def captum_tasks(model, X, threads):
         Saliency,
     )
     torch.set_num_threads(threads)
-    net = model.to_torch()
+    net = tc.to_torch(model)
     x = torch.from_numpy(X.transpose(0, 3, 1, 2).copy())          # NHWC -> NCHW
     x16, x64 = x[:16], x[:64]
     ig, tunnel, cam = IntegratedGradients(net), NoiseTunnel(Saliency(net)), LayerGradCam(
