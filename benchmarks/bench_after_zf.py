@@ -1,7 +1,7 @@
 """Methods after Zeiler & Fergus: tinyconv against Captum, each library in its own process.
 
 The shipped MNIST CNN (``tc.pretrained("mnist")``, float32) and its torch copy
-(``model.to_torch()``: the same weights), held-out digits scaled by ``tc.to_float``:
+(``tc.to_torch(model)``: the same weights), held-out digits scaled by ``tc.to_float``:
 
 - **IG**: Integrated Gradients of 16 digits, 50 trapezoid steps, baseline 0, the whole path
   (800 points) in one pass: ``tc.integrated_gradients(..., batch_size=800)`` against Captum's
@@ -17,7 +17,11 @@ The parent never imports NumPy or torch. Each round it starts one fresh worker p
 (alternating which goes first), with ``OPENBLAS_CORETYPE`` and ``OPENBLAS_L2_SIZE`` removed
 from the child's environment and every thread pool pinned to ``--threads``; a worker warms
 each task up once, times it ``--repeats`` times and prints its timings as JSON. The parent
-reports the best and the median over all rounds and the ratio tinyconv / Captum.
+reports the best and the median over all rounds, the ratio tinyconv / Captum of each, and
+the median of the per-round ratios (each round's two medians, measured minutes apart, so a
+change of the machine's load between rounds cancels). The 1-minute load average is printed
+before and after: on a shared machine, single times swing by a third or more; the ratios are
+what counts.
 
     python benchmarks/bench_after_zf.py [--rounds 5] [--repeats 5] [--threads 2] [--quick]
 """
@@ -62,6 +66,8 @@ def captum_tasks(model, X, threads):
         NoiseTunnel,
         Saliency,
     )
+
+    import tinyconv as tc
     torch.set_num_threads(threads)
     net = tc.to_torch(model)
     x = torch.from_numpy(X.transpose(0, 3, 1, 2).copy())          # NHWC -> NCHW
@@ -117,7 +123,10 @@ def main(argv=None):
     if args.worker:
         return worker(args.worker, args.repeats, args.threads)
     times = {lib: {t: [] for t in TASKS} for lib in ("tinyconv", "captum")}
+    round_ratios = {t: [] for t in TASKS}
+    load0 = os.getloadavg()[0]
     for r in range(args.rounds):
+        medians = {}
         order = ("tinyconv", "captum") if r % 2 == 0 else ("captum", "tinyconv")
         for lib in order:
             done = subprocess.run(
@@ -128,15 +137,22 @@ def main(argv=None):
                 sys.exit(f"{lib} worker failed:\n{done.stderr}")
             for task, ts in json.loads(done.stdout.strip().splitlines()[-1]).items():
                 times[lib][task] += ts
-    print(f"{args.rounds} rounds x {args.repeats} repeats, {args.threads} threads per process")
+                medians[lib, task] = statistics.median(ts)
+        for task in TASKS:
+            round_ratios[task].append(medians["tinyconv", task] / medians["captum", task])
+    print(f"{args.rounds} rounds x {args.repeats} repeats, {args.threads} threads per process, "
+          f"load average (1 min) {load0:.1f} before, {os.getloadavg()[0]:.1f} after, "
+          f"{os.cpu_count()} cores")
     print(f"{'task':<11} {'tinyconv best/median (ms)':>26} {'Captum best/median (ms)':>25} "
-          f"{'ratio best':>10} {'ratio median':>12}")
+          f"{'ratio best':>10} {'ratio median':>12} {'per-round ratios (median)':>26}")
     for task in TASKS:
         ours, theirs = times["tinyconv"][task], times["captum"][task]
         b0, m0 = min(ours) * 1e3, statistics.median(ours) * 1e3
         b1, m1 = min(theirs) * 1e3, statistics.median(theirs) * 1e3
         print(f"{task:<11} {b0:>12.1f} / {m0:>11.1f} {b1:>11.1f} / {m1:>11.1f} "
-              f"{b0 / b1:>10.2f} {m0 / m1:>12.2f}")
+              f"{b0 / b1:>10.2f} {m0 / m1:>12.2f}   "
+              f"{' '.join(f'{q:.2f}' for q in round_ratios[task])} "
+              f"({statistics.median(round_ratios[task]):.2f})")
 
 
 if __name__ == "__main__":
