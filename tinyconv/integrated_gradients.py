@@ -93,6 +93,8 @@ def integrated_gradients(model, x, target=None, baseline=0.0, steps=50, method="
     steps : number of path points ``m`` (at least 2 for ``"trapezoid"``).
     method : ``"trapezoid"``, ``"left"``, ``"right"`` or ``"middle"`` Riemann sum.
     batch_size : path points per forward/backward pass (the ``N m`` points are batched).
+        On the MNIST model 16 to 256 run alike; one pass of 800 is slower (its im2col
+        columns no longer fit in the cache).
 
     Returns
     -------

@@ -53,7 +53,8 @@ def smoothgrad(model, x, target=None, sigma=0.15, n=50, kind="mean", base="gradi
     seed : seeds ``numpy.random.default_rng`` for the noise.
     noise : optional ``(n, N, H, W, C_0)`` array ``ε`` added as it is (then ``sigma`` and
         ``seed`` are not used, and ``n`` must equal ``len(noise)``): lets a test pin the copies.
-    batch_size : noisy copies per forward/backward pass.
+    batch_size : noisy copies per forward/backward pass (as for
+        :func:`~tinyconv.integrated_gradients`, 16 to 256 run alike on the MNIST model).
 
     Returns
     -------
