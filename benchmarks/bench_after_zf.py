@@ -1,14 +1,16 @@
 """Methods after Zeiler & Fergus: tinyconv against Captum, each library in its own process.
 
 The shipped MNIST CNN (``tc.pretrained("mnist")``, float32) and its torch copy
-(``model.to_torch()``: the same weights), held-out digits scaled by ``tc.to_float``:
+(``tc.to_torch(model)``: the same weights), held-out digits scaled by ``tc.to_float``:
 
-- **IG**: Integrated Gradients of 16 digits, 50 trapezoid steps, baseline 0, the whole path
-  (800 points) in one pass: ``tc.integrated_gradients(..., batch_size=800)`` against Captum's
-  ``IntegratedGradients(method="riemann_trapezoid", internal_batch_size=800)``.
-- **SmoothGrad**: 16 digits, n = 50 copies, σ = 0.15 (the digits span [0, 1]), all copies
-  in one pass: ``tc.smoothgrad(..., batch_size=800)`` against ``NoiseTunnel(Saliency)``
-  (``nt_type="smoothgrad"``, ``stdevs=0.15``, ``abs=False``).
+- **IG**: Integrated Gradients of 16 digits, 50 trapezoid steps, baseline 0, the 800 path
+  points ``--batch`` at a time (default 64, tinyconv's default): ``tc.integrated_gradients(...,
+  batch_size=B)`` against Captum's ``IntegratedGradients(method="riemann_trapezoid",
+  internal_batch_size=B)``.
+- **SmoothGrad**: 16 digits, n = 50 copies, σ = 0.15 (the digits span [0, 1]), ``--batch``
+  copies per pass: ``tc.smoothgrad(..., batch_size=B)`` against ``NoiseTunnel(Saliency)``
+  (``nt_type="smoothgrad"``, ``stdevs=0.15``, ``abs=False``, ``nt_samples_batch_size=B / 16``
+  copies of each of the 16 digits). ``--batch 800`` runs each path or noise set in one pass.
 - **Grad-CAM**: 64 digits at ``relu3``, the map and its bilinear upsampling:
   ``tc.grad_cam`` against ``LayerGradCam(relu_attributions=True)`` +
   ``LayerAttribution.interpolate(..., "bilinear")``.
@@ -17,9 +19,14 @@ The parent never imports NumPy or torch. Each round it starts one fresh worker p
 (alternating which goes first), with ``OPENBLAS_CORETYPE`` and ``OPENBLAS_L2_SIZE`` removed
 from the child's environment and every thread pool pinned to ``--threads``; a worker warms
 each task up once, times it ``--repeats`` times and prints its timings as JSON. The parent
-reports the best and the median over all rounds and the ratio tinyconv / Captum.
+reports the best and the median over all rounds, the ratio tinyconv / Captum of each, and
+the median of the per-round ratios (each round's two medians, measured minutes apart, so a
+change of the machine's load between rounds cancels). The 1-minute load average is printed
+before and after: on a shared machine, single times swing by a third or more; the ratios are
+what counts.
 
-    python benchmarks/bench_after_zf.py [--rounds 5] [--repeats 5] [--threads 2] [--quick]
+    python benchmarks/bench_after_zf.py [--rounds 5] [--repeats 5] [--threads 2] [--batch 64]
+                                        [--quick]
 """
 
 import argparse
@@ -43,17 +50,17 @@ def child_environment(threads):
     return env
 
 
-def tinyconv_tasks(model, X):
+def tinyconv_tasks(model, X, batch):
     import tinyconv as tc
     x16, x64 = X[:16], X[:64]
     return {
-        "IG": lambda: tc.integrated_gradients(model, x16, 3, steps=50, batch_size=800),
-        "SmoothGrad": lambda: tc.smoothgrad(model, x16, 3, sigma=0.15, n=50, batch_size=800),
+        "IG": lambda: tc.integrated_gradients(model, x16, 3, steps=50, batch_size=batch),
+        "SmoothGrad": lambda: tc.smoothgrad(model, x16, 3, sigma=0.15, n=50, batch_size=batch),
         "Grad-CAM": lambda: tc.grad_cam(model, x64, 3, layer="relu3"),
     }
 
 
-def captum_tasks(model, X, threads):
+def captum_tasks(model, X, threads, batch):
     import torch
     from captum.attr import (
         IntegratedGradients,
@@ -62,8 +69,10 @@ def captum_tasks(model, X, threads):
         NoiseTunnel,
         Saliency,
     )
+
+    import tinyconv as tc
     torch.set_num_threads(threads)
-    net = model.to_torch()
+    net = tc.to_torch(model)
     x = torch.from_numpy(X.transpose(0, 3, 1, 2).copy())          # NHWC -> NCHW
     x16, x64 = x[:16], x[:64]
     ig, tunnel, cam = IntegratedGradients(net), NoiseTunnel(Saliency(net)), LayerGradCam(
@@ -75,15 +84,16 @@ def captum_tasks(model, X, threads):
 
     return {
         "IG": lambda: ig.attribute(x16, target=3, n_steps=50, method="riemann_trapezoid",
-                                   internal_batch_size=800),
+                                   internal_batch_size=batch),
         "SmoothGrad": lambda: tunnel.attribute(x16, nt_type="smoothgrad", nt_samples=50,
-                                               nt_samples_batch_size=50, stdevs=0.15,
+                                               nt_samples_batch_size=max(1, batch // 16),
+                                               stdevs=0.15,
                                                target=3, abs=False),
         "Grad-CAM": grad_cam,
     }
 
 
-def worker(library, repeats, threads):
+def worker(library, repeats, threads, batch):
     """Time each task in this process; print ``{task: [seconds, ...]}`` as one JSON line."""
     from threadpoolctl import threadpool_limits
 
@@ -92,7 +102,8 @@ def worker(library, repeats, threads):
     model = tc.pretrained("mnist")
     images, _ = tc.load_mnist("bundled-test")
     X = tc.to_float(images[:64])
-    tasks = tinyconv_tasks(model, X) if library == "tinyconv" else captum_tasks(model, X, threads)
+    tasks = (tinyconv_tasks(model, X, batch) if library == "tinyconv"
+             else captum_tasks(model, X, threads, batch))
     times = {}
     for name, run in tasks.items():
         run()                                                     # warm-up: compile, allocate
@@ -109,34 +120,47 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=64,
+                        help="images per forward/backward pass in IG and SmoothGrad")
     parser.add_argument("--quick", action="store_true", help="1 round of 1 repeat")
     parser.add_argument("--worker", choices=("tinyconv", "captum"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.repeats = 1, 1
     if args.worker:
-        return worker(args.worker, args.repeats, args.threads)
+        return worker(args.worker, args.repeats, args.threads, args.batch)
     times = {lib: {t: [] for t in TASKS} for lib in ("tinyconv", "captum")}
+    round_ratios = {t: [] for t in TASKS}
+    load0 = os.getloadavg()[0]
     for r in range(args.rounds):
+        medians = {}
         order = ("tinyconv", "captum") if r % 2 == 0 else ("captum", "tinyconv")
         for lib in order:
             done = subprocess.run(
                 [sys.executable, __file__, "--worker", lib, "--repeats", str(args.repeats),
-                 "--threads", str(args.threads)],
+                 "--threads", str(args.threads), "--batch", str(args.batch)],
                 env=child_environment(args.threads), capture_output=True, text=True)
             if done.returncode != 0:
                 sys.exit(f"{lib} worker failed:\n{done.stderr}")
             for task, ts in json.loads(done.stdout.strip().splitlines()[-1]).items():
                 times[lib][task] += ts
-    print(f"{args.rounds} rounds x {args.repeats} repeats, {args.threads} threads per process")
+                medians[lib, task] = statistics.median(ts)
+        for task in TASKS:
+            round_ratios[task].append(medians["tinyconv", task] / medians["captum", task])
+    print(f"{args.rounds} rounds x {args.repeats} repeats, {args.threads} threads per process, "
+          f"batch {args.batch}, "
+          f"load average (1 min) {load0:.1f} before, {os.getloadavg()[0]:.1f} after, "
+          f"{os.cpu_count()} cores")
     print(f"{'task':<11} {'tinyconv best/median (ms)':>26} {'Captum best/median (ms)':>25} "
-          f"{'ratio best':>10} {'ratio median':>12}")
+          f"{'ratio best':>10} {'ratio median':>12} {'per-round ratios (median)':>26}")
     for task in TASKS:
         ours, theirs = times["tinyconv"][task], times["captum"][task]
         b0, m0 = min(ours) * 1e3, statistics.median(ours) * 1e3
         b1, m1 = min(theirs) * 1e3, statistics.median(theirs) * 1e3
         print(f"{task:<11} {b0:>12.1f} / {m0:>11.1f} {b1:>11.1f} / {m1:>11.1f} "
-              f"{b0 / b1:>10.2f} {m0 / m1:>12.2f}")
+              f"{b0 / b1:>10.2f} {m0 / m1:>12.2f}   "
+              f"{' '.join(f'{q:.2f}' for q in round_ratios[task])} "
+              f"({statistics.median(round_ratios[task]):.2f})")
 
 
 if __name__ == "__main__":

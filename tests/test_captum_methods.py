@@ -33,7 +33,7 @@ def assert_agree(ours, theirs, rtol=1e-4):
 @pytest.fixture(scope="module", params=range(N_MODELS))
 def case(request):
     model, x = random_cnn(request.param)
-    return model, x, model.to_torch()
+    return model, x, tc.to_torch(model)
 
 
 def last_spatial(model):

@@ -74,28 +74,43 @@ def bilinear_matrix(n_in, n_out):
     return A
 
 
+def separable(A_h, maps, A_w):
+    """``(N, H_l, W_l)`` maps -> ``(N, H, W)`` by a linear map on rows, then one on columns:
+    ``A_h @ map @ A_w^T`` for each map, with ``A_h (H, H_l)`` and ``A_w (W, W_l)``."""
+    return (A_h @ maps @ A_w.T).astype(maps.dtype)        # (N, H, W_l), then (N, H, W)
+
+
 def bilinear_upsample(maps, H, W):
     """``(N, H_l, W_l)`` maps -> ``(N, H, W)``: rows, then columns, each a linear
     interpolation (:func:`bilinear_matrix`); the same numbers as torch's
     ``F.interpolate(mode="bilinear", align_corners=False)``."""
-    A_h = bilinear_matrix(maps.shape[1], H)                       # (H, H_l)
-    A_w = bilinear_matrix(maps.shape[2], W)                       # (W, W_l)
-    return np.einsum("hi,nij,wj->nhw", A_h, maps, A_w).astype(maps.dtype)
+    return separable(bilinear_matrix(maps.shape[1], H), maps, bilinear_matrix(maps.shape[2], W))
+
+
+def spread_matrix(boxes, n):
+    """``(n, n_l)`` matrix of one axis of the receptive-field spread: ``boxes`` holds the
+    half-open input interval ``(lo, hi)`` of each of the ``n_l`` units along the axis; input
+    pixel ``p`` takes the mean of the units whose interval holds it (a zero row if none)."""
+    A = np.zeros((n, len(boxes)))
+    for u, (lo, hi) in enumerate(boxes):
+        A[lo:hi, u] = 1
+    return A / np.maximum(A.sum(axis=1, keepdims=True), 1)
 
 
 def receptive_field_spread(model, l, maps):
     """``(N, H_l, W_l)`` maps of layer ``l`` -> ``(N, H, W)``: each unit's value spread over
-    its receptive-field box, averaged over the boxes that cover each pixel (0 if none)."""
+    its receptive-field box, averaged over the boxes that cover each pixel (0 if none).
+
+    A box is a row interval times a column interval, so the boxes covering pixel ``(r, c)``
+    are the pairs of a row interval holding ``r`` and a column interval holding ``c``: the
+    mean over them is :func:`separable` with one :func:`spread_matrix` per axis.
+    """
     rf = receptive_field(model, l)
     H, W = model.input_shape[:2]
-    total = np.zeros((len(maps), H, W), np.float64)
-    count = np.zeros((H, W))
-    for row in range(maps.shape[1]):
-        for col in range(maps.shape[2]):
-            r0, r1, c0, c1 = rf.box(row, col)
-            total[:, r0:r1, c0:c1] += maps[:, row, col, None, None]
-            count[r0:r1, c0:c1] += 1
-    return (total / np.maximum(count, 1)).astype(maps.dtype)
+    H_l, W_l = maps.shape[1:]
+    rows = [rf.box(row, 0)[:2] for row in range(H_l)]            # (r0, r1) of each row
+    cols = [rf.box(0, col)[2:] for col in range(W_l)]            # (c0, c1) of each column
+    return separable(spread_matrix(rows, H), maps, spread_matrix(cols, W))
 
 
 def grad_cam(model, x, target=None, layer=None):

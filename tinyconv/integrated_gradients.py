@@ -93,6 +93,8 @@ def integrated_gradients(model, x, target=None, baseline=0.0, steps=50, method="
     steps : number of path points ``m`` (at least 2 for ``"trapezoid"``).
     method : ``"trapezoid"``, ``"left"``, ``"right"`` or ``"middle"`` Riemann sum.
     batch_size : path points per forward/backward pass (the ``N m`` points are batched).
+        On the MNIST model 16 to 256 run alike; one pass of 800 is slower (its im2col
+        columns no longer fit in the cache).
 
     Returns
     -------
@@ -115,11 +117,16 @@ def integrated_gradients(model, x, target=None, baseline=0.0, steps=50, method="
     delta = x - base                                              # (N, H, W, C_0)
     total = np.zeros(x.shape, np.float64)                         # Σ_j w_j dF/dx at the points
     for start in range(0, steps * N, batch_size):
-        p = np.arange(start, min(start + batch_size, steps * N))
+        stop = min(start + batch_size, steps * N)
+        p = np.arange(start, stop)
         j, i = np.divmod(p, N)
         points = (base[i] + alphas[j, None, None, None].astype(x.dtype) * delta[i])
         grad, _, _ = class_backward(model, points, target[i], what="integrated_gradients")
-        np.add.at(total, i, weights[j, None, None, None] * grad)
+        # the chunk's points of one step are a run of consecutive examples: add run by run
+        # (no repeated example within a run)
+        for step in range(j[0], j[-1] + 1):
+            a, b = max(start, step * N), min(stop, (step + 1) * N)   # points a..b-1
+            total[a - step * N:b - step * N] += weights[step] * grad[a - start:b - start]
     attributions = (delta * total).astype(x.dtype)
     gap = attributions.reshape(N, -1).sum(axis=1, dtype=np.float64) - difference
     return IntegratedGradients(attributions, gap, difference, target)

@@ -53,7 +53,8 @@ def smoothgrad(model, x, target=None, sigma=0.15, n=50, kind="mean", base="gradi
     seed : seeds ``numpy.random.default_rng`` for the noise.
     noise : optional ``(n, N, H, W, C_0)`` array ``ε`` added as it is (then ``sigma`` and
         ``seed`` are not used, and ``n`` must equal ``len(noise)``): lets a test pin the copies.
-    batch_size : noisy copies per forward/backward pass.
+    batch_size : noisy copies per forward/backward pass (as for
+        :func:`~tinyconv.integrated_gradients`, 16 to 256 run alike on the MNIST model).
 
     Returns
     -------
@@ -85,9 +86,14 @@ def smoothgrad(model, x, target=None, sigma=0.15, n=50, kind="mean", base="gradi
     for start in range(0, n * N, batch_size):
         stop = min(start + batch_size, n * N)
         m = base_map(model, copies[start:stop], targets[start:stop], base)
-        rows = np.arange(start, stop) % N                         # which example each copy is
-        np.add.at(total, rows, m)
-        np.add.at(squares, rows, m.astype(np.float64) ** 2)
+        # copy p = j N + i is example i, so the chunk's copies j are runs of consecutive
+        # examples: add run by run (no repeated example within a run)
+        for j in range(start // N, (stop - 1) // N + 1):
+            a, b = max(start, j * N), min(stop, (j + 1) * N)      # copies a..b-1: examples
+            run = m[a - start:b - start]                          # a - jN .. b - jN - 1
+            total[a - j * N:b - j * N] += run
+            if kind != "mean":                                    # the mean needs no squares
+                squares[a - j * N:b - j * N] += run.astype(np.float64) ** 2
     mean, mean_sq = total / n, squares / n
     out = {"mean": mean, "square": mean_sq, "var": mean_sq - mean ** 2}[kind]
     return out.astype(x.dtype)

@@ -19,7 +19,7 @@ Shapes: ``y = y_(l)`` is ``(N, H_l, W_l, C_l)`` at a spatial layer, ``(N, C_l)``
 import numpy as np
 
 from .checks import check_int
-from .layers import Conv2D
+from .layers import Conv2D, ReLU, check_rule
 
 
 def check_feature(model, l, k, name="k"):
@@ -243,9 +243,18 @@ def class_backward(model, x, target=None, rule="gradient", what="this method"):
     -------
     dx : (N, H, W, C_0) the backward signal at the input;
     target : (N,) int64 the classes used; logits : (N, K) ``y_(L)``.
+    The layers' parameter gradients ``grads`` are left as they were.
     """
     n_classes(model, what)
-    L = len(model.layers)
+    check_rule(rule)
     logits = model.forward(x)
     target = check_target(target, logits)
-    return model.backward(class_signal(logits, target), rule=rule, start=L), target, logits
+    dy = class_signal(logits, target)                             # (N, K) at y_(L)
+    # Layer by layer instead of model.backward(rule="gradient"): the rules differ only inside
+    # ReLU, and in every other layer a rule other than "gradient" only skips the parameter
+    # gradients (for a convolution dW = cols^T dy, as costly as its forward GEMM), which a map
+    # of the input never reads. So ReLU gets the caller's rule, the other layers "deconvnet".
+    for layer in reversed(model.layers):
+        dy = layer.backward(dy, rule=rule if isinstance(layer, ReLU) else "deconvnet",
+                            check=False)
+    return dy, target, logits
