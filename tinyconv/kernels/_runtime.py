@@ -69,7 +69,10 @@ def one_thread_beside_blas(cores, blas_threads, policy="auto"):
     blas_threads : int, BLAS's thread count.
     policy : ``"auto"`` (the rule above), ``"1"`` (always one thread) or ``"numba"``
         (numba's thread count, ``numba.get_num_threads()``, for every job that is not
-        small); the variable ``TINYCONV_KERNEL_THREADS`` sets it.
+        small); the variable ``TINYCONV_KERNEL_THREADS`` sets it, and its default is
+        ``"numba"``: on a quiet 2-core machine ``"auto"`` made a 2x2 max-pool of
+        256x28x28x32 1.57x and the shipped model's forward at batch 256 1.19x slower
+        (``docs/speed.md``), so one thread is a choice for a machine shared with other work.
     """
     if policy not in POLICIES:
         raise ValueError(f"{POLICY_VARIABLE}: expected one of {', '.join(POLICIES)}, "
@@ -85,7 +88,7 @@ def one_thread_beside_blas(cores, blas_threads, policy="auto"):
 ONE_THREAD_BESIDE_BLAS = one_thread_beside_blas(
     _cores(),
     _env_threads("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS") or _cores(),
-    os.environ.get(POLICY_VARIABLE, "auto").strip() or "auto")
+    os.environ.get(POLICY_VARIABLE, "numba").strip() or "numba")
 
 
 # --------------------------------------------------------------------------- numba's cache
