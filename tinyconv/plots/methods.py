@@ -21,6 +21,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from ._style import show_tiles
+
 SIGNED, POSITIVE, INK = "RdBu_r", "magma", "gray_r"
 GAP = "#6f9fd8"
 
@@ -36,22 +38,6 @@ def _signed(fig, ax, m, title):
     im = ax.imshow(m, cmap=SIGNED, vmin=-vmax, vmax=vmax, interpolation="nearest")
     fig.colorbar(im, ax=ax, shrink=0.8).ax.tick_params(labelsize=7)
     ax.set_title(title, fontsize=9)
-    _bare(ax)
-
-
-def _mosaic(ax, images, cols=3):
-    """``(n, h, w)`` images as one ``cols``-wide mosaic on ``ax``, thin lines between."""
-    n, h, w = images.shape
-    rows = -(-n // cols)
-    canvas = np.full((rows * h, cols * w), np.nan)
-    for i, image in enumerate(images):
-        r, c = divmod(i, cols)
-        canvas[r * h:(r + 1) * h, c * w:(c + 1) * w] = image
-    ax.imshow(canvas, cmap=INK, vmin=0, vmax=1, interpolation="nearest")
-    for r in range(1, rows):
-        ax.axhline(r * h - 0.5, color=GAP, linewidth=1.2)
-    for c in range(1, cols):
-        ax.axvline(c * w - 0.5, color=GAP, linewidth=1.2)
     _bare(ax)
 
 
@@ -119,7 +105,7 @@ def preferred_images(result, layer_name=None):
         a.set_title(f"k = {unit['k']}: preferred image", fontsize=9)
         a.set_ylabel(f"y {r.history[0]:.1f} → {r.history[-1]:.1f}", fontsize=8)
         _bare(a)
-        _mosaic(b, unit["patches"].sum(axis=-1))
+        show_tiles(b, unit["patches"].sum(axis=-1), cmap=INK, vmin=0, vmax=1)
         b.set_title(f"MaxAct top {top} (max {unit['best']:.1f})", fontsize=9)
     name = layer_name or f"layer {result['layer']}"
     fig.suptitle(f"{name}: what each unit wants to see\n(left: ascent on the centre "
