@@ -111,9 +111,10 @@ def to_torch(model):
     padding torch's ``MaxPool2d`` refuses (asymmetric, or more than half the window) becomes
     ``nn.ConstantPad2d(..., -inf)`` + ``padding=0``.
     """
-    torch = _import_torch()
+    # the argument first: a wrong one is named whether torch is installed or not
     if not isinstance(model, Sequential):
         raise TypeError(f"model: expected a tinyconv Sequential, got {type(model).__name__}")
+    torch = _import_torch()
     dtype = torch.from_numpy(np.zeros(0, dtype=model.dtype)).dtype
     names, taken = _module_names(torch.nn, model)
     modules = OrderedDict()
