@@ -211,3 +211,38 @@ def test_views_work_like_contiguous_copies(model, rng):
         model.activations(copy)
         np.testing.assert_array_equal(dx, model.backward(np.ascontiguousarray(dy), rule="guided"))
         np.testing.assert_array_equal(ys[-1], model(copy))
+
+
+def _stop_model():
+    layers = [tc.Conv2D(2, 3, 3, padding=1, name="conv1"), tc.ReLU(name="relu1"),
+              tc.MaxPool2D(2, name="pool1"), tc.Conv2D(3, 4, 3, name="conv2"),
+              tc.ReLU(name="relu2"), tc.Flatten(name="flatten"), tc.Dense(24, 5, name="logits")]
+    return tc.Sequential(layers, (8, 10, 2), seed=4).astype(np.float64)
+
+
+def test_backward_can_stop_at_a_layer_and_leave_the_parameter_gradients_alone():
+    model = _stop_model()
+    x = np.random.default_rng(5).standard_normal((3, 8, 10, 2))
+    dy = np.random.default_rng(6).standard_normal((3, 5))
+    model.forward(x)
+    by_hand = dy
+    for layer in reversed(model.layers[3:]):                    # down to y_(pool1)
+        by_hand = layer.backward(by_hand)
+
+    def grads():
+        return [{k: v.copy() for k, v in layer.grads.items()} for layer in model.layers]
+
+    def same(a, b):
+        return all(np.array_equal(a[i][k], b[i][k]) for i in range(len(a)) for k in a[i])
+
+    kept = grads()
+    np.testing.assert_array_equal(
+        model.backward(dy, stop="pool1", param_grads=False), by_hand)
+    maps = {rule: model.backward(dy, rule=rule, param_grads=False)
+            for rule in ("gradient", "guided")}
+    assert same(grads(), kept)                                  # untouched by either rule
+    for rule, dx in maps.items():                               # and the same maps of x
+        np.testing.assert_array_equal(dx, model.backward(dy, rule=rule))
+    assert not same(grads(), kept)                              # control: "gradient" writes them
+    with pytest.raises(ValueError, match="^stop: "):
+        model.backward(dy, stop="logits")

@@ -135,8 +135,7 @@ def grad_cam(model, x, target=None, layer=None):
     y, logits = ys[l], ys[-1]                                     # (N, H_l, W_l, C_l), (N, K)
     target = check_target(target, logits)
     dy = class_signal(logits, target)
-    for lay in reversed(model.layers[l:]):                        # d y_(L),c / d y_(l)
-        dy = lay.backward(dy, rule="gradient")
+    dy = model.backward(dy, stop=l, param_grads=False)            # d y_(L),c / d y_(l)
     weights = dy.mean(axis=(1, 2))                                # α_k: (N, C_l)
     cam = np.maximum(np.einsum("nhwk,nk->nhw", y, weights), 0)   # (N, H_l, W_l)
     H, W = model.input_shape[:2]

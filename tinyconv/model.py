@@ -261,8 +261,9 @@ class Sequential:
 
     __call__ = forward
 
-    def backward(self, dy, rule="gradient", start=None, input_grad=True):
-        """Send ``dy`` (shaped like ``y_(start)``) back to the input.
+    def backward(self, dy, rule="gradient", start=None, input_grad=True, stop=0,
+                 param_grads=True):
+        """Send ``dy`` (shaped like ``y_(start)``) back to the input (or down to ``y_(stop)``).
 
         Parameters
         ----------
@@ -275,20 +276,32 @@ class Sequential:
             the lowest one with parameters are skipped, and that one computes no ``dx``
             (training never uses ``d loss / d x``, and for a first convolution on one input
             channel it is a large part of the whole backward pass).
+        stop : layer name or number ``l < start``: go back only to ``y_(stop)`` and return the
+            signal there, ``(N, *output_shapes[stop])`` (Grad-CAM's ``d y_(L),c / d y_(l)``);
+            0, the default, goes to the input.
+        param_grads : False to leave every layer's ``grads`` as they are, for a map of the
+            input that never reads them (for a convolution ``dW = cols^T dy`` costs as much
+            as its forward GEMM). The rules differ only in ReLU, which has no parameters, and
+            a layer with parameters writes ``grads`` only under ``"gradient"``; so the layers
+            with parameters go back under another rule, and nothing else changes.
 
         Returns
         -------
-        dx : (N, H, W, C_0) array, or None if ``input_grad`` is False. With
-        ``rule="gradient"`` the layers' ``grads`` hold the parameter gradients of this pass.
+        dx : (N, H, W, C_0) array (``y_(stop)``'s shape with ``stop``), or None if
+        ``input_grad`` is False. With ``rule="gradient"`` and ``param_grads`` the layers'
+        ``grads`` hold the parameter gradients of this pass.
         """
         check_rule(rule)
         start = len(self.layers) if start is None else self.index(start)
+        stop = self.index(stop)
+        if stop >= start and start > 0:
+            raise ValueError(f"stop: expected a layer below start ({start}), got {stop}")
         with self._exclusive("backward"):
             if self._reached >= 0 and self._owner != threading.get_ident():
                 raise RuntimeError(OTHER_THREAD_MESSAGE)
-            return self._backward(dy, rule, start, input_grad)
+            return self._backward(dy, rule, start, input_grad, stop, param_grads)
 
-    def _backward(self, dy, rule, start, input_grad):
+    def _backward(self, dy, rule, start, input_grad, stop=0, param_grads=True):
         if self._reached < 0:
             raise ValueError("start: no forward pass has run yet, so there is nothing to go "
                              "back through; call forward(x) before backward()")
@@ -299,14 +312,16 @@ class Sequential:
             dy = check_array(dy, "dy", shape=(None, *self.input_shape))
             return dy if input_grad else None
         # without input_grad, go down to the lowest layer with parameters and no further
-        bottom = 0 if input_grad else next(
-            (i for i, layer in enumerate(self.layers[:start]) if layer.params), start)
+        bottom = stop if input_grad else next(
+            (i for i in range(stop, start) if self.layers[i].params), start)
         dy = check_array(dy, "dy", ndim=len(self.output_shapes[start]) + 1)
         for i in reversed(range(bottom, start)):
             layer = self.layers[i]
+            # only "gradient" writes grads, and only ReLU (no parameters) reads the rule else
+            layer_rule = rule if param_grads or not layer.params else "deconvnet"
             # the top layer checks dy against its cached forward shape; the rest trust each other
             if i == bottom and not input_grad:
-                layer.backward(dy, rule=rule, check=i == start - 1, input_grad=False)
+                layer.backward(dy, rule=layer_rule, check=i == start - 1, input_grad=False)
                 return None
-            dy = layer.backward(dy, rule=rule, check=i == start - 1)
+            dy = layer.backward(dy, rule=layer_rule, check=i == start - 1)
         return dy if input_grad else None

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .units import check_target, class_signal, n_classes, unit_signal
+from .units import class_backward, unit_signal
 
 
 def project(model, x, layer, k, idx=None, rule="deconvnet"):
@@ -56,11 +56,8 @@ def saliency(model, x, target=None):
     -------
     (N, H, W) non-negative map.
     """
-    n_classes(model, "saliency")
-    logits = model.forward(x)                                   # (N, K)
-    signal = class_signal(logits, check_target(target, logits))
-    L = len(model.layers)
-    return np.abs(model.backward(signal, rule="gradient", start=L)).max(axis=-1)
+    dx, _, _ = class_backward(model, x, target, rule="gradient", what="saliency")
+    return np.abs(dx).max(axis=-1)                              # (N, H, W)
 
 
 @dataclass

@@ -19,7 +19,7 @@ Shapes: ``y = y_(l)`` is ``(N, H_l, W_l, C_l)`` at a spatial layer, ``(N, C_l)``
 import numpy as np
 
 from .checks import check_int
-from .layers import Conv2D, ReLU, check_rule
+from .layers import Conv2D, check_rule
 
 
 def check_feature(model, l, k, name="k"):
@@ -250,11 +250,5 @@ def class_backward(model, x, target=None, rule="gradient", what="this method"):
     logits = model.forward(x)
     target = check_target(target, logits)
     dy = class_signal(logits, target)                             # (N, K) at y_(L)
-    # Layer by layer instead of model.backward(rule="gradient"): the rules differ only inside
-    # ReLU, and in every other layer a rule other than "gradient" only skips the parameter
-    # gradients (for a convolution dW = cols^T dy, as costly as its forward GEMM), which a map
-    # of the input never reads. So ReLU gets the caller's rule, the other layers "deconvnet".
-    for layer in reversed(model.layers):
-        dy = layer.backward(dy, rule=rule if isinstance(layer, ReLU) else "deconvnet",
-                            check=False)
-    return dy, target, logits
+    dx = model.backward(dy, rule=rule, param_grads=False)       # (N, H, W, C_0)
+    return dx, target, logits
