@@ -43,8 +43,9 @@ def check_features(model, l, k, name="k"):
 
 
 def is_spatial(model, l):
-    """Whether layer ``l``'s output has locations ``idx`` (``(H_l, W_l, C_l)``, not flat)."""
-    return len(model.output_shapes[l]) == 3
+    """Whether layer ``l``'s output has locations ``idx`` (``(H_l, W_l, C_l)``, not flat): the
+    model's own :meth:`~tinyconv.model.Sequential.spatial`."""
+    return model.spatial(l)
 
 
 def check_idx(model, l, idx, N, name="idx"):
