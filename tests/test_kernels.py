@@ -17,6 +17,7 @@ IM2COL = [kernels.im2col, kernels.im2col_reference]
 COL2IM = [kernels.col2im, kernels.col2im_reference]
 MAXPOOL = [kernels.maxpool, kernels.maxpool_reference]
 UNPOOL = [kernels.unpool, kernels.unpool_reference]
+PASTE = [kernels.paste, kernels.paste_reference]
 
 
 def ids(fns):
@@ -211,13 +212,14 @@ def test_inside_is_the_range_of_outputs_whose_tap_is_in_the_image():
                     assert 0 <= lo <= hi <= n_out
 
 
-@pytest.mark.parametrize("fn", [kernels.im2col, kernels.col2im, kernels.maxpool, kernels.unpool],
-                         ids=lambda f: f.__name__)
+@pytest.mark.parametrize("fn", [kernels.im2col, kernels.col2im, kernels.maxpool, kernels.unpool,
+                                kernels.paste], ids=lambda f: f.__name__)
 def test_each_kernel_shows_its_numba_functions(fn):
     fn(*{"im2col": (np.ones((1, 3, 3, 1)), 2, 2, 1, 1, 1, 1, 0, 0, 2, 2),
          "col2im": (np.ones((4, 4)), 1, 3, 3, 1, 2, 2, 1, 1, 1, 1, 0, 0, 2, 2),
          "maxpool": (np.ones((1, 2, 2, 1)), 2, 2, 2, 2, 0, 0, 1, 1),
          "unpool": (np.ones((1, 1, 1, 1)), np.zeros((1, 1, 1, 1), dtype=np.int64), 2, 2),
+         "paste": (np.zeros((1, 2, 2, 1)), np.ones((1, 1, 1, 1)), np.zeros((1, 2), np.int64), 0),
          }[fn.__name__])
     assert all(k.py_func.__name__.startswith("_" + fn.__name__) for k in fn.kernels)
     # numba's compile statistics, summed over them: the call above compiled or loaded one
@@ -236,6 +238,34 @@ def test_pooling_on_all_threads_equals_the_reference(threads):
         dy = rng.standard_normal(y.shape)
         np.testing.assert_array_equal(kernels.unpool(dy, s, 9, 8),
                                       kernels.unpool_reference(dy, s, 9, 8))
+
+
+@pytest.mark.parametrize("paste", PASTE, ids=ids(PASTE))
+@pytest.mark.parametrize("add", [0, 1])
+def test_paste_cuts_each_patch_at_the_block_edge(paste, add):
+    block = np.zeros((3, 4, 5, 2))
+    patch = np.arange(3 * 3 * 3 * 2, dtype=np.float64).reshape(3, 3, 3, 2) + 1
+    offset = np.array([[1, 1], [-1, 3], [4, 0]])       # inside, over two edges, all outside
+    before = block + 7 * add
+    block += 7 * add
+    paste(block, patch, offset, add)
+    want = before.copy()
+    want[0, 1:4, 1:4] = patch[0] + 7 * add
+    want[1, 0:2, 3:5] = patch[1, 1:3, 0:2] + 7 * add
+    np.testing.assert_array_equal(block, want)                # the third block is untouched
+
+
+def test_paste_on_all_threads_equals_the_reference(threads):
+    rng = np.random.default_rng(5)
+    for dtype in (np.float32, np.float64):
+        block = rng.standard_normal((40, 7, 6, 3)).astype(dtype)
+        patch = rng.standard_normal((40, 4, 5, 3)).astype(dtype)
+        offset = rng.integers(-5, 8, (40, 2))
+        for add in (0, 1):
+            a, b = block.copy(), block.copy()
+            kernels.paste(a, patch, offset, add)
+            kernels.paste_reference(b, patch, offset, add)
+            np.testing.assert_array_equal(a, b)
 
 
 # --------------------------------------------------------------------------- loading

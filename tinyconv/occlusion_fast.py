@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .layer import _kernels
 from .receptive_field import receptive_fields
 
 
@@ -278,25 +279,9 @@ def paste(block, patch, offset, add=False):
     """Write each ``patch[b]`` over ``block[b]`` with its corner at ``offset[b]`` (in place),
     cut where it hangs over the block's edge (``add``: add it instead).
 
-    Windows of a batch share few offsets (those of the interior ones are all the same), so
-    this loops over the distinct offsets and copies slices.
+    ``block`` (B, th, tw, C), ``patch`` (B, h, w, C), ``offset`` (B, 2): every window's patch
+    at its own corner, one pass over the batch (the kernel
+    :func:`tinyconv.kernels.blocks.paste`; its plain-NumPy twin says the same in a loop).
     """
-    (_, th, tw, _), (_, h, w, _) = block.shape, patch.shape
-    if not len(offset):
-        return
-    low = offset.min(axis=0)
-    span = int(offset[:, 1].max() - low[1]) + 1
-    key = (offset[:, 0] - low[0]) * span + offset[:, 1] - low[1]   # one int per offset
-    order = np.argsort(key, kind="stable")
-    distinct, begin = np.unique(key[order], return_index=True)
-    for k, b0, b1 in zip(distinct.tolist(), begin.tolist(), [*begin[1:].tolist(), len(key)],
-                         strict=True):
-        dr, dc = k // span + int(low[0]), k % span + int(low[1])
-        r0, r1, c0, c1 = max(dr, 0), min(dr + h, th), max(dc, 0), min(dc + w, tw)
-        if r0 < r1 and c0 < c1:
-            b = order[b0:b1]
-            part = patch[b, r0 - dr:r1 - dr, c0 - dc:c1 - dc]
-            if add:
-                block[b, r0:r1, c0:c1] += part
-            else:
-                block[b, r0:r1, c0:c1] = part
+    if len(offset):
+        _kernels().paste(block, patch, offset, add)
