@@ -18,6 +18,7 @@ Guided Grad-CAM (§3.1) multiplies guided backprop by the upsampled map, channel
 The gradient at layer ``l`` comes from the layers' own backward, run from ``L`` down to ``l``.
 """
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,12 +58,14 @@ def grad_cam_layer(model, layer):
     return l
 
 
+@functools.lru_cache(maxsize=64)
 def bilinear_matrix(n_in, n_out):
     """``(n_out, n_in)`` matrix of 1-D linear interpolation with half-pixel centres.
 
     Output pixel ``o`` sits at input coordinate ``s = (o + 1/2) n_in / n_out - 1/2`` (clamped
     at 0); it takes ``1 - t`` of input ``floor(s)`` and ``t = s - floor(s)`` of the next one
-    (the last input pixel repeats past the edge).
+    (the last input pixel repeats past the edge). Made once per size pair and kept (read-only):
+    a call on a batch should not pay for it again.
     """
     s = np.maximum((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0.0)
     lo = np.floor(s).astype(np.int64)
@@ -71,6 +74,7 @@ def bilinear_matrix(n_in, n_out):
     A = np.zeros((n_out, n_in))
     np.add.at(A, (np.arange(n_out), lo), 1 - t)
     np.add.at(A, (np.arange(n_out), hi), t)
+    A.flags.writeable = False
     return A
 
 
