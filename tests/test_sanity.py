@@ -52,6 +52,22 @@ def test_the_controls_ignore_the_model_and_the_methods_do_not(small_run):
     assert last < 0.9
 
 
+def test_each_step_says_how_many_digits_its_mean_is_over(small_run):
+    result, _ = small_run
+    for schedule in ("cascade", "independent"):
+        steps = len(result[schedule]["layers"])
+        for metrics in result[schedule]["methods"].values():
+            for metric in metrics.values():
+                for stats in metric.values():
+                    assert len(stats["n"]) == steps and all(0 <= n <= 4 for n in stats["n"])
+        # the controls never change: every digit's similarity is defined
+        assert result[schedule]["methods"]["input"]["spearman"]["digit"]["n"] == [4] * steps
+    # a constant map has no ranks: those digits are left out of the mean, and counted out
+    both = [{"m": {"spearman": {r: sanity.summary(v) for r in sanity.REGIONS}}}
+            for v in ([0.5, 0.7], [np.nan, 0.2])]
+    assert sanity._by_step(both)["m"]["spearman"]["digit"]["n"] == [2, 1]
+
+
 def test_grid_holds_one_map_per_method_and_column(small_run):
     result, _ = small_run
     grid = result["grid"]
