@@ -30,7 +30,7 @@ from .training import Adam, evaluate, fit
 from .units import n_classes
 
 SMOOTHGRAD_N = 10       # noisy copies (the paper's 50 would make the run five times longer)
-IG_STEPS = 16           # Riemann steps of Integrated Gradients
+IG_STEPS = 16           # trapezoid steps of Integrated Gradients
 OCCLUSION = dict(size=7, stride=3)
 REGIONS = ("whole", "digit")
 
