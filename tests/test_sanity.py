@@ -1,7 +1,9 @@
 """The sanity-check runner on a tiny model and a few digits; the `tinyconv sanity` command."""
 
 import functools
+import importlib.util
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -50,6 +52,22 @@ def test_the_controls_ignore_the_model_and_the_methods_do_not(small_run):
     # negative control: the gradient of a fully randomised network is another map
     last = result["cascade"]["methods"]["gradient"]["spearman"]["whole"]["mean"][-1]
     assert last < 0.9
+
+
+def test_each_step_says_how_many_digits_its_mean_is_over(small_run):
+    result, _ = small_run
+    for schedule in ("cascade", "independent"):
+        steps = len(result[schedule]["layers"])
+        for metrics in result[schedule]["methods"].values():
+            for metric in metrics.values():
+                for stats in metric.values():
+                    assert len(stats["n"]) == steps and all(0 <= n <= 4 for n in stats["n"])
+        # the controls never change: every digit's similarity is defined
+        assert result[schedule]["methods"]["input"]["spearman"]["digit"]["n"] == [4] * steps
+    # a constant map has no ranks: those digits are left out of the mean, and counted out
+    both = [{"m": {"spearman": {r: sanity.summary(v) for r in sanity.REGIONS}}}
+            for v in ([0.5, 0.7], [np.nan, 0.2])]
+    assert sanity._by_step(both)["m"]["spearman"]["digit"]["n"] == [2, 1]
 
 
 def test_grid_holds_one_map_per_method_and_column(small_run):
@@ -151,3 +169,19 @@ def test_each_method_is_one_entry_used_when_present_and_skipped_with_a_note(monk
         assert calls[name][0] == [1, 2, 1]
     assert calls["smoothgrad"][1] == {"n": sanity.SMOOTHGRAD_N, "seed": 4}
     assert calls["integrated_gradients"][1] == {"steps": sanity.IG_STEPS}
+
+
+def test_the_doc_tables_print_from_the_saved_json(small_run, tmp_path, capsys):
+    path = Path(__file__).resolve().parent.parent / "scripts" / "sanity_tables.py"
+    spec = importlib.util.spec_from_file_location("sanity_tables", path)
+    tables = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tables)
+    (tmp_path / "sanity.json").write_text(json.dumps(small_run[0]), encoding="utf-8")
+    assert tables.main([str(tmp_path / "sanity.json")]) == 0
+    out = capsys.readouterr().out
+    for heading in ("Model randomisation", "Data randomisation", "Image recovery",
+                    "Deletion and insertion"):
+        assert heading in out
+    assert "| guided backprop |" in out and "| random order |" in out
+    assert tables.number(-0.004) == "0.00" and tables.number(-0.12, 0.05) == "−0.12 ± 0.05"
+    assert tables.number(0.5, 0.01) == "0.50" and tables.number(None) == "—"

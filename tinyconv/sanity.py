@@ -30,7 +30,7 @@ from .training import Adam, evaluate, fit
 from .units import n_classes
 
 SMOOTHGRAD_N = 10       # noisy copies (the paper's 50 would make the run five times longer)
-IG_STEPS = 16           # Riemann steps of Integrated Gradients
+IG_STEPS = 16           # trapezoid steps of Integrated Gradients
 OCCLUSION = dict(size=7, stride=3)
 REGIONS = ("whole", "digit")
 
@@ -122,9 +122,10 @@ def compare(reference, other, mask):
 
 def _by_step(steps):
     """``[{method: {metric: {region: summary}}}]`` per step ->
-    ``{method: {metric: {region: {"mean": [...], "se": [...]}}}}`` (one entry per step)."""
+    ``{method: {metric: {region: {"mean": [...], "se": [...], "n": [...]}}}}`` (one entry per
+    step; ``n`` counts the digits where the similarity is defined, e.g. not a constant map)."""
     first = steps[0]
-    return {m: {k: {r: {s: [step[m][k][r][s] for step in steps] for s in ("mean", "se")}
+    return {m: {k: {r: {s: [step[m][k][r][s] for step in steps] for s in ("mean", "se", "n")}
                     for r in REGIONS} for k in first[m]} for m in first}
 
 
@@ -196,8 +197,9 @@ def sanity_checks(model, x, labels, X_train=None, y_train=None, methods=None, se
     Returns
     -------
     dict of plain numbers, lists and dicts: ``config``; ``cascade`` and ``independent``
-    (``layers`` and ``methods[method][metric][region] = {"mean": [...], "se": [...]}``, one
-    entry per step); ``resemblance`` (Spearman of ``|map|`` with each control);
+    (``layers`` and ``methods[method][metric][region] = {"mean": [...], "se": [...],
+    "n": [...]}``, one entry per step; ``n`` digits had a defined value); ``resemblance``
+    (Spearman of ``|map|`` with each control);
     ``grid`` (one ``(H, W)`` map per method and column, for the figure);
     ``data_randomization`` (with training digits); ``recovery``; ``faithfulness``.
     """
