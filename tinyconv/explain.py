@@ -39,10 +39,23 @@ CORE_METHODS = ("saliency", "gradient", "deconvnet", "guided", "occlusion", "max
 #: The methods after Zeiler & Fergus, each ``(N, H, W, C_0)`` or a result with that array.
 AFTER_ZF_METHODS = ("input_x_gradient", "smoothgrad", "integrated_gradients", "grad_cam",
                     "guided_grad_cam")
-#: the report folder to :mod:`tinyconv.folders` (it gathers one report per image); before
-#: folders had a record it held ``<stem>_<method>.png`` and ``<stem>.json``
-OUTPUT = dict(writer="explain", legacy=re.compile(
-    rf".+_({'|'.join(CORE_METHODS + AFTER_ZF_METHODS)})\.png|.+\.json").fullmatch)
+FIGURE_NAME = re.compile(rf".+_({'|'.join(CORE_METHODS + AFTER_ZF_METHODS)})\.png")
+
+
+def older_report_file(path):
+    """Whether ``path`` is a file that explain wrote before folders had their record: a
+    ``<stem>_<method>.png``, or a ``<stem>.json`` that reads as a report."""
+    if FIGURE_NAME.fullmatch(path.name):
+        return True
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(report, dict) and {"preprocessing", "methods"} <= set(report)
+
+
+#: the report folder to :mod:`tinyconv.folders` (it gathers one report per image)
+OUTPUT = dict(writer="explain", legacy=older_report_file)
 
 
 def read_grey(path):

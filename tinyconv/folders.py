@@ -86,16 +86,19 @@ def read_manifest(folder):
 
 def sort_entries(folder, writer, legacy=None):
     """Split the entries of existing ``folder`` into ``(own, foreign, other)``: the files
-    ``writer`` wrote (by its record; without one, the names ``legacy(name)`` accepts, as an
+    ``writer`` wrote (by its record; without one, the files ``legacy(path)`` accepts, as an
     older tinyconv wrote no record), everything else, and the other writer whose record the
     folder holds (or None). Own files are regular files, never links or folders; leftover
     temporary files of own files count as own."""
+    folder = Path(folder)
     record = read_manifest(folder)
     other = record[0] if record is not None and record[0] != writer else None
     if record is None:
-        accepted = legacy or (lambda name: False)
+        def accepted(name):
+            return legacy is not None and legacy(folder / name)
     else:
-        accepted = set(record[1]).__contains__ if other is None else (lambda name: False)
+        def accepted(name):
+            return other is None and name in record[1]
 
     def is_own(name):
         if name == MANIFEST and other is None:
@@ -119,7 +122,7 @@ def check_folder(out, writer, legacy=None, name="out_dir"):
     naming ``name`` if ``out`` is a file, cannot be written beside, is the current folder, or
     holds any file ``writer`` did not write (listed). A missing or empty folder, or one this
     writer wrote (its :data:`MANIFEST`; for a folder of an older tinyconv without one, only
-    names ``legacy`` accepts), is fine."""
+    files ``legacy(path)`` accepts), is fine."""
     out = check_path(out, name)
     who = f"tinyconv {writer}"
     if out.exists() and not out.is_dir():
@@ -343,7 +346,8 @@ def staged_folder(out, writer, legacy=None, keep=False, name="out_dir"):
         points to is replaced and the link kept.
     writer : who writes (``"tour"``, ``"sanity"``, ``"explain"``), recorded in
         :data:`MANIFEST` and named in messages.
-    legacy : ``legacy(name) -> bool``, the names an older tinyconv wrote (it left no record).
+    legacy : ``legacy(path) -> bool``, whether a file is one an older tinyconv wrote (it left
+        no record); judged by name and, where names are common, content.
     keep : keep the writer's earlier files that this run does not write again (a folder that
         gathers results); otherwise the folder holds exactly what this run wrote.
     name : the caller's name for ``out`` in messages (``"out_dir"``, ``"--out"``).

@@ -45,10 +45,22 @@ ERF_EXAMPLES = 100      # digits averaged for the effective receptive field
 ERF_FEATURES = 16       # features averaged per layer (evenly spaced; one backward pass each)
 OCCLUSION_SIZES = (4, 8)
 RULES = ("gradient", "deconvnet", "guided")   # the columns of figure 5
-#: the tour's folder to :mod:`tinyconv.folders`; a tour from before the folders had their
-#: record wrote only figure PNGs and the page, so only those names are taken for its files
-OUTPUT = dict(writer="tour",
-              legacy=re.compile(rf"fig\d+_[\w.-]+\.png|{re.escape(INDEX)}").fullmatch)
+PAGE_TITLE = "<title>tinyconv tour"            # how the title of the tour's page begins
+
+
+def older_tour_file(path):
+    """Whether ``path`` is a file that a tour from before folders had their record wrote: its
+    page (known by its title; a user's own ``index.html`` is not) or a figure the page shows."""
+    try:
+        page = (path.parent / INDEX).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    figure = re.fullmatch(r"fig\d+_[\w.-]+\.png", path.name) and f'src="{path.name}"' in page
+    return PAGE_TITLE in page and (path.name == INDEX or bool(figure))
+
+
+#: the tour's folder to :mod:`tinyconv.folders`
+OUTPUT = dict(writer="tour", legacy=older_tour_file)
 
 # --------------------------------------------------------------------------- arguments
 

@@ -18,7 +18,8 @@ from ._types import Command, UsageError, folder_path, natural_int, positive_int
 FIGURES = ("cascade_grid.png", "similarity_cascade.png", "similarity_independent.png",
            "deletion_insertion.png")
 #: the folder to :mod:`tinyconv.folders`; before folders had a record it held these files
-OUTPUT = dict(writer="sanity", legacy={*FIGURES, "sanity.json"}.__contains__, name="--out")
+OUTPUT = dict(writer="sanity", legacy=lambda path: path.name in {*FIGURES, "sanity.json"},
+              name="--out")
 
 
 def sanity_arguments(parser):
