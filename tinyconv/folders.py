@@ -110,7 +110,7 @@ def sort_entries(folder, writer, legacy=None):
     own, foreign = [], []
     for name in sorted(os.listdir(folder)):
         try:
-            regular = stat.S_ISREG(os.lstat(Path(folder) / name).st_mode)
+            regular = stat.S_ISREG(os.lstat(folder / name).st_mode)
         except FileNotFoundError:       # removed meanwhile (the folder was just replaced)
             continue
         (own if regular and is_own(name) else foreign).append(name)
@@ -138,7 +138,11 @@ def check_folder(out, writer, legacy=None, name="out_dir"):
     if problem:
         raise ValueError(f"{name}: the folder that holds {str(out)!r} {problem}; {who} writes "
                          "the new folder beside the old one, then swaps them")
-    if os.path.samefile(target, os.getcwd()):
+    try:
+        here = os.getcwd()
+    except OSError:                            # the current folder was removed
+        here = None
+    if here is not None and os.path.samefile(target, here):
         raise ValueError(f"{name}: {str(out)!r} is the current folder; {who} replaces its "
                          "folder whole, so name a folder inside it")
     _, foreign, other = sort_entries(target, writer, legacy)
