@@ -32,7 +32,7 @@ ENGINE = {"layer", "layers", "conv", "pool", "model", "checks", "kernels", "work
           "reference"}
 #: Infrastructure beside the techniques: training, files, data, the shipped model, interop.
 SUPPORT = {"__init__", "__main__", "training", "optimizers", "serialize", "data", "pretrained",
-           "architectures", "progress", "files", "interop"}
+           "architectures", "progress", "files", "folders", "interop"}
 #: The top floors: figures, the tour, explain (your own image), the explorer, the command line.
 TOP = {"plots", "tour", "tour_page", "explain", "explore", "cli"}
 #: Modules that draw (matplotlib lives behind them).

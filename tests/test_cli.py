@@ -15,6 +15,8 @@ import shutil
 import signal
 import subprocess
 import sys
+import textwrap
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -585,6 +587,37 @@ def test_ctrl_c_while_the_command_imports_is_one_line(tmp_path):
                           timeout=120)
     assert done.returncode == 130
     assert done.stderr.strip() == "interrupted" and "Traceback" not in done.stderr
+
+
+@pytest.mark.skipif(os.name != "posix", reason="sends SIGINT")
+def test_a_real_ctrl_c_while_the_package_imports_is_one_line():
+    """The console script of pyproject.toml, sent SIGINT while ``tinyconv/__init__.py`` runs:
+    a finder says so when the package asks for its first module, then waits for the signal."""
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    module, function = tomllib.loads(pyproject.read_text())["project"]["scripts"]["tinyconv"] \
+        .split(":")
+    code = textwrap.dedent(f"""
+        import signal, sys, time
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal
+        class Slow:
+            def find_spec(self, name, path=None, target=None):
+                if name.startswith("tinyconv."):                  # the package is importing
+                    sys.meta_path.remove(self)
+                    print("importing", flush=True)
+                    time.sleep(120)
+        sys.meta_path.insert(0, Slow())
+        sys.argv = ["tinyconv", "info", "mnist"]
+        # what the installed console script does
+        from {module} import {function}
+        sys.exit({function}())
+    """)
+    with subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout.readline() == "importing\n"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err.strip() == "interrupted"
 
 
 def test_a_new_command_is_one_entry_in_the_table(monkeypatch, capsys):

@@ -12,6 +12,7 @@ from PIL import Image, ImageDraw
 import tinyconv as tc
 from tinyconv import explain as ex
 from tinyconv.cli import main
+from tinyconv.folders import MANIFEST
 
 
 @pytest.fixture(scope="module")
@@ -187,7 +188,7 @@ def test_the_command_on_a_picture_and_an_index(tmp_path, capsys):
     assert code == 0
     assert "predicted 7" in out and "inverted" in out
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert names == ["digit3.json", "digit3_guided.png", "digit3_saliency.png",
+    assert names == [MANIFEST, "digit3.json", "digit3_guided.png", "digit3_saliency.png",
                      "seven.json", "seven_guided.png", "seven_saliency.png"]
 
 

@@ -1,9 +1,11 @@
 """Fault tests for the writers: a process killed (SIGKILL, no cleanup possible) at a random
 moment while it writes must leave the previous state intact and readable.
 
-Writers covered: :func:`tinyconv.save` (a model file overwritten again and again) and the
-full-MNIST cache download. The kill times are drawn from a seeded generator; the tests
-assert only on the files left behind, never on how long anything took.
+Writers covered: :func:`tinyconv.save` (a model file overwritten again and again), the
+full-MNIST cache download and the tour (a folder of figures and their page, written over an
+older tour). The kill times are drawn from a seeded generator; the tests assert only on the
+files left behind, never on how long anything took. What a killed writer cannot remove (its
+temporary file, its staging folder) the next write removes.
 """
 
 import gzip
@@ -22,6 +24,8 @@ import numpy as np
 import pytest
 
 import tinyconv as tc
+from tinyconv import tour
+from tinyconv.folders import MANIFEST, staged_folder
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="sends SIGKILL")
 
@@ -76,6 +80,9 @@ def test_save_killed_at_random_moments_leaves_a_whole_model(tmp_path):
         assert any(all(np.array_equal(a, b) for a, b in zip(found, v, strict=True))
                    for v in versions)
     assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".")] == ["model.npz"]
+    # the next save removes the temporary files that the killed savers left
+    tc.save(build("small", seed=2), path)
+    assert os.listdir(tmp_path) == ["model.npz"]
 
 
 def test_the_fault_test_sees_a_torn_file(tmp_path):
@@ -176,3 +183,65 @@ def test_a_download_killed_at_random_moments_never_leaves_a_partial_file(slow_mi
         data.SHA256.clear()
         data.SHA256.update(saved)
     assert images.shape == (200, 28, 28, 1) and labels.shape == (200,)
+    # and what the killed downloads left half-written is gone with the files fetched again
+    assert sorted(os.listdir(cache)) == sorted(httpd.files)
+
+
+# --------------------------------------------------------------------------- the tour
+
+
+#: two tours that differ in every figure whose name they share, and in their captions
+TOURS = [dict(digit=8, feature=3), dict(digit=3, feature=5)]
+TOUR_KILLS = 4
+
+TOURER = """
+    import json, sys
+    import tinyconv as tc
+    from tinyconv import tour
+    model = tc.pretrained("mnist")
+    versions = json.loads(sys.argv[2])
+    print("ready", flush=True)
+    i = 1
+    while True:                      # tour after tour over the same folder until killed
+        tour.tour(sys.argv[1], examples=20, model=model, progress=False, **versions[i % 2])
+        i += 1
+"""
+
+
+def folder_files(folder):
+    return {p.name: p.read_bytes() for p in folder.iterdir() if p.name != MANIFEST}
+
+
+@pytest.fixture(scope="module")
+def two_tours(tmp_path_factory):
+    """The files of each tour of :data:`TOURS`, written whole."""
+    model = tc.pretrained("mnist")
+    files = []
+    for kwargs in TOURS:
+        out = tmp_path_factory.mktemp("tour") / "tour"
+        tour.tour(out, examples=20, model=model, progress=False, **kwargs)
+        files.append(folder_files(out))
+    return files
+
+
+def test_a_tour_killed_at_random_moments_leaves_the_previous_tour_whole(two_tours, tmp_path):
+    first, second = two_tours
+    # a mix would show: the same names hold different figures and captions
+    assert all(first[n] != second[n] for n in ("index.html", "fig4_projections.png",
+                                               "fig5_rules.png", "fig10_saliency.png"))
+    out = tmp_path / "tour"
+    out.mkdir()
+    for name, data in first.items():           # as an older tour (no record) left it
+        (out / name).write_bytes(data)
+    rng = np.random.default_rng(7)
+    for delay in rng.uniform(0.5, 15.0, TOUR_KILLS):
+        kill_after(spawn(TOURER, out, json.dumps(TOURS)), delay)
+        found = folder_files(out)                # every page with the figures it captions
+        assert found in (first, second), sorted(found)
+        assert {p.name for p in out.iterdir()} <= {*found, MANIFEST}
+    # the next tour removes what the killed ones left beside the folder
+    with staged_folder(out, **tour.OUTPUT) as stage:
+        for name, data in second.items():
+            (stage / name).write_bytes(data)
+    assert folder_files(out) == second
+    assert os.listdir(tmp_path) == ["tour"]

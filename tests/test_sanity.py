@@ -11,6 +11,7 @@ import pytest
 import tinyconv as tc
 from tinyconv import cli, sanity
 from tinyconv.architectures import build
+from tinyconv.folders import MANIFEST
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +116,8 @@ def test_the_command_writes_its_figures_and_json(tmp_path, monkeypatch, capsys):
     assert cli.main(["sanity", "--out", str(out), "--examples", "2", "--seed", "3"]) == 0
     names = {p.name for p in out.iterdir()}
     assert names == {"cascade_grid.png", "similarity_cascade.png",
-                     "similarity_independent.png", "deletion_insertion.png", "sanity.json"}
+                     "similarity_independent.png", "deletion_insertion.png", "sanity.json",
+                     MANIFEST}
     result = json.loads((out / "sanity.json").read_text())
     assert result["config"]["examples"] == 2 and result["config"]["seed"] == 3
     assert "sanity.json" in capsys.readouterr().out

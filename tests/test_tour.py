@@ -11,6 +11,7 @@ import pytest
 import tinyconv as tc
 from tinyconv import tour
 from tinyconv.architectures import build
+from tinyconv.folders import MANIFEST
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -60,8 +61,8 @@ def test_writes_ten_pngs_then_the_index(written):
     assert paths[9].name == "fig10_saliency.png"
     assert paths[-1] == out / "index.html"
     assert all(p.parent == out and p.is_file() for p in paths)
-    # no temporary files left behind
-    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in paths)
+    # no temporary files left behind: only the figures, the page and the folder's record
+    assert sorted(p.name for p in out.iterdir()) == sorted([p.name for p in paths] + [MANIFEST])
 
 
 def test_every_png_is_a_readable_non_blank_image(written):

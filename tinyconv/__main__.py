@@ -1,19 +1,12 @@
 """``python -m tinyconv …`` runs the ``tinyconv`` command (see :mod:`tinyconv.cli`).
 
-A Ctrl-C while the command layer is still being imported prints one line, as one during the
-command does (:func:`tinyconv.cli.main` handles those).
+Python has imported the package by the time this runs; a Ctrl-C while the command layer is
+still being imported prints one line, as one during the command does (the ``tinyconv``
+command itself starts in :mod:`tinyconv_launcher`, which covers the package's import too).
 """
 
 import sys
 
+from tinyconv_launcher import main
 
-def run():
-    try:
-        from .cli import main
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    return main()
-
-
-sys.exit(run())
+sys.exit(main())

@@ -18,6 +18,7 @@ Every result records the call that computed it, so the user can repeat it in Pyt
 """
 
 import json
+import re
 import warnings
 from pathlib import Path
 
@@ -25,6 +26,7 @@ import numpy as np
 
 from .data import load_mnist, to_float
 from .files import atomic_write
+from .folders import staged_folder
 from .layers import softmax
 from .projection import project, saliency
 from .units import check_feature, check_target, is_spatial, strongest_feature
@@ -37,6 +39,23 @@ CORE_METHODS = ("saliency", "gradient", "deconvnet", "guided", "occlusion", "max
 #: The methods after Zeiler & Fergus, each ``(N, H, W, C_0)`` or a result with that array.
 AFTER_ZF_METHODS = ("input_x_gradient", "smoothgrad", "integrated_gradients", "grad_cam",
                     "guided_grad_cam")
+FIGURE_NAME = re.compile(rf".+_({'|'.join(CORE_METHODS + AFTER_ZF_METHODS)})\.png")
+
+
+def older_report_file(path):
+    """Whether ``path`` is a file that explain wrote before folders had their record: a
+    ``<stem>_<method>.png``, or a ``<stem>.json`` that reads as a report."""
+    if FIGURE_NAME.fullmatch(path.name):
+        return True
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(report, dict) and {"preprocessing", "methods"} <= set(report)
+
+
+#: the report folder to :mod:`tinyconv.folders` (it gathers one report per image)
+OUTPUT = dict(writer="explain", legacy=older_report_file)
 
 
 def read_grey(path):
@@ -277,19 +296,29 @@ def summary(a):
 def write_report(explanation, x, notes, source, out, stem):
     """One PNG per method (``<stem>_<method>.png``) and ``<stem>.json`` in folder ``out``.
 
-    Returns the list of files written.
+    The folder is updated whole (:func:`tinyconv.folders.staged_folder`, keeping the other
+    images' reports): a run killed midway leaves the older report of ``stem``, never new
+    PNGs beside the old JSON. A folder holding files explain did not write is refused.
+    Returns the list of files written (in ``out``).
     """
     from .plots.explain import method_figure
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     written = []
-    for method, result in explanation["results"].items():
-        fig = method_figure(x[0, :, :, 0], method, result, explanation["prediction"])
-        path = out / f"{stem}_{method}.png"
-        with atomic_write(path) as f:
-            fig.savefig(f, format="png", dpi=100)
-        written.append(path)
+    with staged_folder(out, **OUTPUT, keep=True, name="out") as stage:
+        for method, result in explanation["results"].items():
+            fig = method_figure(x[0, :, :, 0], method, result, explanation["prediction"])
+            with atomic_write(stage / f"{stem}_{method}.png") as f:
+                fig.savefig(f, format="png", dpi=100)
+            written.append(out / f"{stem}_{method}.png")
+        write_json(stage / f"{stem}.json", explanation, x, notes, source)
+    written.append(out / f"{stem}.json")
+    return written
+
+
+def write_json(path, explanation, x, notes, source):
+    """The JSON report of :func:`write_report`: what was done to the input, the prediction,
+    and per method the call and the range of its map."""
     report = {"source": source, "preprocessing": notes,
               "prediction": explanation["prediction"],
               "probabilities": [round(float(p), 6) for p in explanation["probabilities"]],
@@ -297,8 +326,5 @@ def write_report(explanation, x, notes, source, out, stem):
               "methods": {m: {"call": r["call"], **summary(r["array"]),
                               **{key: r[key] for key in ("indices", "labels") if key in r}}
                           for m, r in explanation["results"].items()}}
-    path = out / f"{stem}.json"
     with atomic_write(path, "w") as f:
         json.dump(report, f, indent=2)
-    written.append(path)
-    return written

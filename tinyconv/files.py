@@ -4,24 +4,127 @@ then rename".
 A crash, a full disk or Ctrl-C while writing leaves the old file (or none) in place, never a
 truncated one: the bytes go to a fresh name beside the target (the same file system, so the
 rename is atomic), are flushed to disk, and only then take the target's name.
+
+A writer killed outright (SIGKILL, power loss) cannot remove its temporary file. So the writer
+holds an advisory lock (``flock``) on it while it writes, which the kernel drops when the
+process dies, and the next write to the same target removes the temporaries that nobody holds:
+provably abandoned, never another writer's file in progress.
 """
 
 import contextlib
 import os
+import re
 import stat
 import uuid
 from pathlib import Path
 
+try:
+    import fcntl
+except ImportError:         # no flock (Windows): nothing is ever judged abandoned
+    fcntl = None
+
 #: Longest file name most file systems accept, in bytes.
 NAME_MAX = 255
+#: the random part of a temporary name: ``.<target>.<12 hex digits>.tmp``
+TAG_LENGTH = 12
+_TAG_BYTES = len(".") + TAG_LENGTH + len(".tmp")
+
+
+def _stem(path, tag_length):
+    """``path``'s name cut so that ``.<name><tag>`` fits :data:`NAME_MAX` bytes (a legal
+    250-byte target name must not fail because its temporary name is longer)."""
+    return path.name.encode()[:NAME_MAX - tag_length - 1].decode(errors="ignore")
 
 
 def _temporary_name(path):
-    """A fresh hidden name beside ``path``, never longer than :data:`NAME_MAX` bytes (a legal
-    250-byte target name must not fail because its temporary name is longer)."""
-    tag = f".{uuid.uuid4().hex[:12]}.tmp"
-    stem = path.name.encode()[:NAME_MAX - len(tag) - 1].decode(errors="ignore")
-    return path.with_name(f".{stem}{tag}")
+    """A fresh hidden name beside ``path``: ``.<name>.<12 hex digits>.tmp``."""
+    return path.with_name(f".{_stem(path, _TAG_BYTES)}.{uuid.uuid4().hex[:TAG_LENGTH]}.tmp")
+
+
+def temporary_pattern(path):
+    """The names :func:`atomic_write` gives its temporary files for target ``path``."""
+    stem = _stem(Path(path), _TAG_BYTES)
+    return re.compile(rf"\.{re.escape(stem)}\.[0-9a-f]{{{TAG_LENGTH}}}\.tmp")
+
+
+def temporary_target(name):
+    """The (possibly shortened) target name of a temporary file called ``name``, or None if
+    ``name`` is not one of :func:`atomic_write`'s."""
+    match = re.fullmatch(rf"\.(.+)\.[0-9a-f]{{{TAG_LENGTH}}}\.tmp", name)
+    return match and match.group(1)
+
+
+# --------------------------------------------------------------------------- locks
+
+
+def lock(fd, wait=True):
+    """Take the exclusive advisory lock of open file (or folder) ``fd``: True once held,
+    False if ``wait`` is False and another open file holds it, None where no lock can be
+    taken (no ``flock``; a file system that refuses it). The kernel releases the lock when
+    ``fd`` is closed or its process dies, however it dies."""
+    if fcntl is None:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+    except BlockingIOError:
+        return False
+    except OSError:
+        return None
+    return True
+
+
+def open_locked(path, flags, mode=0o777):
+    """``os.open(path, flags, mode)`` and lock it, for a file or folder that this process has
+    just made under a fresh name. Returns the descriptor, or None if ``path`` was removed
+    between the two steps (by :func:`claim_abandoned` in another process, which may see the
+    new file before it is locked); the caller then makes another."""
+    fd = os.open(path, flags, mode)
+    lock(fd)
+    try:
+        same = os.path.samestat(os.stat(path), os.fstat(fd))
+    except FileNotFoundError:
+        same = False
+    if not same:
+        os.close(fd)
+        return None
+    return fd
+
+
+def claim_abandoned(path):
+    """A locked descriptor of ``path`` if nobody holds its lock (its writer is dead) and it
+    belongs to this user, else None (also where no lock can be taken: then nothing is
+    provably abandoned). Close the descriptor after removing ``path``."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return None
+    if lock(fd, wait=False) is True and os.fstat(fd).st_uid == os.geteuid():
+        return fd
+    os.close(fd)
+    return None
+
+
+def remove_abandoned_temporaries(path):
+    """Remove the temporary files of dead writers of ``path``: names :func:`atomic_write`
+    gives (:func:`temporary_pattern`), regular files of this user that nobody locks."""
+    pattern = temporary_pattern(path)
+    try:
+        names = [n for n in os.listdir(path.parent) if pattern.fullmatch(n)]
+    except OSError:
+        return
+    for name in names:
+        tmp = path.parent / name
+        try:
+            if not stat.S_ISREG(tmp.lstat().st_mode):
+                continue
+        except FileNotFoundError:   # renamed or removed meanwhile
+            continue
+        fd = claim_abandoned(tmp)
+        if fd is not None:
+            try:
+                tmp.unlink(missing_ok=True)
+            finally:
+                os.close(fd)
 
 
 @contextlib.contextmanager
@@ -38,23 +141,31 @@ def atomic_write(path, mode="wb", encoding=None):
     The open file object. On any exception (including KeyboardInterrupt) the temporary file is
     removed, the target is left as it was, and the exception propagates. An existing target
     keeps its permission bits (re-saving a ``chmod 600`` file keeps it private); a new file
-    gets the usual ``0o666 & ~umask``. Errors name ``path``, never the temporary file.
+    gets the usual ``0o666 & ~umask``. Errors name ``path``, never the temporary file. The
+    temporary files that killed writers of ``path`` left are removed first
+    (:func:`remove_abandoned_temporaries`).
     """
     if mode not in ("wb", "w"):
         raise ValueError(f"mode: expected 'wb' or 'w', got {mode!r}")
     path = Path(path)
-    tmp = _temporary_name(path)
+    remove_abandoned_temporaries(path)
     try:
         keep = stat.S_IMODE(path.stat().st_mode)
     except OSError:
         keep = None
     # O_EXCL never reuses an existing file; 0o666 lets the umask set the usual permissions
+    fd = None
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
-                     0o666)
+        while fd is None:
+            tmp = _temporary_name(path)
+            fd = open_locked(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL
+                             | getattr(os, "O_BINARY", 0), 0o666)
     except OSError as err:
         # the caller's path, not the temporary name the caller never gave
         raise type(err)(err.errno, f"cannot write {str(path)!r}: {err.strerror}") from None
+    # a second descriptor of the same open file keeps the lock until the rename is done, so
+    # that no other writer takes the closed temporary file for an abandoned one
+    held = os.dup(fd) if fcntl is not None else None
     try:
         if mode == "w":
             f = os.fdopen(fd, "w", encoding=encoding or "utf-8", newline="")
@@ -73,6 +184,9 @@ def atomic_write(path, mode="wb", encoding=None):
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    finally:
+        if held is not None:
+            os.close(held)
 
 
 def check_path(path, name="path"):

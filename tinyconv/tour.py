@@ -13,6 +13,7 @@ what to show, names the files and writes the page (with a "how to read this figu
 paragraph and the command that re-draws it, per figure).
 """
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from .architectures import check_mnist_model
 from .checks import check_int
 from .data import load_mnist, to_float
 from .effective_rf import effective_receptive_field
+from .folders import check_folder, staged_folder
 from .layers import Conv2D, MaxPool2D, ReLU
 from .max_activation import max_activating
 from .measures import hf_share, positive_share
@@ -43,17 +45,33 @@ ERF_EXAMPLES = 100      # digits averaged for the effective receptive field
 ERF_FEATURES = 16       # features averaged per layer (evenly spaced; one backward pass each)
 OCCLUSION_SIZES = (4, 8)
 RULES = ("gradient", "deconvnet", "guided")   # the columns of figure 5
+PAGE_TITLE = "<title>tinyconv tour"            # how the title of the tour's page begins
+
+
+def older_tour_file(path):
+    """Whether ``path`` is a file that a tour from before folders had their record wrote: its
+    page (known by its title; a user's own ``index.html`` is not) or a figure the page shows."""
+    try:
+        page = (path.parent / INDEX).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    figure = re.fullmatch(r"fig\d+_[\w.-]+\.png", path.name) and f'src="{path.name}"' in page
+    return PAGE_TITLE in page and (path.name == INDEX or bool(figure))
+
+
+#: the tour's folder to :mod:`tinyconv.folders`
+OUTPUT = dict(writer="tour", legacy=older_tour_file)
 
 # --------------------------------------------------------------------------- arguments
 
 
 def check_arguments(model, out_dir, digit, layer, feature, examples):
     """Validate the tour's arguments before any work; returns ``(out, digit, layer name,
-    feature, examples)``. Raises ``ValueError`` / ``TypeError`` naming the argument."""
+    feature, examples)``. Raises ``ValueError`` / ``TypeError`` naming the argument; an
+    ``out_dir`` holding files the tour did not write is refused
+    (:func:`tinyconv.folders.check_folder`)."""
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"out_dir: {str(out)!r} is a file; the tour needs a directory "
-                         "(it is created if missing)")
+    check_folder(out, **OUTPUT)
     if isinstance(digit, bool) or not isinstance(digit, (int, np.integer)) \
             or not 0 <= digit <= 9:
         raise ValueError(f"digit: expected a digit class 0..9, got {digit!r}")
@@ -166,7 +184,13 @@ def tour(out_dir, digit=8, layer="conv2", feature=3, examples=None, progress=Non
 
     Parameters
     ----------
-    out_dir : directory (created if missing; an existing file is refused).
+    out_dir : directory (created if missing). It is replaced whole: the tour fills a fresh
+        hidden folder beside it and swaps it in at the end (:mod:`tinyconv.folders`), so a
+        tour killed or failing midway leaves the older tour (or nothing) in place, never old
+        captions under new figures, and two tours into one folder leave one whole tour.
+        Refused before any work: a file, or a folder holding files the tour did not write
+        (your own ``index.html``, notes; an empty folder is fine). The folder's record of
+        what the tour wrote is the hidden ``.tinyconv.json``.
     digit : the class of figures 2 (most / least probable examples) and 6 (occlusion).
     layer, feature : the unit ``y_(layer),idx,feature`` of figures 4, 5 and 10, shown beside
         the deepest convolution's strongest map on the occluded digit. ``layer`` must have
@@ -178,8 +202,8 @@ def tour(out_dir, digit=8, layer="conv2", feature=3, examples=None, progress=Non
 
     Returns
     -------
-    list of ``pathlib.Path``: the ten PNGs, then ``index.html`` (written last). Prints
-    nothing on stdout.
+    list of ``pathlib.Path`` in ``out_dir``: the ten PNGs, then ``index.html`` (written
+    last). Prints nothing on stdout.
     """
     shipped = model is None
     model = pretrained("mnist") if shipped else model
@@ -194,7 +218,6 @@ def tour(out_dir, digit=8, layer="conv2", feature=3, examples=None, progress=Non
     if not np.any(y == digit):
         raise ValueError(f"examples: the first {len(y)} held-out digits include no {digit}; "
                          "use more examples or another digit")
-    out.mkdir(parents=True, exist_ok=True)
 
     # choices shared by several figures: the tour decides every unit the plots draw
     say(f"classifying the {len(X):,} held-out digits (the first pass compiles the numba "
@@ -381,17 +404,20 @@ def tour(out_dir, digit=8, layer="conv2", feature=3, examples=None, progress=Non
          HOWTO["saliency"], unit_cmd),
     ]
     written, entries = [], []
-    for n, (name, heading, make, howto, command) in enumerate(figures, 1):
-        say(f"[{n}/{len(figures)}] {heading} …")
-        fig, caption = make()
-        written.append(write_png(fig, out / name))
-        entries.append(dict(name=name, heading=heading, caption=caption,
-                            howto=howto.format(digit=digit), command=command))
-    intro = (f"{'The shipped MNIST model' if shipped else 'The model'} on the {len(X):,} "
-             "held-out bundled digits "
-             f"(accuracy {float(np.mean(p.argmax(axis=1) == y)):.1%}); the unit of figures "
-             f"4 and 5: {unit_text}. Each figure is drawn by tinyconv.plots; the line under "
-             "it gives the command that re-draws it with another digit or unit.")
-    written.append(write_index(out, entries, intro))
+    with staged_folder(out, **OUTPUT) as stage:   # out is replaced whole, at the end
+        for n, (name, heading, make, howto, command) in enumerate(figures, 1):
+            say(f"[{n}/{len(figures)}] {heading} …")
+            fig, caption = make()
+            write_png(fig, stage / name)
+            written.append(out / name)
+            entries.append(dict(name=name, heading=heading, caption=caption,
+                                howto=howto.format(digit=digit), command=command))
+        intro = (f"{'The shipped MNIST model' if shipped else 'The model'} on the {len(X):,} "
+                 "held-out bundled digits "
+                 f"(accuracy {float(np.mean(p.argmax(axis=1) == y)):.1%}); the unit of "
+                 f"figures 4 and 5: {unit_text}. Each figure is drawn by tinyconv.plots; the "
+                 "line under it gives the command that re-draws it with another digit or unit.")
+        write_index(stage.folder, entries, intro)
+        written.append(out / INDEX)
     say(f"wrote {len(written) - 1} figures and {out / INDEX}")
     return written

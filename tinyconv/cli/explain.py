@@ -6,6 +6,7 @@ from pathlib import Path
 from ..architectures import check_mnist_model
 from ..data import load_mnist, to_float
 from ..files import writable_dir_problem
+from ..folders import check_folder
 from ..pretrained import load_model
 from ._types import Command, UsageError, folder_path, model_option, natural_int
 
@@ -48,6 +49,10 @@ def run_explain(args):
     problem = writable_dir_problem(args.out)
     if problem:
         raise UsageError(f"--out {args.out} {problem}")
+    try:
+        check_folder(args.out, **ex.OUTPUT, name="--out")
+    except ValueError as err:
+        raise UsageError(str(err)) from None
     model = load_model(args.model)
     check_mnist_model(model, args.model)
     layer = int(args.layer) if args.layer is not None and args.layer.isdigit() else args.layer

@@ -1,16 +1,25 @@
-"""``tinyconv sanity``: do the maps explain? Randomisation, image recovery, deletion/insertion."""
+"""``tinyconv sanity``: do the maps explain? Randomisation, image recovery, deletion/insertion.
+
+``--out`` is replaced whole, as the tour's folder is (:mod:`tinyconv.folders`): a run killed
+midway leaves the older figures and ``sanity.json`` together, and a folder holding files
+this command did not write is refused before any work.
+"""
 
 import json
 from pathlib import Path
 
 from ..data import load_mnist, to_float
 from ..files import atomic_write, writable_dir_problem
+from ..folders import check_folder, staged_folder
 from ..pretrained import load_model
 from ._types import Command, UsageError, folder_path, natural_int, positive_int
 
 #: The figures ``tinyconv sanity`` writes, by file name.
 FIGURES = ("cascade_grid.png", "similarity_cascade.png", "similarity_independent.png",
            "deletion_insertion.png")
+#: the folder to :mod:`tinyconv.folders`; before folders had a record it held these files
+OUTPUT = dict(writer="sanity", legacy=lambda path: path.name in {*FIGURES, "sanity.json"},
+              name="--out")
 
 
 def sanity_arguments(parser):
@@ -32,23 +41,27 @@ def run_sanity(args):
     problem = writable_dir_problem(args.out)
     if problem:
         raise UsageError(f"--out {args.out} {problem}")
+    try:
+        check_folder(args.out, **OUTPUT)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
     X, y = load_mnist("bundled-test")
     X_train, y_train = load_mnist("bundled-train")
     n = min(args.examples, len(y))
     result = sanity_checks(load_model("mnist"), to_float(X[:n]), y[:n], to_float(X_train),
                            y_train, seed=args.seed)
-    args.out.mkdir(parents=True, exist_ok=True)
     drawn = dict(zip(FIGURES, (figures.cascade_grid(result),
                                figures.similarity_vs_depth(result, "cascade"),
                                figures.similarity_vs_depth(result, "independent"),
                                figures.deletion_insertion(result)), strict=True))
-    for name, fig in drawn.items():
-        with atomic_write(args.out / name) as f:
-            fig.savefig(f, format="png", dpi=110)
+    with staged_folder(args.out, **OUTPUT) as stage:
+        for name, fig in drawn.items():
+            with atomic_write(stage / name) as f:
+                fig.savefig(f, format="png", dpi=110)
+        with atomic_write(stage / "sanity.json", "w") as f:
+            json.dump(result, f, indent=1)
+    for name in [*drawn, "sanity.json"]:
         print(args.out / name)
-    with atomic_write(args.out / "sanity.json", "w") as f:
-        json.dump(result, f, indent=1)
-    print(args.out / "sanity.json")
     return 0
 
 

@@ -26,7 +26,9 @@ FLAGS = {"out_dir": "--out", "digit": "--digit", "layer": "--layer", "feature": 
 def tour_arguments(parser):
     """``--out``, ``--digit``, ``--layer``, ``--feature``, ``--examples``, ``--model``."""
     parser.add_argument("--out", type=folder_path, default=Path("tinyconv-tour"), metavar="DIR",
-                        help="directory for the PNGs and index.html (default: %(default)s)")
+                        help="directory for the PNGs and index.html, replaced whole; one "
+                             "holding files the tour did not write is refused "
+                             "(default: %(default)s)")
     parser.add_argument("--digit", type=int, choices=range(10), default=8, metavar="0..9",
                         help="digit class of the most/least probable examples and of the "
                              "occlusion figure (default: %(default)s)")
