@@ -6,7 +6,9 @@ the classifier head (the last layer, when flat) the score is the class probabili
 ``softmax(y_(L))_k`` — the lecture's "maximally / minimally activating 8s".
 
 The data set is streamed in batches and only the running top list is kept: memory is
-``O(K * top)`` on top of one batch, never ``O(N * H * W * K)``.
+``O(K * top)`` on top of one batch, never ``O(N * H * W * K)``. The model runs on blocks of
+:data:`BLOCK` examples counted from the first, whatever the batch size, so the scores and the
+ranking do not depend on ``batch_size``.
 """
 
 from dataclasses import dataclass
@@ -17,6 +19,13 @@ from .checks import check_array, check_int
 from .layers import softmax
 from .progress import Progress
 from .units import check_features, strongest_responses
+
+#: The model sees examples ``j*BLOCK .. (j+1)*BLOCK - 1`` of ``X`` together, in every call.
+#: BLAS sums each number of a matrix product in an order that depends on the product's shape
+#: (OpenBLAS takes another kernel for a small one), so an example's score may change in its
+#: last bits with the batch it shares a forward pass with; blocks that do not depend on
+#: ``batch_size`` give every example the same products, and so the same score, in any call.
+BLOCK = 64
 
 
 @dataclass
@@ -60,20 +69,6 @@ class MaxActivation:
                              self.values[rows], self.locations[rows], self.score)
 
 
-def tolerance(values, dtype, score):
-    """How far each of ``values`` ``(K, n)`` (one feature per row) may move when
-    :func:`max_activating` runs with another ``batch_size``, for a model computing in
-    ``dtype``: ``(K, n)`` (see the notes of :func:`max_activating`)."""
-    values = np.abs(np.asarray(values, dtype=np.float64))
-    if np.dtype(dtype) == np.float64:
-        rtol = 1e-12
-    else:
-        rtol = 1e-4 if score == "probability" else 1e-5
-    if score == "probability":
-        return rtol * values
-    return np.broadcast_to(rtol * values.max(axis=1, keepdims=True), values.shape)
-
-
 def example_scores(y, features, score):
     """Per-example scores and locations for a batch of activations ``y = y_(l)``.
 
@@ -96,8 +91,9 @@ def max_activating(model, X, layer, k=None, top=9, batch_size=256, descending=Tr
     Parameters
     ----------
     model : :class:`~tinyconv.model.Sequential`.
-    X : (N, H, W, C_0) data set, streamed in batches of ``batch_size``; an ``np.memmap``
-        (e.g. ``np.load(path, mmap_mode="r")``) is read one batch at a time.
+    X : (N, H, W, C_0) data set, streamed in steps of ``batch_size`` examples, rounded up
+        to a multiple of :data:`BLOCK`; an ``np.memmap`` (e.g.
+        ``np.load(path, mmap_mode="r")``) is read one step at a time.
     layer : name or number ``l``.
     k : a feature index, a list of them, or None for all ``C_l`` features.
     top : how many examples to keep per feature (capped at N), or None for the whole ranking.
@@ -113,13 +109,12 @@ def max_activating(model, X, layer, k=None, top=9, batch_size=256, descending=Tr
 
     Notes
     -----
-    ``batch_size`` changes only the last bits of a score: an example's activations come
-    from a matrix product over its batch, and BLAS sums in an order that depends on the
-    matrix's size. Scores agree across batch sizes to ``tolerance(values, dtype, score)``:
-    in float32, 1e-5 of the feature's largest score for activations and 1e-4 of each class
-    probability (whose error is that of the logits); in float64, 1e-12. The indices are
-    identical across batch sizes except among examples whose scores lie within that
-    tolerance of each other, which may swap places.
+    The scores, and so the ranking, are the same bit for bit for every ``batch_size``, ties
+    and near-ties included: the model runs on blocks of :data:`BLOCK` examples counted from
+    the first example of ``X``, and a step of ``batch_size`` is rounded up to whole blocks.
+    Other products may round the last bits otherwise: one forward pass over all of ``X``
+    (another shape), or, with some BLAS kernels, another BLAS thread count (README, "The
+    shipped model and `tinyconv train`"); numba's thread count changes nothing.
     """
     # dtype and shape now; finiteness batch by batch below, so that an np.memmap on disk is
     # read one batch at a time and never held in memory whole
@@ -143,19 +138,23 @@ def max_activating(model, X, layer, k=None, top=9, batch_size=256, descending=Tr
     best_val = np.empty((0, K))
     best_idx = np.empty((0, K), dtype=np.int64)
     best_loc = np.empty((0, K, 2), dtype=np.int64)
+    step = -(-batch_size // BLOCK) * BLOCK          # whole blocks, so blocks start at j*BLOCK
     with Progress(len(X), f"MaxAct {model.names[l]}", enabled=progress) as bar:
-        for start in range(0, len(X), batch_size):
-            y = model.forward(check_array(X[start:start + batch_size], "X"), upto=l)
-            values, locations = example_scores(y, features, score)
+        for start in range(0, len(X), step):
+            batch = check_array(X[start:start + step], "X")
+            scored = [example_scores(model.forward(batch[b:b + BLOCK], upto=l), features, score)
+                      for b in range(0, len(batch), BLOCK)]
+            values = np.concatenate([v for v, _ in scored])                 # (B, K)
+            locations = np.concatenate([loc for _, loc in scored])          # (B, K, 2)
             val = np.concatenate([best_val, values])                       # (top + B, K)
             idx = np.concatenate([best_idx, np.broadcast_to(
-                np.arange(start, start + len(y))[:, None], values.shape)])
+                np.arange(start, start + len(batch))[:, None], values.shape)])
             loc = np.concatenate([best_loc, locations])
             # stable sort: equal scores keep their order, which is by example index
             order = np.argsort(-val if descending else val, axis=0, kind="stable")[:top]
             best_val = np.take_along_axis(val, order, axis=0)
             best_idx = np.take_along_axis(idx, order, axis=0)
             best_loc = np.take_along_axis(loc, order[:, :, None], axis=0)
-            bar.update(len(y))
+            bar.update(len(batch))
     return MaxActivation(l, features, best_idx.T.copy(), best_val.T.copy(),
                          best_loc.transpose(1, 0, 2).copy(), score)

@@ -2,7 +2,8 @@
 
 The weights in ``tinyconv/data/mnist_cnn.npz`` were trained by ``tinyconv train`` on the
 4,000 bundled training digits, i.e. by :data:`tinyconv.training.MNIST_RECIPE`
-(``train_recipe(MNIST_RECIPE, X, y)`` gives them again); the model takes
+(``train_recipe(MNIST_RECIPE, X, y)`` gives them again, bit for bit with the same library
+versions and BLAS kernels); the model takes
 ``to_float(images)``, i.e. ``(N, 28, 28, 1)`` float32 in ``[0, 1]``, and returns logits
 ``(N, 10)``.
 """

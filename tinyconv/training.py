@@ -2,7 +2,9 @@
 model (:data:`MNIST_RECIPE`, :func:`train_recipe`). The optimizers (SGD with momentum, Adam)
 live in :mod:`tinyconv.optimizers` and are re-exported here.
 
-``fit`` is deterministic: the same model seed, data, and ``seed`` give bit-identical weights.
+``fit`` is deterministic: the same model seed, data, and ``seed`` give bit-identical weights
+with the same BLAS kernels and BLAS thread count (numba's thread count never matters; when
+the others do: README, "The shipped model and `tinyconv train`").
 A step whose loss, gradients or updated weights are not finite raises ``FloatingPointError``
 before anything is written, so a diverging run never leaves NaN weights behind.
 """
@@ -311,7 +313,9 @@ def train_recipe(recipe, X, y, validation=None, model=None, progress=None, on_ep
     recipe's schedule and augmentation.
 
     ``train_recipe(MNIST_RECIPE, *bundled training digits)`` reproduces the shipped model
-    bit for bit (same machine and library versions), as ``tinyconv train`` does.
+    bit for bit, as ``tinyconv train`` does, with the library versions and BLAS kernels it
+    was trained with (measured with 1 and 2 BLAS and numba threads; README, "The shipped
+    model and `tinyconv train`").
 
     Parameters
     ----------
@@ -339,9 +343,10 @@ def predict(model, X, batch_size=256):
     """Logits ``y_(L)`` for ``X`` of shape ``(N, H, W, C_0)``, computed in batches -> ``(N, K)``.
 
     The result equals ``model(X)`` to the round-off of the model's dtype, not bit for bit:
-    BLAS blocks a matrix product by its number of rows, so another ``batch_size`` may round
-    the last bits differently (about 1e-7 relative in float32). ``argmax`` agrees except
-    between classes whose scores tie to that round-off.
+    BLAS may take another kernel or blocking for a matrix product with another number of
+    rows (OpenBLAS sums a small product in another order), so another ``batch_size`` may
+    round the last bits differently (about 1e-7 relative in float32). ``argmax`` agrees
+    except between classes whose scores tie to that round-off.
     """
     check_model(model, "predict")
     batch_size = check_int(batch_size, "batch_size", minimum=1)
