@@ -60,6 +60,7 @@ class Conv2D(Layer):
         self.init_params(rng)
         self._x = None
         self._workspace = ConvWorkspace()
+        self._unpadded_workspace = ConvWorkspace()    # forward_unpadded's, apart: no reuse
 
     def init_params(self, rng):
         kh, kw = self.kernel
@@ -118,10 +119,11 @@ class Conv2D(Layer):
         N, H, W, _ = x.shape
         (kh, kw), (sh, sw), (dh, dw) = self.kernel, self.stride, self.dilation
         H_out, W_out = _window_out(H, kh, sh, dh, 0, 0), _window_out(W, kw, sw, dw, 0, 0)
-        cols = _kernels().im2col(x, kh, kw, sh, sw, dh, dw, 0, 0, H_out, W_out)
-        y = cols @ self.params["W"].reshape(-1, self.out_channels)   # (N*H_out*W_out, C_out)
-        if self.bias:
-            y += self.params["b"]
+        args = Im2colArgs(kh, kw, sh, sw, dh, dw, 0, 0, H_out, W_out)
+        W2 = self.params["W"].reshape(-1, self.out_channels)      # (kh*kw*C_in, C_out)
+        # y = im2col(x) @ W2 + b: (N*H_out*W_out, C_out), in a workspace of its own, so that
+        # the forward pass's kept im2col matrix stays what the backward pass expects
+        y = self._unpadded_workspace.im2col_gemm(x, args, W2, self.params.get("b"))
         return y.reshape(N, H_out, W_out, self.out_channels)
 
     @property
