@@ -10,7 +10,8 @@ ratio busy / idle is the slowdown (the project's target for tinyconv: at most 2)
 
 ``--investigate`` repeats the tinyconv measurement with the worker's thread policy changed one
 variable at a time (numba's or OpenBLAS' threads cut to 1, OpenMP's idle threads spinning,
-numba's workqueue threading layer), so that the table says which pool suffers.
+numba's workqueue threading layer, OpenBLAS' idle threads put to sleep at once), so that the
+table says which pool suffers.
 
 Run ``python benchmarks/bench_contention.py [--quick] [--investigate] [--threads 2]``.
 """
@@ -47,6 +48,8 @@ POLICIES = [
     ("OpenBLAS 1 thread", {"OPENBLAS_NUM_THREADS": "1"}),
     ("numba 1 + OpenBLAS 1", {"NUMBA_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}),
     ("numba workqueue threading layer", {"NUMBA_THREADING_LAYER": "workqueue"}),
+    ("OPENBLAS_THREAD_TIMEOUT=4 (idle BLAS threads sleep at once)",
+     {"OPENBLAS_THREAD_TIMEOUT": "4"}),
 ]
 
 
