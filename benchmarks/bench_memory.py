@@ -1,10 +1,13 @@
-"""Peak memory: the tour, and MaxAct over a data set 12 times the bundled one.
+"""Peak memory: the tour, the sanity checks, and MaxAct over a data set 12 times the bundled one.
 
 Each measurement runs in its own process, so that one peak never hides another:
 
 - **The tour**: ``python -m tinyconv tour --out DIR`` (every figure of the lecture) with
   ``--examples`` small and with all 1,000 held-out digits. The peak resident set size comes
   from the kernel's accounting of the finished child (``os.wait4``, ``ru_maxrss``).
+- **The sanity checks**: ``python -m tinyconv sanity --examples 100`` (Adebayo et al. 2018,
+  data randomisation included), its wall time against the 3-minute target and its peak
+  resident set size, the same way (``--quick``: 4 digits).
 - **MaxAct**: ``tc.max_activating(model, X, "conv2")`` (all 32 feature maps, top 9) over the
   5,000 bundled digits and over 60,000 (the bundled set tiled 12 times), once as a float32
   array in memory and once as an ``np.memmap`` on disk (``np.load(path, mmap_mode="r")``).
@@ -27,6 +30,7 @@ import time
 import _setup  # first: re-executes without OPENBLAS_* variables before NumPy loads
 
 TOUR_TARGET_MB = 1024
+SANITY_TARGET_S = 180            # tinyconv sanity --examples 100, on 2 cores
 MB = 2 ** 20
 
 #: Run in a fresh process: ``python -c MAXACT N KIND PATH``; prints JSON (bytes, seconds).
@@ -130,6 +134,22 @@ def main(argv=None):
         if args.quick:
             tour_t.notes.append("the full tour (all 1,000 digits) is skipped in --quick")
 
+        sanity_t = _setup.Table(
+            "tinyconv sanity: wall time and peak resident memory of the whole process",
+            ["command", "peak RSS MB", "wall s", "target"],
+            fmt={"peak RSS MB": "{:.0f}", "wall s": "{:.1f}"},
+            notes=[f"target for 100 digits: <= {SANITY_TARGET_S} s wall on 2 cores (numba's "
+                   "kernels cached: the tour above ran them first)."])
+        n = 4 if args.quick else 100
+        label = f"tinyconv sanity --examples {n} --seed 0 --out DIR"
+        print(f"[bench_memory] {label} ...", file=sys.stderr, flush=True)
+        _, peak, wall = run_child([sys.executable, "-m", "tinyconv", "sanity", "--examples",
+                                   str(n), "--seed", "0", "--out", os.path.join(tmp, "sanity")],
+                                  env)
+        target = None if args.quick else \
+            f"<= {SANITY_TARGET_S} s: {'met' if wall <= SANITY_TARGET_S else 'NOT met'}"
+        sanity_t.add(label, peak / MB, wall, target)
+
         sizes = [1000, 2000] if args.quick else [5000, 60000]
         max_t = _setup.Table(
             "max_activating(model, X, 'conv2') (32 maps, top 9, batch_size 256): memory",
@@ -162,7 +182,7 @@ def main(argv=None):
                           (r["anon_peak"] - r["anon_before"]) / MB, peak / MB, r["seconds"])
 
     header.append(monitor.line())
-    _setup.report("bench_memory: peak resident memory", header, [tour_t, max_t],
+    _setup.report("bench_memory: peak resident memory", header, [tour_t, sanity_t, max_t],
                   args.markdown)
 
 

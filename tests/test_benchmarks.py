@@ -129,7 +129,7 @@ def test_startup(started):
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc")
 def test_memory(started):
     out = finished(started, "memory")
-    assert_tables(out, "tinyconv tour", "max_activating(model, X, 'conv2')")
+    assert_tables(out, "tinyconv tour", "tinyconv sanity", "max_activating(model, X, 'conv2')")
     assert "np.memmap" in out
 
 
