@@ -123,6 +123,7 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, default=64,
                         help="images per forward/backward pass in IG and SmoothGrad")
     parser.add_argument("--quick", action="store_true", help="1 round of 1 repeat")
+    parser.add_argument("--markdown", metavar="PATH", help="also write the table to PATH")
     parser.add_argument("--worker", choices=("tinyconv", "captum"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
@@ -147,20 +148,27 @@ def main(argv=None):
                 medians[lib, task] = statistics.median(ts)
         for task in TASKS:
             round_ratios[task].append(medians["tinyconv", task] / medians["captum", task])
-    print(f"{args.rounds} rounds x {args.repeats} repeats, {args.threads} threads per process, "
-          f"batch {args.batch}, "
+    lines = []
+    lines.append(f"{args.rounds} rounds x {args.repeats} repeats, {args.threads} threads per "
+                 f"process, batch {args.batch}, "
           f"load average (1 min) {load0:.1f} before, {os.getloadavg()[0]:.1f} after, "
           f"{os.cpu_count()} cores")
-    print(f"{'task':<11} {'tinyconv best/median (ms)':>26} {'Captum best/median (ms)':>25} "
+    lines.append(f"{'task':<11} {'tinyconv best/median (ms)':>26} {'Captum best/median (ms)':>25} "
           f"{'ratio best':>10} {'ratio median':>12} {'per-round ratios (median)':>26}")
     for task in TASKS:
         ours, theirs = times["tinyconv"][task], times["captum"][task]
         b0, m0 = min(ours) * 1e3, statistics.median(ours) * 1e3
         b1, m1 = min(theirs) * 1e3, statistics.median(theirs) * 1e3
-        print(f"{task:<11} {b0:>12.1f} / {m0:>11.1f} {b1:>11.1f} / {m1:>11.1f} "
+        lines.append(f"{task:<11} {b0:>12.1f} / {m0:>11.1f} {b1:>11.1f} / {m1:>11.1f} "
               f"{b0 / b1:>10.2f} {m0 / m1:>12.2f}   "
               f"{' '.join(f'{q:.2f}' for q in round_ratios[task])} "
               f"({statistics.median(round_ratios[task]):.2f})")
+    text = "\n".join(lines)
+    sys.stdout.write(text + "\n")
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(f"### {__doc__.splitlines()[0]}\n\n```\n{text}\n```\n\nCommand: "
+                    f"python benchmarks/bench_after_zf.py{' --quick' if args.quick else ''}\n")
 
 
 if __name__ == "__main__":

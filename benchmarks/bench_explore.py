@@ -13,7 +13,9 @@ one keep-alive connection). Targets, server side: update <= 30 ms, click <= 60 m
 """
 
 import argparse
+import contextlib
 import http.client
+import io
 import json
 import os
 import subprocess
@@ -80,7 +82,35 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=200, help="per route (default 200)")
     parser.add_argument("--model", default="mnist")
+    parser.add_argument("--quick", action="store_true", help="20 requests per route")
+    parser.add_argument("--markdown", metavar="PATH", help="also write the output to PATH")
     args = parser.parse_args()
+    if args.quick:
+        args.requests = 20
+    with contextlib.redirect_stdout(Tee(sys.stdout)) as out:
+        run(args)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(f"### {__doc__.splitlines()[0]}\n\n```\n{out.text()}```\n\nCommand: "
+                    f"python benchmarks/bench_explore.py{' --quick' if args.quick else ''}\n")
+
+
+class Tee(io.StringIO):
+    """A stdout that also keeps what was written (for ``--markdown``)."""
+
+    def __init__(self, stream):
+        super().__init__()
+        self.stream = stream
+
+    def write(self, text):
+        self.stream.write(text)
+        return super().write(text)
+
+    def text(self):
+        return self.getvalue()
+
+
+def run(args):
     rng = np.random.default_rng(0)
     print(f"load before: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} "
           f"{os.getloadavg()[2]:.2f} (1/5/15 min) on {os.cpu_count()} cores")
