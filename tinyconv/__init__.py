@@ -13,6 +13,11 @@ import os
 # so it is set here, with the package, and not in tinyconv.kernels, which loads only when a
 # layer first needs it; a value the user set is kept.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# OpenBLAS' idle threads spin for a while after each GEMM; between two GEMMs the numba kernels
+# then share the cores with them. 2**4 cycles makes them sleep at once (OpenBLAS reads this
+# when NumPy first loads it: it takes effect only if tinyconv is imported before NumPy, as the
+# tinyconv command does; docs/speed.md has the measurements). A value the user set is kept.
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 from .activation_max import ActivationMaximization, activation_maximization
 from .data import load_mnist, to_float
