@@ -77,11 +77,15 @@ def class_models(model, classes=range(10), steps=150, lr=0.04, l2=0.01, blur_eve
 
 
 def preferred_images(model, X, layer="conv3", n=6, top=9, steps=120, lr=0.03, l2=0.01,
-                     blur_every=4, blur_sigma=0.5, jitter=1, seed=0):
+                     blur_every=4, blur_sigma=0.5, jitter=1, seed=0, ranking=None):
     """For the ``n`` units of ``layer`` with the largest top activation on ``X``
     (N, H, W, C_0): the preferred image of the centre unit ``y_(l),centre,k`` (Yosinski et al.
     2015) and the MaxAct top-``top`` patches under each unit's receptive field (Zeiler &
     Fergus 2014, Fig. 2).
+
+    ``ranking``: a :func:`~tinyconv.max_activating` ranking of every feature of ``layer``
+    over ``X`` with at least ``top`` examples each, when the caller already has one (the tour
+    ranks each convolution once for several figures); None ranks ``X`` here.
 
     Returns
     -------
@@ -90,7 +94,14 @@ def preferred_images(model, X, layer="conv3", n=6, top=9, steps=120, lr=0.03, l2
     (top, r, r, C_0) and ``best`` (the strongest MaxAct value).
     """
     l = model.index(layer)
-    ranking = max_activating(model, X, l, top=top)
+    if ranking is None:
+        ranking = max_activating(model, X, l, top=top)
+    elif ranking.layer != l or ranking.indices.shape[1] < top \
+            or len(ranking.features) != model.output_shapes[l][-1]:
+        raise ValueError(f"ranking: expected a ranking of every feature of layer {l} with at "
+                         f"least {top} examples each, got layer {ranking.layer}, "
+                         f"{len(ranking.features)} features, {ranking.indices.shape[1]} "
+                         "examples each")
     best = np.argsort(-ranking.values[:, 0])[:n]                  # rows of the ranking
     rf = receptive_field(model, l)
     centre = centre_unit(model, l)
@@ -101,5 +112,6 @@ def preferred_images(model, X, layer="conv3", n=6, top=9, steps=120, lr=0.03, l2
                                     blur_every=blur_every, blur_sigma=blur_sigma,
                                     jitter=jitter, seed=seed)
         units.append({"k": k, "preferred": r, "best": float(ranking.values[j, 0]),
-                      "patches": rf.patches(X[ranking.indices[j]], ranking.locations[j])})
+                      "patches": rf.patches(X[ranking.indices[j, :top]],
+                                            ranking.locations[j, :top])})
     return {"layer": l, "centre": centre, "field": rf, "units": units, "top": top}
