@@ -32,7 +32,8 @@ from .pretrained import pretrained
 from .progress import announcer
 from .projection import project_top
 from .receptive_field import receptive_field, receptive_fields
-from .tour_page import HOWTO, INDEX, write_index, write_png
+from .tour_after import after_figures
+from .tour_page import COMMAND, HOWTO, INDEX, write_index, write_png
 from .training import predict
 from .units import centre_unit, conv_layers, strongest_feature
 
@@ -162,23 +163,24 @@ def rule_summary(model, X, results):
 
 
 def tour(out_dir, digit=8, layer="conv2", feature=3, examples=None, progress=None, model=None):
-    """Write every figure of :mod:`tinyconv.plots` and an ``index.html`` into ``out_dir``.
+    """Write every figure of :mod:`tinyconv.plots` and an ``index.html`` into ``out_dir``:
+    figures 1-10 follow the lecture, 11-16 (:mod:`tinyconv.tour_after`) the methods after it.
 
     Parameters
     ----------
     out_dir : directory (created if missing; an existing file is refused).
-    digit : the class of figures 2 (most / least probable examples) and 6 (occlusion).
+    digit : the class of figures 2 (most / least probable examples), 6 (occlusion), 11, 14.
     layer, feature : the unit ``y_(layer),idx,feature`` of figures 4, 5 and 10, shown beside
         the deepest convolution's strongest map on the occluded digit. ``layer`` must have
         feature maps (a conv, ReLU or pool layer).
     examples : use only the first ``examples`` held-out digits (None: all 1,000).
-    progress : progress bars and one line per figure (``[4/10] …``) on stderr (True / False;
+    progress : progress bars and one line per figure (``[4/16] …``) on stderr (True / False;
         None: only on a terminal).
     model : a :class:`~tinyconv.Sequential` MNIST classifier; default ``pretrained("mnist")``.
 
     Returns
     -------
-    list of ``pathlib.Path``: the ten PNGs, then ``index.html`` (written last). Prints
+    list of ``pathlib.Path``: the sixteen PNGs, then ``index.html`` (written last). Prints
     nothing on stdout.
     """
     shipped = model is None
@@ -232,7 +234,7 @@ def tour(out_dir, digit=8, layer="conv2", feature=3, examples=None, progress=Non
     fields = receptive_fields(model)
     outlined = [(l, centre_unit(model, l)) for l, layer_ in enumerate(model.layers, 1)
                 if isinstance(layer_, (Conv2D, MaxPool2D))]
-    tour_cmd = "tinyconv tour --out DIR"
+    tour_cmd = COMMAND
     unit_cmd = f"{tour_cmd} --layer conv3 --feature 5   (now: --layer {layer} --feature " \
                f"{feature})"
 
@@ -379,6 +381,7 @@ def tour(out_dir, digit=8, layer="conv2", feature=3, examples=None, progress=Non
          HOWTO["erf"], "python demos/fig9_effective_rf.py"),
         ("fig10_saliency.png", "Saliency maps and corresponding patches", fig_saliency,
          HOWTO["saliency"], unit_cmd),
+        *after_figures(model, X, y, p, i, deepest, rankings[deepest], say),   # 11-16
     ]
     written, entries = [], []
     for n, (name, heading, make, howto, command) in enumerate(figures, 1):
