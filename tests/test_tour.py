@@ -164,7 +164,7 @@ def test_the_preferred_images_reuse_the_tours_ranking(model, monkeypatch):
         raise AssertionError("figure 13 ranked the digits again")
     monkeypatch.setattr(gallery, "max_activating", rank_again)
     entries = tour_after.after_figures(model, X, y, model.forward(X), int(np.argmax(y == 8)),
-                                       "conv3", ranking, lambda line: None)
+                                       "conv3", "relu3", ranking, lambda line: None)
     name, _, make, _, _ = entries[2]
     assert name == "fig13_preferred_images.png"
     fig, caption = make()

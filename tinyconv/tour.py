@@ -381,7 +381,7 @@ def tour(out_dir, digit=8, layer="conv2", feature=3, examples=None, progress=Non
          HOWTO["erf"], "python demos/fig9_effective_rf.py"),
         ("fig10_saliency.png", "Saliency maps and corresponding patches", fig_saliency,
          HOWTO["saliency"], unit_cmd),
-        *after_figures(model, X, y, p, i, deepest, rankings[deepest], say),   # 11-16
+        *after_figures(model, X, y, p, i, deepest, deepest_map, rankings[deepest], say),
     ]
     written, entries = [], []
     for n, (name, heading, make, howto, command) in enumerate(figures, 1):

@@ -3,7 +3,7 @@ checks.
 
 ::
 
-    entries = after_figures(model, X, y, logits, i, "conv3", rankings["conv3"], say)
+    entries = after_figures(model, X, y, logits, i, "conv3", "relu3", rankings["conv3"], say)
     fig, caption = entries[0][2]()              # (name, heading, make, how-to, command)
 
 The results come from :mod:`tinyconv.gallery` and :func:`tinyconv.sanity.sanity_checks`,
@@ -15,6 +15,8 @@ ascent steps, fewer digits for the sanity checks) so that the tour stays quick; 
 says what was used and the command under it does the full run.
 """
 
+from inspect import signature
+
 import numpy as np
 
 from . import gallery
@@ -25,9 +27,9 @@ from .plots import sanity as sanity_plots
 from .sanity import CONTROLS, sanity_checks
 from .tour_page import COMMAND, HOWTO
 
-CLASS_STEPS = 80         # ascent steps per class model (demos/fig12: 150)
+CLASS_STEPS = 80         # ascent steps per class model (the demo's: gallery's default)
 PREFERRED_UNITS = 6      # units of the deepest convolution in figure 13 (as demos/fig13)
-PREFERRED_STEPS = 80     # ascent steps per unit (demos/fig13: 120)
+PREFERRED_STEPS = 80     # ascent steps per unit (the demo's: gallery's default)
 SANITY_DIGITS = 8        # held-out digits of the sanity checks (demos/fig14: 8; sanity: 100)
 SANITY_COMMAND = ("python demos/fig14_sanity.py out.png   (the first 8 held-out digits; on 100, "
                   "with a model trained on permuted labels too: tinyconv sanity --out DIR)")
@@ -38,6 +40,12 @@ def sanity_digits(y, i, n=SANITY_DIGITS):
     and the first ``n - 1`` others of ``y`` -> ``(n,)`` indices (fewer if ``y`` is short)."""
     others = [j for j in range(len(y)) if j != i][:n - 1]
     return np.array([i, *others])
+
+
+def demo_steps(f):
+    """The ascent steps of ``f`` (a :mod:`tinyconv.gallery` function) when called as the
+    demos call it, with its defaults."""
+    return signature(f).parameters["steps"].default
 
 
 def short_name(title):
@@ -52,7 +60,7 @@ def listing(values, fmt="{:.2f}"):
                      for n, v in values.items())
 
 
-def after_figures(model, X, y, logits, i, layer, ranking, say):
+def after_figures(model, X, y, logits, i, layer, cam_layer, ranking, say):
     """Figures 11-16, each ``(file name, heading, make, how-to, command)`` as
     :func:`tinyconv.tour.tour` lists figures 1-10; ``make()`` returns ``(Figure, caption)``.
 
@@ -63,7 +71,8 @@ def after_figures(model, X, y, logits, i, layer, ranking, say):
         class models in figure 12.
     i : the tour's digit (figure 6), explained by every map in figure 11 and drawn in the
         cascade grid of figure 14.
-    layer : name of the deepest convolution, whose units figure 13 shows.
+    layer : name of the deepest convolution, whose units figure 13 shows; cam_layer : the
+        ReLU after it, where Grad-CAM reads its maps in figure 11.
     ranking : the tour's :class:`~tinyconv.MaxActivation` of every feature of ``layer`` over
         ``X`` (top 9 each), reused for figure 13's patches.
     say : ``f(str)``, the tour's progress lines.
@@ -81,7 +90,7 @@ def after_figures(model, X, y, logits, i, layer, ranking, say):
         return sanity
 
     def fig_every_map():
-        result = gallery.every_map(model, X[i], target=digit)
+        result = gallery.every_map(model, X[i], target=digit, cam_layer=cam_layer)
         ink = X[i].sum(axis=-1)                                          # (H, W)
         shares = ", ".join(f"{short_name(t)} {float(ink_share(m.sum(axis=-1), ink)):.0%}"
                            for t, m in result["signed"])
@@ -109,21 +118,25 @@ def after_figures(model, X, y, logits, i, layer, ranking, say):
         typical = [np.median(logits[y == c, c]) for c in result["classes"] if np.any(y == c)]
         return method_plots.class_models(result), (
             f"Gradient ascent on each class logit y_c for {CLASS_STEPS} steps (the demo: "
-            f"150). The model calls {named} of the 10 class models by their own class, "
-            f"median p(c) = {float(np.median(own)):.3f}. Their logits reach "
+            f"{demo_steps(gallery.class_models)}). The model calls {named} of the 10 class "
+            f"models by their own class, median p(c) = {float(np.median(own)):.3f}. Their "
+            "logits reach "
             f"{min(reached):.1f} to {max(reached):.1f}; the held-out digits of each class "
             f"have a median y_c of {min(typical):.1f} to {max(typical):.1f}. Simonyan et "
             "al. 2013, §2; regularisers of Yosinski et al. 2015.")
 
     def fig_preferred():
+        # top: all the ranking has (fewer than 9 when the tour runs on fewer digits)
         result = gallery.preferred_images(model, X, layer, n=PREFERRED_UNITS,
+                                          top=ranking.indices.shape[1],
                                           steps=PREFERRED_STEPS, ranking=ranking)
         ratios = [u["preferred"].history[-1] / u["best"] for u in result["units"]]
         ks = ", ".join(str(u["k"]) for u in result["units"])
         return method_plots.preferred_images(result, layer), (
             f"The {PREFERRED_UNITS} units of {layer} with the strongest single response on the "
             f"held-out digits (features {ks}), from the MaxAct ranking of figure 3. After "
-            f"{PREFERRED_STEPS} ascent steps (the demo: 120) the preferred image drives the "
+            f"{PREFERRED_STEPS} ascent steps (the demo: {demo_steps(gallery.preferred_images)}"
+            ") the preferred image drives the "
             f"centre unit to {min(ratios):.1f}–{max(ratios):.1f}× the strongest response "
             "of any held-out digit. The per-unit view of Yosinski et al. 2015's toolbox; "
             "Zeiler & Fergus 2014, Fig. 2.")
@@ -172,10 +185,12 @@ def after_figures(model, X, y, logits, i, layer, ranking, say):
          "draws a 3)"),
         ("fig12_class_models.png", "Class models: the image each logit prefers",
          fig_class_models, HOWTO["class_models"],
-         "python demos/fig12_class_models.py   (150 ascent steps per class)"),
+         f"python demos/fig12_class_models.py   ({demo_steps(gallery.class_models)} ascent "
+         "steps per class)"),
         ("fig13_preferred_images.png", f"What the top {layer} units want to see",
          fig_preferred, HOWTO["preferred_images"],
-         "python demos/fig13_preferred_images.py   (120 ascent steps per unit)"),
+         f"python demos/fig13_preferred_images.py   ({demo_steps(gallery.preferred_images)} "
+         "ascent steps per unit)"),
         ("fig14_cascade.png", "Sanity check: cascading randomisation", fig_cascade,
          HOWTO["cascade"], SANITY_COMMAND),
         ("fig15_similarity.png", "Similarity to the trained model's maps against depth",
