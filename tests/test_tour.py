@@ -124,7 +124,8 @@ AFTER = {
                            "demos/fig12_class_models.py"),
     "fig13_preferred_images": (r"features \d+(, \d+){5}\).*\d\.\d–\d\.\d× the strongest",
                                "demos/fig13_preferred_images.py"),
-    "fig14_cascade": (r"mean over 8 held-out digits .*guided backprop -?\d\.\d\d",
+    "fig14_cascade": (rf"mean over {tour_after.SANITY_DIGITS} held-out digits .*guided backprop "
+                      r"-?\d\.\d\d",
                       "demos/fig14_sanity.py"),
     "fig15_similarity": (r"guided backprop -?\d\.\d\d ± \d\.\d\d", "demos/fig14_sanity.py"),
     "fig16_deletion_insertion": (r"Deletion .*random order \d\.\d{3}.*Insertion .*random order",
@@ -193,7 +194,8 @@ def test_progress_prints_one_line_per_figure(run):
     assert steps[3].startswith("[4/16] Deconvnet projections")
     assert any("compiles the numba kernels" in line for line in lines)   # slow steps said
     # the sanity checks' own lines go through the tour's progress, indented
-    assert any(line.startswith("  trained model: 11 maps of 8 digits") for line in lines)
+    assert any(line.startswith(f"  trained model: 11 maps of {tour_after.SANITY_DIGITS} digits")
+               for line in lines)
     assert lines[-1].startswith("wrote 16 figures")
 
 

@@ -27,10 +27,10 @@ from .plots import sanity as sanity_plots
 from .sanity import CONTROLS, sanity_checks
 from .tour_page import COMMAND, HOWTO
 
-CLASS_STEPS = 80         # ascent steps per class model (the demo's: gallery's default)
+CLASS_STEPS = 60         # ascent steps per class model (the demo's: gallery's default)
 PREFERRED_UNITS = 6      # units of the deepest convolution in figure 13 (as demos/fig13)
 PREFERRED_STEPS = 80     # ascent steps per unit (the demo's: gallery's default)
-SANITY_DIGITS = 8        # held-out digits of the sanity checks (demos/fig14: 8; sanity: 100)
+SANITY_DIGITS = 4        # held-out digits of the sanity checks (demos/fig14: 8; sanity: 100)
 SANITY_COMMAND = ("python demos/fig14_sanity.py out.png   (the first 8 held-out digits; on 100, "
                   "with a model trained on permuted labels too: tinyconv sanity --out DIR)")
 

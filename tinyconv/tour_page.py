@@ -194,8 +194,9 @@ HOWTO = dict(
         "pixels; 0: unrelated), mean over the digits with a band of ± one standard error, "
         "over the whole image (left) and the digit's own pixels only (right, where the "
         "black background cannot agree for free). Dashed lines are the controls, at 1. You "
-        "should see the gradient, SmoothGrad, occlusion and Grad-CAM fall near 0 at the "
-        "first step, and guided backprop stay high until conv2 and conv1 are random."),
+        "should see the gradient, SmoothGrad, occlusion and Grad-CAM fall furthest at the "
+        "first step (their maps depend on the classifier's weights), and guided backprop "
+        "stay the highest until conv2 and conv1 are random."),
     deletion=(
         "Deletion (left): the pixels are removed (set to 0) in the order a map ranks them, "
         "most important first, and the curve is p(c) after each step; a map that finds what "
@@ -203,8 +204,7 @@ HOWTO = dict(
         "pixels are put back in that order onto a blurred copy; a good map makes p(c) rise "
         "fast (large AUC) (Petsiuk et al. 2018). Dotted: random order, the Sobel edges and "
         "the input. You should see most maps beat the random order (coarse Grad-CAM the "
-        "least), and the input itself "
-        "(the darkest ink first) do about as well as the best maps: on MNIST, removing ink "
-        "in almost any order removes the digit, so these curves separate maps less than the "
-        "randomisation test of figure 15."),
+        "least), and the input itself (its darkest ink first) score among the maps: on "
+        "MNIST, removing the ink in almost any order removes the digit, so these curves "
+        "separate the maps less than the randomisation test of figure 15."),
 )
