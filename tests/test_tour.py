@@ -122,7 +122,8 @@ AFTER = {
                         "demos/fig11_every_map.py"),
     "fig12_class_models": (r"calls \d+ of the 10 class models .* median y_c of \d",
                            "demos/fig12_class_models.py"),
-    "fig13_preferred_images": (r"features \d+(, \d+){5}\).*\d\.\d–\d\.\d× the strongest",
+    "fig13_preferred_images": (rf"features \d+(, \d+){{{tour_after.PREFERRED_UNITS - 1}}}\)"
+                               r".*\d\.\d–\d\.\d× the strongest",
                                "demos/fig13_preferred_images.py"),
     "fig14_cascade": (rf"mean over {tour_after.SANITY_DIGITS} held-out digits .*guided backprop "
                       r"-?\d\.\d\d",

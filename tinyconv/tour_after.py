@@ -28,8 +28,8 @@ from .sanity import CONTROLS, sanity_checks
 from .tour_page import COMMAND, HOWTO
 
 CLASS_STEPS = 60         # ascent steps per class model (the demo's: gallery's default)
-PREFERRED_UNITS = 6      # units of the deepest convolution in figure 13 (as demos/fig13)
-PREFERRED_STEPS = 80     # ascent steps per unit (the demo's: gallery's default)
+PREFERRED_UNITS = 4      # units of the deepest convolution in figure 13 (demos/fig13: 6)
+PREFERRED_STEPS = 60     # ascent steps per unit (the demo's: gallery's default)
 SANITY_DIGITS = 4        # held-out digits of the sanity checks (demos/fig14: 8; sanity: 100)
 SANITY_COMMAND = ("python demos/fig14_sanity.py out.png   (the first 8 held-out digits; on 100, "
                   "with a model trained on permuted labels too: tinyconv sanity --out DIR)")
@@ -42,10 +42,10 @@ def sanity_digits(y, i, n=SANITY_DIGITS):
     return np.array([i, *others])
 
 
-def demo_steps(f):
-    """The ascent steps of ``f`` (a :mod:`tinyconv.gallery` function) when called as the
-    demos call it, with its defaults."""
-    return signature(f).parameters["steps"].default
+def demo_default(f, name="steps"):
+    """The default of argument ``name`` of ``f`` (a :mod:`tinyconv.gallery` function): what
+    the demos use, for the captions that compare the tour's cheaper setting with it."""
+    return signature(f).parameters[name].default
 
 
 def short_name(title):
@@ -118,7 +118,7 @@ def after_figures(model, X, y, logits, i, layer, cam_layer, ranking, say):
         typical = [np.median(logits[y == c, c]) for c in result["classes"] if np.any(y == c)]
         return method_plots.class_models(result), (
             f"Gradient ascent on each class logit y_c for {CLASS_STEPS} steps (the demo: "
-            f"{demo_steps(gallery.class_models)}). The model calls {named} of the 10 class "
+            f"{demo_default(gallery.class_models)}). The model calls {named} of the 10 class "
             f"models by their own class, median p(c) = {float(np.median(own)):.3f}. Their "
             "logits reach "
             f"{min(reached):.1f} to {max(reached):.1f}; the held-out digits of each class "
@@ -133,9 +133,11 @@ def after_figures(model, X, y, logits, i, layer, cam_layer, ranking, say):
         ratios = [u["preferred"].history[-1] / u["best"] for u in result["units"]]
         ks = ", ".join(str(u["k"]) for u in result["units"])
         return method_plots.preferred_images(result, layer), (
-            f"The {PREFERRED_UNITS} units of {layer} with the strongest single response on the "
-            f"held-out digits (features {ks}), from the MaxAct ranking of figure 3. After "
-            f"{PREFERRED_STEPS} ascent steps (the demo: {demo_steps(gallery.preferred_images)}"
+            f"The {PREFERRED_UNITS} units of {layer} (the demo: "
+            f"{demo_default(gallery.preferred_images, 'n')}) with the strongest single "
+            f"response on the held-out digits (features {ks}), from the MaxAct ranking of "
+            "figure 3. After "
+            f"{PREFERRED_STEPS} ascent steps (the demo: {demo_default(gallery.preferred_images)}"
             ") the preferred image drives the "
             f"centre unit to {min(ratios):.1f}–{max(ratios):.1f}× the strongest response "
             "of any held-out digit. The per-unit view of Yosinski et al. 2015's toolbox; "
@@ -185,11 +187,11 @@ def after_figures(model, X, y, logits, i, layer, cam_layer, ranking, say):
          "draws a 3)"),
         ("fig12_class_models.png", "Class models: the image each logit prefers",
          fig_class_models, HOWTO["class_models"],
-         f"python demos/fig12_class_models.py   ({demo_steps(gallery.class_models)} ascent "
+         f"python demos/fig12_class_models.py   ({demo_default(gallery.class_models)} ascent "
          "steps per class)"),
         ("fig13_preferred_images.png", f"What the top {layer} units want to see",
          fig_preferred, HOWTO["preferred_images"],
-         f"python demos/fig13_preferred_images.py   ({demo_steps(gallery.preferred_images)} "
+         f"python demos/fig13_preferred_images.py   ({demo_default(gallery.preferred_images)} "
          "ascent steps per unit)"),
         ("fig14_cascade.png", "Sanity check: cascading randomisation", fig_cascade,
          HOWTO["cascade"], SANITY_COMMAND),
