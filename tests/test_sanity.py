@@ -151,3 +151,20 @@ def test_each_method_is_one_entry_used_when_present_and_skipped_with_a_note(monk
         assert calls[name][0] == [1, 2, 1]
     assert calls["smoothgrad"][1] == {"n": sanity.SMOOTHGRAD_N, "seed": 4}
     assert calls["integrated_gradients"][1] == {"steps": sanity.IG_STEPS}
+
+
+def test_metrics_chooses_the_measures_and_leaves_the_rest_alone(small_run):
+    images, labels = tc.load_mnist("bundled-test")
+    x, y = tc.to_float(images[:4]), labels[:4]
+    quick = sanity.sanity_checks(build("small", seed=0), x, y, seed=1, log=lambda line: None,
+                                 metrics=["spearman_abs"])
+    full, _ = small_run                                   # the same model, digits and seed
+    assert quick["config"]["metrics"] == ["spearman_abs"]
+    for schedule in ("cascade", "independent"):
+        for name, measured in quick[schedule]["methods"].items():
+            assert list(measured) == ["spearman_abs"]
+            assert measured == {"spearman_abs": full[schedule]["methods"][name]["spearman_abs"]}
+    assert quick["grid"] == full["grid"] and quick["faithfulness"] == full["faithfulness"]
+    for bad in (["astrology"], []):
+        with pytest.raises(ValueError, match="^metrics:"):
+            sanity.sanity_checks(build("small", seed=0), x, y, metrics=bad)

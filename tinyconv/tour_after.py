@@ -31,6 +31,7 @@ CLASS_STEPS = 60         # ascent steps per class model (the demo's: gallery's d
 PREFERRED_UNITS = 4      # units of the deepest convolution in figure 13 (demos/fig13: 6)
 PREFERRED_STEPS = 60     # ascent steps per unit (the demo's: gallery's default)
 SANITY_DIGITS = 4        # held-out digits of the sanity checks (demos/fig14: 8; sanity: 100)
+SIMILARITY = "spearman_abs"   # the measure of figures 14 and 15 (Adebayo et al.'s rank one)
 SANITY_COMMAND = ("python demos/fig14_sanity.py out.png   (the first 8 held-out digits; on 100, "
                   "with a model trained on permuted labels too: tinyconv sanity --out DIR)")
 
@@ -85,8 +86,11 @@ def after_figures(model, X, y, logits, i, layer, cam_layer, ranking, say):
         if not sanity:
             say(f"  sanity checks on {len(chosen)} digits: every map of the trained model "
                 "and of its randomised copies, deletion and insertion …")
+            # Spearman of |map| only: the figures draw no other measure, and SSIM and HOG
+            # would take longer than all the maps of the randomised models
             sanity.update(sanity_checks(model, X[chosen], y[chosen], seed=0,
-                                        log=lambda line: say(f"  {line}")))
+                                        log=lambda line: say(f"  {line}"),
+                                        metrics=[SIMILARITY]))
         return sanity
 
     def fig_every_map():
@@ -145,7 +149,7 @@ def after_figures(model, X, y, logits, i, layer, cam_layer, ranking, say):
 
     def fig_cascade():
         result = checks()
-        first = {m: v["spearman_abs"]["digit"]["mean"][0]
+        first = {m: v[SIMILARITY]["digit"]["mean"][0]
                  for m, v in result["cascade"]["methods"].items() if m not in CONTROLS}
         config, grid = result["config"], result["grid"]
         n = config["examples"]
@@ -162,15 +166,15 @@ def after_figures(model, X, y, logits, i, layer, cam_layer, ranking, say):
     def fig_similarity():
         result = checks()
         layers = result["cascade"]["layers"]
-        last = {m: v["spearman_abs"]["digit"] for m, v in result["cascade"]["methods"].items()
+        last = {m: v[SIMILARITY]["digit"] for m, v in result["cascade"]["methods"].items()
                 if m not in CONTROLS}
         text = ", ".join(f"{sanity_plots.NAMES.get(m, m)} {s['mean'][-1]:.2f} ± "
                          f"{s['se'][-1]:.2f}" for m, s in last.items())
-        return sanity_plots.similarity_vs_depth(result), (
+        return sanity_plots.similarity_vs_depth(result, metric=SIMILARITY), (
             f"Once {layers[-1]} is random too (nothing trained is left), Spearman of |map| on "
             f"the digit, mean ± s.e. over {result['config']['examples']} digits: {text}. The "
-            "bands are wide with this few digits; tinyconv sanity measures 100. Adebayo "
-            "et al. 2018, §3.1.")
+            "bands are wide with this few digits; tinyconv sanity measures 100, and by SSIM "
+            "and HOG too. Adebayo et al. 2018, §3.1.")
 
     def fig_deletion():
         result = checks()
