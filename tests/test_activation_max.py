@@ -74,3 +74,15 @@ def test_bad_arguments_are_named(model, kwargs, name, error):
     args = {"layer": "conv2", "k": 0, "steps": 2, **kwargs}
     with pytest.raises(error, match=name):
         tc.activation_maximization(model, args.pop("layer"), args.pop("k"), **args)
+
+
+def test_the_ascent_leaves_the_parameter_gradients_alone(model):
+    # the ascent reads only d y / d x: a training step's gradients survive it untouched
+    kept = {(layer.name, key): np.full_like(v, 7.0) for layer in model.layers
+            for key, v in layer.params.items()}
+    for layer in model.layers:
+        layer.grads.update({key: kept[layer.name, key].copy() for key in layer.params})
+    tc.activation_maximization(model, "logits", 1, steps=3)
+    for layer in model.layers:
+        for key in layer.params:
+            np.testing.assert_array_equal(layer.grads[key], kept[layer.name, key])

@@ -34,9 +34,9 @@ ENGINE = {"layer", "layers", "conv", "pool", "model", "checks", "kernels", "work
 SUPPORT = {"__init__", "__main__", "training", "optimizers", "serialize", "data", "pretrained",
            "architectures", "progress", "files", "folders", "interop"}
 #: The top floors: figures, the tour, explain (your own image), the explorer, the command line.
-TOP = {"plots", "tour", "tour_page", "explain", "explore", "cli"}
+TOP = {"plots", "tour", "tour_page", "tour_after", "explain", "explore", "cli"}
 #: Modules that draw (matplotlib lives behind them).
-DRAWING = {"plots", "tour"}
+DRAWING = {"plots", "tour", "tour_after"}
 
 
 def group(module):

@@ -29,9 +29,9 @@ pytestmark = pytest.mark.skipif(not shipped_model_present(),
                                 reason="the shipped model tinyconv/data/mnist_cnn.npz is missing")
 
 
-#: Figures 1-10 are the tour's (the lecture); 11-13 show the methods after Zeiler & Fergus,
-#: 14 the sanity checks.
-TOUR_FIGURES = 10
+#: Figures 1-10 follow the lecture; 11-13 show the methods after Zeiler & Fergus, 14 the sanity
+#: checks. The tour draws all of them, and fig14's three plots as its figures 14, 15 and 16.
+TOUR_FIGURES = 16
 
 
 def test_there_is_one_demo_per_figure():
@@ -42,11 +42,12 @@ def test_the_tour_writes_one_figure_per_demo():
     # the PNG names of the tour (digit 8) and the first demos' default names agree
     import re
 
-    from tinyconv import tour
-    source = Path(tour.__file__).read_text(encoding="utf-8")
+    from tinyconv import tour, tour_after
+    source = "".join(Path(m.__file__).read_text(encoding="utf-8") for m in (tour, tour_after))
     names = re.findall(r'\(f?"(fig\d+_[a-z_{}]+)\.png"', source)
-    assert [n.split("_")[0] for n in names] == \
-        [p.name.split("_")[0] for p in DEMOS[:TOUR_FIGURES]]
+    assert [n.split("_")[0] for n in names] == [f"fig{n}" for n in range(1, TOUR_FIGURES + 1)]
+    assert [n.split("_")[0] for n in names[:len(DEMOS)]] == \
+        [p.name.split("_")[0] for p in DEMOS]
 
 
 @pytest.mark.parametrize("script", DEMOS, ids=[p.stem for p in DEMOS])

@@ -1,9 +1,10 @@
 """The after-Zeiler-&-Fergus figures: gallery computes, plots.methods draws what it is given."""
 
 import numpy as np
+import pytest
 from toy_models import random_input, small_cnn
 
-from tinyconv import gallery
+from tinyconv import gallery, max_activating
 from tinyconv.plots import methods
 
 
@@ -42,3 +43,21 @@ def test_preferred_images_pair_each_unit_with_its_top_patches():
         assert unit["patches"].shape == (4, *r, X.shape[-1])
     fig = methods.preferred_images(result, "conv2")
     assert sum(1 for ax in fig.axes if ax.images) == 4
+
+
+def test_preferred_images_take_a_ranking_already_computed_and_refuse_another_layers():
+    model, X = small()
+    ranking = max_activating(model, X, "conv2", top=4)
+    own = gallery.preferred_images(model, X, "conv2", n=2, top=4, steps=3)
+    given = gallery.preferred_images(model, X, "conv2", n=2, top=3, steps=3, ranking=ranking)
+    assert [u["k"] for u in given["units"]] == [u["k"] for u in own["units"]]
+    for a, b in zip(own["units"], given["units"], strict=True):
+        np.testing.assert_array_equal(a["patches"][:3], b["patches"])   # the top 3 of 4
+    other = max_activating(model, X, "conv1", top=4)
+    with pytest.raises(ValueError, match="^ranking:"):
+        gallery.preferred_images(model, X, "conv2", ranking=other, top=4, steps=3)
+    with pytest.raises(ValueError, match="^ranking:"):                     # too short
+        gallery.preferred_images(model, X, "conv2", ranking=ranking, top=5, steps=3)
+    with pytest.raises(ValueError, match="^ranking:"):                     # not every feature
+        gallery.preferred_images(model, X, "conv2", top=4, steps=3,
+                                 ranking=max_activating(model, X, "conv2", k=[0], top=4))

@@ -171,6 +171,17 @@ def test_hf_share_tells_strokes_from_noise():
     assert measures.positive_share(m)[0] == pytest.approx(2 / 3)
 
 
+def test_ink_share_is_the_share_of_a_maps_mass_on_the_digit():
+    x = np.array([[0.0, 0.5], [1.0, 0.0]])                  # ink on the anti-diagonal
+    assert measures.ink_share(np.array([[1.0, -2.0], [3.0, 4.0]]), x) == pytest.approx(0.5)
+    assert measures.ink_share(x * -3.0, x) == 1.0          # input × anything: all on the ink
+    assert np.isnan(measures.ink_share(np.zeros((2, 2)), x))
+    maps, images = np.ones((3, 4, 5)), np.ones((3, 4, 5))
+    assert measures.ink_share(maps, images).shape == (3,)
+    with pytest.raises(ValueError, match="^images:"):
+        measures.ink_share(maps, images[:, :, :4])
+
+
 def test_saliency_patches_pair_each_map_with_its_patch(model, digits):
     X, _ = digits
     units = [("conv1", 0), ("conv2", 1)]

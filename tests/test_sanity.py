@@ -187,3 +187,20 @@ def test_the_doc_tables_print_from_the_saved_json(small_run, tmp_path, capsys):
     assert "| guided backprop |" in out and "| random order |" in out
     assert tables.number(-0.004) == "0.00" and tables.number(-0.12, 0.05) == "−0.12 ± 0.05"
     assert tables.number(0.5, 0.01) == "0.50" and tables.number(None) == "—"
+
+
+def test_metrics_chooses_the_measures_and_leaves_the_rest_alone(small_run):
+    images, labels = tc.load_mnist("bundled-test")
+    x, y = tc.to_float(images[:4]), labels[:4]
+    quick = sanity.sanity_checks(build("small", seed=0), x, y, seed=1, log=lambda line: None,
+                                 metrics=["spearman_abs"])
+    full, _ = small_run                                   # the same model, digits and seed
+    assert quick["config"]["metrics"] == ["spearman_abs"]
+    for schedule in ("cascade", "independent"):
+        for name, measured in quick[schedule]["methods"].items():
+            assert list(measured) == ["spearman_abs"]
+            assert measured == {"spearman_abs": full[schedule]["methods"][name]["spearman_abs"]}
+    assert quick["grid"] == full["grid"] and quick["faithfulness"] == full["faithfulness"]
+    for bad in (["astrology"], []):
+        with pytest.raises(ValueError, match="^metrics:"):
+            sanity.sanity_checks(build("small", seed=0), x, y, metrics=bad)

@@ -1,4 +1,5 @@
 import contextlib
+import html
 import io
 import re
 from html.parser import HTMLParser
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 import tinyconv as tc
-from tinyconv import tour
+from tinyconv import gallery, tour, tour_after
 from tinyconv.architectures import build
 from tinyconv.folders import MANIFEST
 
@@ -54,11 +55,12 @@ class Links(HTMLParser):
             self.href.append(attrs["href"])
 
 
-def test_writes_ten_pngs_then_the_index(written):
+def test_writes_sixteen_pngs_then_the_index(written):
     out, paths = written
-    assert len(paths) == 11
-    assert [p.suffix for p in paths] == [".png"] * 10 + [".html"]
+    assert len(paths) == 17
+    assert [p.suffix for p in paths] == [".png"] * 16 + [".html"]
     assert paths[9].name == "fig10_saliency.png"
+    assert [p.name.split("_")[0] for p in paths[:-1]] == [f"fig{n}" for n in range(1, 17)]
     assert paths[-1] == out / "index.html"
     assert all(p.parent == out and p.is_file() for p in paths)
     # no temporary files left behind: only the figures, the page and the folder's record
@@ -85,7 +87,7 @@ def test_index_links_every_figure(written):
     for link in page.src + page.href:
         assert not Path(link).is_absolute() and (out / link).is_file()
     text = paths[-1].read_text(encoding="utf-8")
-    assert len(re.findall(r"<figcaption>\S", text)) == 10     # a caption each
+    assert len(re.findall(r"<figcaption>\S", text)) == 16     # a caption each
 
 
 def sections(page):
@@ -115,6 +117,65 @@ def test_each_figure_says_how_to_read_it_and_how_to_redraw_it(written):
         assert "--layer" in by_stem[stem] and "--feature" in by_stem[stem], stem
 
 
+#: figures 11-16: what each caption must quote from the run, and the script that re-draws it
+AFTER = {
+    "fig11_every_map": (r"on the digit's own pixels .*gradient \d+%.*F\(x\) − F\(0\) = \d",
+                        "demos/fig11_every_map.py"),
+    "fig12_class_models": (r"calls \d+ of the 10 class models .* median y_c of \d",
+                           "demos/fig12_class_models.py"),
+    "fig13_preferred_images": (rf"features \d+(, \d+){{{tour_after.PREFERRED_UNITS - 1}}}\)"
+                               r".*\d\.\d–\d\.\d× the strongest",
+                               "demos/fig13_preferred_images.py"),
+    "fig14_cascade": (rf"mean over {tour_after.SANITY_DIGITS} held-out digits .*guided backprop "
+                      r"-?\d\.\d\d",
+                      "demos/fig14_sanity.py"),
+    "fig15_similarity": (r"guided backprop -?\d\.\d\d ± \d\.\d\d", "demos/fig14_sanity.py"),
+    "fig16_deletion_insertion": (r"Deletion .*random order \d\.\d{3}.*Insertion .*random order",
+                                 "demos/fig14_sanity.py"),
+}
+
+
+def test_the_figures_after_zeiler_fergus_quote_the_run_and_say_how_to_redraw(written):
+    _, paths = written
+    by_stem = dict(sections(paths[-1].read_text(encoding="utf-8")))
+    assert list(by_stem)[10:] == list(AFTER)
+    for stem, (caption, script) in AFTER.items():
+        body = html.unescape(by_stem[stem])
+        found = re.search(r"<figcaption>(.*?)</figcaption>", body, flags=re.S).group(1)
+        assert re.search(caption, found, flags=re.S), (stem, found)
+        assert re.search(r'<p class="howto"><b>How to read this figure.</b> .{300}', body,
+                         flags=re.S), stem
+        assert script in re.search(r"<code>(.*?)</code>", body, flags=re.S).group(1), stem
+    # the sanity figures name the command of the full run, the every-map figure the digit
+    assert all("tinyconv sanity" in by_stem[s] for s in list(AFTER)[3:])
+    assert "--digit" in by_stem["fig11_every_map"]
+
+
+def test_the_sanity_digits_start_with_the_tours_own():
+    y = np.arange(20) % 10
+    assert tour_after.sanity_digits(y, 5, n=4).tolist() == [5, 0, 1, 2]
+    assert tour_after.sanity_digits(y, 0, n=3).tolist() == [0, 1, 2]
+    assert tour_after.sanity_digits(y[:2], 1, n=8).tolist() == [1, 0]    # fewer than n
+
+
+def test_the_preferred_images_reuse_the_tours_ranking(model, monkeypatch):
+    X = tc.to_float(tc.load_mnist("bundled-test")[0][:30])
+    y = tc.load_mnist("bundled-test")[1][:30]
+    ranking = tc.max_activating(model, X, "conv3", k=None, top=9)
+
+    def rank_again(*args, **kwargs):
+        raise AssertionError("figure 13 ranked the digits again")
+    monkeypatch.setattr(gallery, "max_activating", rank_again)
+    entries = tour_after.after_figures(model, X, y, model.forward(X), int(np.argmax(y == 8)),
+                                       "conv3", "relu3", ranking, lambda line: None)
+    name, _, make, _, _ = entries[2]
+    assert name == "fig13_preferred_images.png"
+    fig, caption = make()
+    ks = [int(k) for k in re.search(r"features ([\d, ]+)\)", caption).group(1).split(", ")]
+    best = np.argsort(-ranking.values[:, 0])[:tour_after.PREFERRED_UNITS]
+    assert ks == ranking.features[best].tolist()
+
+
 def test_the_page_shows_figures_at_native_size_with_titled_navigation(written):
     _, paths = written
     page = paths[-1].read_text(encoding="utf-8")
@@ -123,18 +184,21 @@ def test_the_page_shows_figures_at_native_size_with_titled_navigation(written):
     assert "overflow-x: auto" in page                              # wide ones scroll
     nav = re.search(r"<nav>(.*?)</nav>", page, flags=re.S).group(1)
     titles = re.findall(r'<a href="#[^"]+">(\d+)\. ([^<]+)</a>', nav)
-    assert [int(n) for n, _ in titles] == list(range(1, 11))
+    assert [int(n) for n, _ in titles] == list(range(1, 17))
     assert all(len(t) > 10 for _, t in titles)
 
 
 def test_progress_prints_one_line_per_figure(run):
     _, paths, err = run
     lines = [line.split("\r")[-1] for line in err.splitlines()]
-    steps = [line for line in lines if re.match(r"\[\d+/10\] ", line)]
-    assert [int(re.match(r"\[(\d+)/", s).group(1)) for s in steps] == list(range(1, 11))
-    assert steps[3].startswith("[4/10] Deconvnet projections")
+    steps = [line for line in lines if re.match(r"\[\d+/16\] ", line)]
+    assert [int(re.match(r"\[(\d+)/", s).group(1)) for s in steps] == list(range(1, 17))
+    assert steps[3].startswith("[4/16] Deconvnet projections")
     assert any("compiles the numba kernels" in line for line in lines)   # slow steps said
-    assert lines[-1].startswith("wrote 10 figures")
+    # the sanity checks' own lines go through the tour's progress, indented
+    assert any(line.startswith(f"  trained model: 11 maps of {tour_after.SANITY_DIGITS} digits")
+               for line in lines)
+    assert lines[-1].startswith("wrote 16 figures")
 
 
 def test_the_saliency_figure_shows_the_chosen_unit():

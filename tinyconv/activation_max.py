@@ -124,7 +124,9 @@ def activation_maximization(model, layer, k, idx=None, objective="unit", steps=2
         shifted = np.roll(x, (dr, dc), axis=(0, 1))[None]         # (1, H, W, C_0)
         y = model.forward(shifted, upto=l)
         history[step], signal = objective_signal(model, y, l, k, idx, objective)
-        grad = np.roll(model.backward(signal, start=l)[0], (-dr, -dc), axis=(0, 1))
+        # the parameter gradients are never read here: leave them (a dW per conv per step)
+        grad = np.roll(model.backward(signal, start=l, param_grads=False)[0], (-dr, -dc),
+                       axis=(0, 1))
         x = x + lr * grad / (np.abs(grad).max() + 1e-30)     # a dead unit (0 gradient) stays
         x = lo + (1 - l2) * (x - lo)
         if blur_every and (step + 1) % blur_every == 0:

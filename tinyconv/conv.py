@@ -10,7 +10,6 @@ from .checks import check_array, check_dtype, check_int, check_pair
 from .layer import (
     Layer,
     _he_normal,
-    _kernels,
     _padding_arg,
     _window_out,
     check_rule,

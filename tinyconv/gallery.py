@@ -1,5 +1,7 @@
-"""The results behind the after-Zeiler-&-Fergus figures: every map of one digit, the class
-models, and each unit's preferred image beside its MaxAct patches.
+"""The results behind the figures that need more than one technique: the tour's occlusion
+(figure 6) and effective receptive fields (figure 9), and the after-Zeiler-&-Fergus figures:
+every map of one digit, the class models, and each unit's preferred image beside its MaxAct
+patches.
 
 Each function runs techniques and returns arrays (in plain dicts); the drawing lives in
 :mod:`tinyconv.plots.methods`, which takes these dicts, so that a figure never decides what
@@ -9,6 +11,7 @@ to compute and a script can reuse the numbers without matplotlib.
 import numpy as np
 
 from .activation_max import activation_maximization
+from .effective_rf import effective_receptive_field
 from .grad_cam import grad_cam, guided_grad_cam
 from .input_x_gradient import input_x_gradient
 from .integrated_gradients import integrated_gradients
@@ -18,6 +21,37 @@ from .projection import project
 from .receptive_field import receptive_field
 from .smoothgrad import smoothgrad
 from .units import centre_unit
+
+ERF_FEATURES = 16       # features averaged per layer (evenly spaced; one backward pass each)
+
+
+def occlusion_results(model, x, label, sizes, layer, k, progress=None):
+    """What :func:`tinyconv.plots.occlusion_figure` draws for image ``x`` (H, W, C_0): the
+    occlusion of ``p(label)`` for each of the two ``sizes``, of the total of map ``k`` of
+    ``layer`` (pass a ReLU's output, so the total is of non-negative units) and of the argmax
+    class with the larger square, the map ``y_(layer),idx,k`` and its field."""
+    sweeps = [occlusion(model, x, label, s, relative=True, progress=progress) for s in sizes]
+    feature = occlusion(model, x, (layer, k), sizes[-1], relative=True, progress=progress)
+    argmax = occlusion(model, x, lambda y: y.argmax(axis=1), sizes[-1], progress=progress)
+    fmap = model.forward(x[None], upto=layer)[0, :, :, k]                 # (H_l, W_l)
+    return dict(sweeps=sweeps, feature=feature, argmax=argmax, fmap=fmap,
+                field=receptive_field(model, layer), k=k)
+
+
+def erf_results(model, X, layers, features=ERF_FEATURES):
+    """``(l, centre, ks, erf)`` per layer for
+    :func:`tinyconv.plots.effective_receptive_fields`: the centre unit and its
+    :func:`~tinyconv.effective_receptive_field` averaged over ``X`` and over ``features``
+    evenly spaced features ``ks`` of the layer (all of them when it has no more), as Luo et
+    al. 2016 average over units rather than choose one; each feature costs a backward pass."""
+    results = []
+    for layer in layers:
+        l = model.index(layer)
+        centre = centre_unit(model, l)
+        C = model.output_shapes[l][-1]
+        ks = np.unique(np.linspace(0, C - 1, min(features, C)).round().astype(np.int64))
+        results.append((l, centre, ks, effective_receptive_field(model, X, l, ks, centre)))
+    return results
 
 
 def every_map(model, x, target=None, cam_layer="relu3", smooth_n=50, ig_steps=64,
@@ -77,11 +111,15 @@ def class_models(model, classes=range(10), steps=150, lr=0.04, l2=0.01, blur_eve
 
 
 def preferred_images(model, X, layer="conv3", n=6, top=9, steps=120, lr=0.03, l2=0.01,
-                     blur_every=4, blur_sigma=0.5, jitter=1, seed=0):
+                     blur_every=4, blur_sigma=0.5, jitter=1, seed=0, ranking=None):
     """For the ``n`` units of ``layer`` with the largest top activation on ``X``
     (N, H, W, C_0): the preferred image of the centre unit ``y_(l),centre,k`` (Yosinski et al.
     2015) and the MaxAct top-``top`` patches under each unit's receptive field (Zeiler &
     Fergus 2014, Fig. 2).
+
+    ``ranking``: a :func:`~tinyconv.max_activating` ranking of every feature of ``layer``
+    over ``X`` with at least ``top`` examples each, when the caller already has one (the tour
+    ranks each convolution once for several figures); None ranks ``X`` here.
 
     Returns
     -------
@@ -90,7 +128,14 @@ def preferred_images(model, X, layer="conv3", n=6, top=9, steps=120, lr=0.03, l2
     (top, r, r, C_0) and ``best`` (the strongest MaxAct value).
     """
     l = model.index(layer)
-    ranking = max_activating(model, X, l, top=top)
+    if ranking is None:
+        ranking = max_activating(model, X, l, top=top)
+    elif ranking.layer != l or ranking.indices.shape[1] < top \
+            or len(ranking.features) != model.output_shapes[l][-1]:
+        raise ValueError(f"ranking: expected a ranking of every feature of layer {l} with at "
+                         f"least {top} examples each, got layer {ranking.layer}, "
+                         f"{len(ranking.features)} features, {ranking.indices.shape[1]} "
+                         "examples each")
     best = np.argsort(-ranking.values[:, 0])[:n]                  # rows of the ranking
     rf = receptive_field(model, l)
     centre = centre_unit(model, l)
@@ -101,5 +146,6 @@ def preferred_images(model, X, layer="conv3", n=6, top=9, steps=120, lr=0.03, l2
                                     blur_every=blur_every, blur_sigma=blur_sigma,
                                     jitter=jitter, seed=seed)
         units.append({"k": k, "preferred": r, "best": float(ranking.values[j, 0]),
-                      "patches": rf.patches(X[ranking.indices[j]], ranking.locations[j])})
+                      "patches": rf.patches(X[ranking.indices[j, :top]],
+                                            ranking.locations[j, :top])})
     return {"layer": l, "centre": centre, "field": rf, "units": units, "top": top}

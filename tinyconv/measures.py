@@ -8,8 +8,11 @@
 * :func:`positive_share` — the share of a map's non-zero pixels that are positive: the
   deconvnet and guided backprop rectify the signal at every ReLU, the gradient does not
   (Springenberg et al. 2015, Fig. 1).
+* :func:`ink_share` — the share of a map's ``|value|`` that lies on the digit's own pixels
+  (``x > 0``): 1 for input × gradient and zero-baseline Integrated Gradients, which multiply
+  by ``x``, less for the gradient, which also says how blank paper would matter.
 
-Used by the projection figures' captions and by ``scripts/teaching_measures.py``, which says
+Used by the captions of the tour's figures and by ``scripts/teaching_measures.py``, which says
 whether a model is fit to teach with.
 """
 
@@ -81,3 +84,27 @@ def positive_share(maps):
     maps = np.asarray(maps)
     nonzero = (maps != 0).sum(axis=(-2, -1))
     return (maps > 0).sum(axis=(-2, -1)) / np.maximum(nonzero, 1)
+
+
+def ink_share(maps, images):
+    """The share of each map's absolute mass on the ink of its image.
+
+    ``Σ_{x > 0} |m| / Σ |m|`` over each image's pixels; MNIST's background is exactly 0, so
+    ``x > 0`` is the digit (the mask of :mod:`tinyconv.sanity`'s "digit" region).
+
+    Parameters
+    ----------
+    maps : (..., H, W) array; images : (..., H, W) array of the same shape.
+
+    Returns
+    -------
+    (...) float64 array in [0, 1]; NaN where a map is all zeros.
+    """
+    maps = np.abs(np.asarray(maps, dtype=np.float64))
+    images = np.asarray(images)
+    if maps.shape != images.shape or maps.ndim < 2:
+        raise ValueError(f"images: expected the maps' shape (..., H, W) {maps.shape}, got "
+                         f"{images.shape}")
+    total = maps.sum(axis=(-2, -1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, (maps * (images > 0)).sum(axis=(-2, -1)) / total, np.nan)

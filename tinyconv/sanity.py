@@ -112,11 +112,12 @@ def summary(values):
     return {"mean": float(v.mean()), "se": se, "n": int(v.size)}
 
 
-def compare(reference, other, mask):
-    """``{method: {metric: {region: summary}}}`` between two dicts of maps."""
+def compare(reference, other, mask, metrics=METRICS):
+    """``{method: {metric: {region: summary}}}`` between two dicts of maps, for each of
+    ``metrics`` (``{name: f}``, by default every one of :data:`METRICS`)."""
     return {name: {metric: {"whole": summary(f(reference[name], other[name], None)),
                             "digit": summary(f(reference[name], other[name], mask))}
-                   for metric, f in METRICS.items()}
+                   for metric, f in metrics.items()}
             for name in reference}
 
 
@@ -181,7 +182,7 @@ def recovery(models, x, target, seed=0):
 
 
 def sanity_checks(model, x, labels, X_train=None, y_train=None, methods=None, seed=0,
-                  train=None, grid_example=0, log=None):
+                  train=None, grid_example=0, log=None, metrics=None):
     """Run every check; return a JSON-able dict of every number (and the cascade grid).
 
     Parameters
@@ -193,6 +194,8 @@ def sanity_checks(model, x, labels, X_train=None, y_train=None, methods=None, se
     train : keyword arguments for :func:`train_on_permuted_labels`.
     grid_example : which example the cascade grid shows.
     log : ``f(str)`` for progress lines (None: stderr).
+    metrics : names of :data:`~tinyconv.similarity.METRICS` to measure the randomisations by
+        (None: all; SSIM and HOG cost most, and a figure of Spearman alone needs only it).
 
     Returns
     -------
@@ -211,6 +214,10 @@ def sanity_checks(model, x, labels, X_train=None, y_train=None, methods=None, se
     grid_example = check_int(grid_example, "grid_example", minimum=0, maximum=len(x) - 1)
     seed = check_int(seed, "seed", minimum=0)
     found, skipped = available(methods)
+    unknown = [m for m in metrics or () if m not in METRICS]
+    if unknown or (metrics is not None and not metrics):
+        raise ValueError(f"metrics: expected names from {list(METRICS)}, got {metrics!r}")
+    measures = METRICS if metrics is None else {m: METRICS[m] for m in metrics}
     mask = x.sum(-1) > 0                                        # the digit's own pixels
     t0 = time.perf_counter()
 
@@ -231,15 +238,16 @@ def sanity_checks(model, x, labels, X_train=None, y_train=None, methods=None, se
         for name, _ in steps[1:]]
     result = {
         "config": {"examples": len(x), "seed": seed, "methods": list(found),
-                   "skipped": skipped, "metrics": list(METRICS), "regions": list(REGIONS),
+                   "skipped": skipped, "metrics": list(measures), "regions": list(REGIONS),
                    "smoothgrad_n": SMOOTHGRAD_N, "ig_steps": IG_STEPS, "occlusion": OCCLUSION,
                    "deletion": "steps of 28 pixels onto zeros",
                    "insertion": "steps of 28 pixels onto a blur (sigma 2)",
                    "held_out_accuracy": evaluate(model, x, labels)["accuracy"]},
         "cascade": {"layers": [n for n, _ in steps],
-                    "methods": _by_step([compare(trained, m, mask) for m in cascade_maps])},
+                    "methods": _by_step([compare(trained, m, mask, measures)
+                                        for m in cascade_maps])},
         "independent": {"layers": [n for n, _ in steps],
-                        "methods": _by_step([compare(trained, m, mask)
+                        "methods": _by_step([compare(trained, m, mask, measures)
                                              for m in independent_maps])},
         "resemblance": {name: {c: {r: summary(METRICS["spearman_abs"](
             trained[name], controls[c], None if r == "whole" else mask)) for r in REGIONS}
@@ -261,7 +269,7 @@ def sanity_checks(model, x, labels, X_train=None, y_train=None, methods=None, se
         log(f"permuted labels: {record}")
         result["data_randomization"] = {
             **record, "methods": compare(trained, maps_of(random_model, "permuted-label model"),
-                                         mask)}
+                                         mask, measures)}
     untrained = steps[-1][1]                   # every parameter layer re-drawn: untrained
     t = time.perf_counter()
     result["recovery"] = recovery({"trained": model, "untrained": untrained}, x, labels, seed)

@@ -13,7 +13,6 @@ what to show, names the files and writes the page (with a "how to read this figu
 paragraph and the command that re-draws it, per figure).
 """
 
-import re
 from pathlib import Path
 
 import numpy as np
@@ -22,19 +21,19 @@ from . import plots
 from .architectures import check_mnist_model
 from .checks import check_int
 from .data import load_mnist, to_float
-from .effective_rf import effective_receptive_field
 from .folders import check_folder, staged_folder
+from .gallery import ERF_FEATURES, erf_results, occlusion_results
 from .layers import Conv2D, MaxPool2D, ReLU
 from .max_activation import max_activating
 from .measures import hf_share, positive_share
-from .occlusion import occlusion
 from .plots.projections import rule_rows
 from .plots.receptive_fields import central_share
 from .pretrained import pretrained
 from .progress import announcer
 from .projection import project_top
-from .receptive_field import receptive_field, receptive_fields
-from .tour_page import HOWTO, INDEX, write_index, write_png
+from .receptive_field import receptive_fields
+from .tour_after import after_figures
+from .tour_page import COMMAND, HOWTO, INDEX, OUTPUT, write_index, write_png
 from .training import predict
 from .units import centre_unit, conv_layers, strongest_feature
 
@@ -42,25 +41,9 @@ TOP = 9                 # examples per MaxAct montage (3 x 3, as in Zeiler & Fer
 FEATURES = 6            # feature maps per layer in the MaxAct figure
 RULE_IMAGES = 3         # images per unit in the gradient / deconvnet / guided figure
 ERF_EXAMPLES = 100      # digits averaged for the effective receptive field
-ERF_FEATURES = 16       # features averaged per layer (evenly spaced; one backward pass each)
 OCCLUSION_SIZES = (4, 8)
 RULES = ("gradient", "deconvnet", "guided")   # the columns of figure 5
-PAGE_TITLE = "<title>tinyconv tour"            # how the title of the tour's page begins
 
-
-def older_tour_file(path):
-    """Whether ``path`` is a file that a tour from before folders had their record wrote: its
-    page (known by its title; a user's own ``index.html`` is not) or a figure the page shows."""
-    try:
-        page = (path.parent / INDEX).read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return False
-    figure = re.fullmatch(r"fig\d+_[\w.-]+\.png", path.name) and f'src="{path.name}"' in page
-    return PAGE_TITLE in page and (path.name == INDEX or bool(figure))
-
-
-#: the tour's folder to :mod:`tinyconv.folders`
-OUTPUT = dict(writer="tour", legacy=older_tour_file)
 
 # --------------------------------------------------------------------------- arguments
 
@@ -116,35 +99,6 @@ def relu_after(model, layer):
     raise ValueError(f"layer: no ReLU follows {model.names[l]!r}")
 
 
-def occlusion_results(model, x, label, sizes, layer, k, progress=None):
-    """What :func:`tinyconv.plots.occlusion_figure` draws for image ``x`` (H, W, C_0): the
-    occlusion of ``p(label)`` for each of the two ``sizes``, of the total of map ``k`` of
-    ``layer`` (pass a ReLU's output, so the total is of non-negative units) and of the argmax
-    class with the larger square, the map ``y_(layer),idx,k`` and its field."""
-    sweeps = [occlusion(model, x, label, s, relative=True, progress=progress) for s in sizes]
-    feature = occlusion(model, x, (layer, k), sizes[-1], relative=True, progress=progress)
-    argmax = occlusion(model, x, lambda y: y.argmax(axis=1), sizes[-1], progress=progress)
-    fmap = model.forward(x[None], upto=layer)[0, :, :, k]                 # (H_l, W_l)
-    return dict(sweeps=sweeps, feature=feature, argmax=argmax, fmap=fmap,
-                field=receptive_field(model, layer), k=k)
-
-
-def erf_results(model, X, layers, features=ERF_FEATURES):
-    """``(l, centre, ks, erf)`` per layer for
-    :func:`tinyconv.plots.effective_receptive_fields`: the centre unit and its
-    :func:`~tinyconv.effective_receptive_field` averaged over ``X`` and over ``features``
-    evenly spaced features ``ks`` of the layer (all of them when it has no more), as Luo et
-    al. 2016 average over units rather than choose one; each feature costs a backward pass."""
-    results = []
-    for layer in layers:
-        l = model.index(layer)
-        centre = centre_unit(model, l)
-        C = model.output_shapes[l][-1]
-        ks = np.unique(np.linspace(0, C - 1, min(features, C)).round().astype(np.int64))
-        results.append((l, centre, ks, effective_receptive_field(model, X, l, ks, centre)))
-    return results
-
-
 def distinctive(ranking, n):
     """The ``n`` features of ``ranking`` with the highest mean top-``TOP`` score (the maps
     whose best examples respond most), best first -> ``(features, scores)``."""
@@ -180,7 +134,8 @@ def rule_summary(model, X, results):
 
 
 def tour(out_dir, digit=8, layer="conv2", feature=3, examples=None, progress=None, model=None):
-    """Write every figure of :mod:`tinyconv.plots` and an ``index.html`` into ``out_dir``.
+    """Write every figure of :mod:`tinyconv.plots` and an ``index.html`` into ``out_dir``:
+    figures 1-10 follow the lecture, 11-16 (:mod:`tinyconv.tour_after`) the methods after it.
 
     Parameters
     ----------
@@ -191,12 +146,12 @@ def tour(out_dir, digit=8, layer="conv2", feature=3, examples=None, progress=Non
         Refused before any work: a file, or a folder holding files the tour did not write
         (your own ``index.html``, notes; an empty folder is fine). The folder's record of
         what the tour wrote is the hidden ``.tinyconv.json``.
-    digit : the class of figures 2 (most / least probable examples) and 6 (occlusion).
+    digit : the class of figures 2 (most / least probable examples), 6 (occlusion), 11, 14.
     layer, feature : the unit ``y_(layer),idx,feature`` of figures 4, 5 and 10, shown beside
         the deepest convolution's strongest map on the occluded digit. ``layer`` must have
         feature maps (a conv, ReLU or pool layer).
     examples : use only the first ``examples`` held-out digits (None: all 1,000).
-    progress : progress bars and one line per figure (``[4/10] …``) on stderr (True / False;
+    progress : progress bars and one line per figure (``[4/16] …``) on stderr (True / False;
         None: only on a terminal).
     model : a :class:`~tinyconv.Sequential` MNIST classifier; default ``pretrained("mnist")``.
 
@@ -255,7 +210,7 @@ def tour(out_dir, digit=8, layer="conv2", feature=3, examples=None, progress=Non
     fields = receptive_fields(model)
     outlined = [(l, centre_unit(model, l)) for l, layer_ in enumerate(model.layers, 1)
                 if isinstance(layer_, (Conv2D, MaxPool2D))]
-    tour_cmd = "tinyconv tour --out DIR"
+    tour_cmd = COMMAND
     unit_cmd = f"{tour_cmd} --layer conv3 --feature 5   (now: --layer {layer} --feature " \
                f"{feature})"
 
@@ -402,6 +357,7 @@ def tour(out_dir, digit=8, layer="conv2", feature=3, examples=None, progress=Non
          HOWTO["erf"], "python demos/fig9_effective_rf.py"),
         ("fig10_saliency.png", "Saliency maps and corresponding patches", fig_saliency,
          HOWTO["saliency"], unit_cmd),
+        *after_figures(model, X, y, p, i, deepest, deepest_map, rankings[deepest], say),
     ]
     written, entries = [], []
     with staged_folder(out, **OUTPUT) as stage:   # out is replaced whole, at the end

@@ -6,12 +6,31 @@ input) and each ends with what the student should *see* in the figure above it.
 """
 
 import html
+import re
 from pathlib import Path
 
 from .files import atomic_write
 
 DPI = 110
 INDEX = "index.html"
+COMMAND = "tinyconv tour --out DIR"      # how each "re-draw it" line starts for the tour
+PAGE_TITLE = "<title>tinyconv tour"            # how the title of the tour's page begins
+
+
+def older_tour_file(path):
+    """Whether ``path`` is a file that a tour from before folders had their record wrote: its
+    page (known by its title; a user's own ``index.html`` is not) or a figure the page shows."""
+    try:
+        page = (path.parent / INDEX).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    figure = re.fullmatch(r"fig\d+_[\w.-]+\.png", path.name) and f'src="{path.name}"' in page
+    return PAGE_TITLE in page and (path.name == INDEX or bool(figure))
+
+
+#: the tour's folder to :mod:`tinyconv.folders`
+OUTPUT = dict(writer="tour", legacy=older_tour_file)
+
 
 # --------------------------------------------------------------------------- writing
 
@@ -146,4 +165,64 @@ HOWTO = dict(
         "left, ∂y_(l),idx,k/∂x inside the receptive field (red: more ink there raises the "
         "unit); right, the input patch. You should see the red of each map follow the "
         "strokes of its patch that the 9 patches share."),
+    every_map=(
+        "One digit x and one class logit y_c (c = its label), nine answers to 'which pixels "
+        "make y_c large?'. The first eight are signed maps shaped like x, each on its own "
+        "scale symmetric about 0: the gradient ∂y_c/∂x, input × gradient, SmoothGrad (the "
+        "gradient averaged over noisy copies of x), Integrated Gradients (the gradient "
+        "averaged along the line from a black image to x, times x), the deconvnet and guided "
+        "backprop (the rules of figure 5, sent back from y_c), guided Grad-CAM and occlusion "
+        "(figure 6); Grad-CAM (magma, ≥ 0) weighs the deepest feature maps by their mean "
+        "gradient, so it has only their few locations. You should see where the maps agree "
+        "(red on strokes that push y_c up) and how they differ: the gradient and SmoothGrad "
+        "also on the blank paper around the digit (their share on the ink, in the caption, "
+        "is well below 100 %), input × gradient and Integrated Gradients only on the ink, "
+        "the deconvnet and guided backprop drawing the whole digit, Grad-CAM and occlusion "
+        "coarse blobs."),
+    class_models=(
+        "Each tile starts as a grey image and climbs the gradient of one class logit y_(L),c "
+        "(Simonyan et al. 2013), with Yosinski et al.'s regularisers (L2 decay towards "
+        "white, a small blur, jitter) so that it stays image-like; the title gives y_c "
+        "before → after. It is what the classifier rewards, not an average digit: "
+        "fragments of strokes, with no need to be one connected digit. You should see the "
+        "strokes in the places where digits of class c have ink (the 1's slanted bar, the "
+        "0's round sides, the 4's crossing), and in the caption that the model calls each "
+        "class model by its class with logits like a typical digit's."),
+    preferred_images=(
+        "One row per unit k of the deepest convolution: left, the input that maximises the "
+        "centre unit y_(l),centre,k (gradient ascent, cropped to its receptive field, blue "
+        "box); right, the 9 held-out patches that maximise y_(l),idx,k over all idx (MaxAct, "
+        "figure 3). Both ask what the unit wants: the ascent from the model alone, MaxAct "
+        "from the data. You should see on the left the stroke or curve that the patches on "
+        "the right share, and in the caption how far the regularised ascent gets compared "
+        "with the best patch."),
+    cascade=(
+        "Rows are methods, columns models: the trained one, then the weights of the logits, "
+        "conv3, conv2 and conv1 re-drawn at random, top layer first (Adebayo et al. 2018, "
+        "cascading randomisation); each tile is |map| of the same digit, scaled to its own "
+        "maximum. A map that explains the trained model must change once the weights it "
+        "explains are random. The last two rows never look at the model (controls). You "
+        "should see the gradient, SmoothGrad and Grad-CAM change from the first column on, "
+        "input × gradient and Integrated Gradients keep the digit's shape to the end (they "
+        "are multiplied by the input), and guided backprop and the deconvnet keep the "
+        "outline until conv2 and conv1 are random."),
+    similarity=(
+        "The cascade of figure 14 as numbers: for each method, the Spearman rank correlation "
+        "of |map| between the trained model and the randomised one (1: the same ranking of "
+        "pixels; 0: unrelated), mean over the digits with a band of ± one standard error, "
+        "over the whole image (left) and the digit's own pixels only (right, where the "
+        "black background cannot agree for free). Dashed lines are the controls, at 1. You "
+        "should see the gradient, SmoothGrad, occlusion and Grad-CAM fall furthest at the "
+        "first step (their maps depend on the classifier's weights), and guided backprop "
+        "stay the highest until conv2 and conv1 are random."),
+    deletion=(
+        "Deletion (left): the pixels are removed (set to 0) in the order a map ranks them, "
+        "most important first, and the curve is p(c) after each step; a map that finds what "
+        "the model uses makes p(c) fall fast (small area, AUC). Insertion (right): the "
+        "pixels are put back in that order onto a blurred copy; a good map makes p(c) rise "
+        "fast (large AUC) (Petsiuk et al. 2018). Dotted: random order, the Sobel edges and "
+        "the input. You should see most maps beat the random order (coarse Grad-CAM the "
+        "least), and the input itself (its darkest ink first) score among the maps: on "
+        "MNIST, removing the ink in almost any order removes the digit, so these curves "
+        "separate the maps less than the randomisation test of figure 15."),
 )
