@@ -316,7 +316,9 @@ def test_ctrl_c_stops_the_command_cleanly(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     process = subprocess.Popen([sys.executable, "-m", "tinyconv", "explore", "--port", "0",
                                 "--no-browser"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, env=env, cwd=tmp_path)
+                               text=True, env=env, cwd=tmp_path,
+                               # SIGINT as in a terminal, even under a shell that ignores it
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         for line in process.stdout:
             if "serving" in line:

@@ -326,7 +326,7 @@ def assert_whole_tour(out):
     page = Links()
     page.feed((out / "index.html").read_text(encoding="utf-8"))
     assert sorted(page.src) == sorted(n for n in names if n.endswith(".png"))
-    assert len(page.src) == 10
+    assert len(page.src) == 16
 
 
 TOUR_PROCESS = """
