@@ -40,7 +40,8 @@ def project(model, x, layer, k, idx=None, rule="deconvnet"):
         raise ValueError("layer: projecting the input onto itself is the identity; pick l >= 1")
     y = model.forward(x, upto=l)
     signal, _ = unit_signal(model, y, l, k, idx)
-    return model.backward(signal, rule=rule, start=l)       # checks rule
+    # a map of the input never reads the parameter gradients: leave them (a dW per conv)
+    return model.backward(signal, rule=rule, start=l, param_grads=False)    # checks rule
 
 
 def saliency(model, x, target=None):
