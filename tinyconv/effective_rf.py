@@ -6,14 +6,14 @@ everywhere else, send it back to the input, and average the absolute input gradi
 examples. The result is non-zero only inside the analytic receptive field of
 :mod:`tinyconv.receptive_field`, but it is concentrated near the field's centre.
 
-Every gradient here is :func:`tinyconv.project` with ``rule="gradient"``.
+Every gradient here is :func:`tinyconv.project`'s with ``rule="gradient"``, except that the
+features of one batch share its forward pass: one forward, then one backward per feature.
 """
 
 import numpy as np
 
 from .checks import check_array, check_int
-from .projection import project
-from .units import centre_unit, check_features, check_idx
+from .units import centre_unit, check_features, check_idx, unit_signal
 
 
 def effective_receptive_field(model, x, layer, k=None, idx=None, batch_size=256):
@@ -49,7 +49,9 @@ def effective_receptive_field(model, x, layer, k=None, idx=None, batch_size=256)
     total = np.zeros(model.input_shape[:2])                              # (H, W)
     for start in range(0, len(x), batch_size):
         batch = slice(start, start + batch_size)
+        y = model.forward(x[batch], upto=l)                              # (B, H_l, W_l, C_l)
         for f in features:
-            g = project(model, x[batch], l, int(f), idx=idx[batch], rule="gradient")
+            signal, _ = unit_signal(model, y, l, int(f), idx[batch])
+            g = model.backward(signal, start=l, param_grads=False)         # d y_(l),idx,f / d x
             total += np.abs(g).sum(axis=-1).sum(axis=0)                  # (B, H, W, C_0) -> (H, W)
     return total / (len(x) * len(features))
