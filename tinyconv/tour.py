@@ -21,6 +21,7 @@ from . import plots
 from .architectures import check_mnist_model
 from .checks import check_int
 from .data import load_mnist, to_float
+from .figure_writer import FigureWriter
 from .folders import check_folder, staged_folder
 from .gallery import ERF_FEATURES, erf_results, occlusion_results
 from .layers import Conv2D, MaxPool2D, ReLU
@@ -33,7 +34,7 @@ from .progress import announcer
 from .projection import project_top
 from .receptive_field import receptive_fields
 from .tour_after import after_figures
-from .tour_page import COMMAND, HOWTO, INDEX, OUTPUT, write_index, write_png
+from .tour_page import COMMAND, DPI, HOWTO, INDEX, OUTPUT, write_index
 from .training import predict
 from .units import centre_unit, conv_layers, strongest_feature
 
@@ -361,13 +362,15 @@ def tour(out_dir, digit=8, layer="conv2", feature=3, examples=None, progress=Non
     ]
     written, entries = [], []
     with staged_folder(out, **OUTPUT) as stage:   # out is replaced whole, at the end
-        for n, (name, heading, make, howto, command) in enumerate(figures, 1):
-            say(f"[{n}/{len(figures)}] {heading} …")
-            fig, caption = make()
-            write_png(fig, stage / name)
-            written.append(out / name)
-            entries.append(dict(name=name, heading=heading, caption=caption,
-                                howto=howto.format(digit=digit), command=command))
+        # figure n is drawn to PNG in a second process while figure n + 1 is computed
+        with FigureWriter() as writer:
+            for n, (name, heading, make, howto, command) in enumerate(figures, 1):
+                say(f"[{n}/{len(figures)}] {heading} …")
+                fig, caption = make()
+                writer.write(fig, stage / name, DPI)
+                written.append(out / name)
+                entries.append(dict(name=name, heading=heading, caption=caption,
+                                    howto=howto.format(digit=digit), command=command))
         intro = (f"{'The shipped MNIST model' if shipped else 'The model'} on the {len(X):,} "
                  "held-out bundled digits "
                  f"(accuracy {float(np.mean(p.argmax(axis=1) == y)):.1%}); the unit of "

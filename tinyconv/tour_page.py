@@ -1,5 +1,5 @@
 """The tour's page: ``index.html`` with, per figure, how to read it and the command that
-re-draws it, and the PNGs written whole (temporary file, then rename).
+re-draws it (the PNGs are written by :mod:`tinyconv.figure_writer`).
 
 The texts of :data:`HOWTO` use the lecture's notation (``y_(l),idx,k``; layer 0 is the
 input) and each ends with what the student should *see* in the figure above it.
@@ -33,13 +33,6 @@ OUTPUT = dict(writer="tour", legacy=older_tour_file)
 
 
 # --------------------------------------------------------------------------- writing
-
-
-def write_png(fig, path, dpi=DPI):
-    """Save ``fig`` as ``path`` through :func:`~tinyconv.files.atomic_write`."""
-    with atomic_write(path) as f:
-        fig.savefig(f, format="png", dpi=dpi)
-    return path
 
 
 def write_index(out, entries, intro):
