@@ -37,17 +37,9 @@ import subprocess
 import sys
 import time
 
+import _setup  # first: re-executes without OPENBLAS_* variables before NumPy loads
+
 TASKS = ("IG", "SmoothGrad", "Grad-CAM")
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                    "NUMBA_NUM_THREADS")
-
-
-def child_environment(threads):
-    """The parent's environment without the OpenBLAS core overrides, thread pools pinned."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
-    env.update({k: str(threads) for k in THREAD_VARIABLES})
-    return env
 
 
 def tinyconv_tasks(model, X, batch):
@@ -140,7 +132,7 @@ def main(argv=None):
             done = subprocess.run(
                 [sys.executable, __file__, "--worker", lib, "--repeats", str(args.repeats),
                  "--threads", str(args.threads), "--batch", str(args.batch)],
-                env=child_environment(args.threads), capture_output=True, text=True)
+                env=_setup.thread_env(args.threads), capture_output=True, text=True)
             if done.returncode != 0:
                 sys.exit(f"{lib} worker failed:\n{done.stderr}")
             for task, ts in json.loads(done.stdout.strip().splitlines()[-1]).items():

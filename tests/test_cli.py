@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from signals import sigint_as_in_a_terminal
 
 import tinyconv as tc
 from tinyconv import cli, tour
@@ -159,22 +160,17 @@ def test_ctrl_c_saves_nothing(capsys, tmp_path, monkeypatch):
     out_file = tmp_path / "m.npz"
     code, out, err = run(capsys, "train", "--arch", "small", "--out", out_file)
     assert code == 130
-    assert err.strip() == "interrupted; nothing saved"
+    # the last line (a first run on the machine says before it that it compiles the kernels)
+    assert err.strip().splitlines()[-1] == "interrupted; nothing saved"
+    assert "Traceback" not in err
     assert not out_file.exists()
     assert list(tmp_path.iterdir()) == []       # no temporary left either
-
-
-def sigint_as_in_a_terminal():
-    """For ``preexec_fn``: SIGINT back to its default, so that Python raises KeyboardInterrupt."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @pytest.mark.skipif(os.name != "posix", reason="sends SIGINT")
 def test_a_real_ctrl_c_in_a_subprocess(tmp_path):
     command = [sys.executable, "-u", "-m", "tinyconv", "train", "--arch", "small",
                "--epochs", "50", "--out", str(tmp_path / "m.npz")]
-    # a shell without job control starts background jobs with SIGINT ignored, and Python keeps
-    # that; the child gets a terminal's default instead, so the test runs from any shell
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                           preexec_fn=sigint_as_in_a_terminal) as proc:
         for line in proc.stdout:                # wait until training has started

@@ -13,6 +13,7 @@ import threading
 
 import numpy as np
 import pytest
+from signals import sigint_as_in_a_terminal
 
 import tinyconv as tc
 from tinyconv.explore import api
@@ -317,8 +318,7 @@ def test_ctrl_c_stops_the_command_cleanly(tmp_path):
     process = subprocess.Popen([sys.executable, "-m", "tinyconv", "explore", "--port", "0",
                                 "--no-browser"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, env=env, cwd=tmp_path,
-                               # SIGINT as in a terminal, even under a shell that ignores it
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                               preexec_fn=sigint_as_in_a_terminal)
     try:
         for line in process.stdout:
             if "serving" in line:

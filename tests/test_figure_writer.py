@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
+from signals import sigint_as_in_a_terminal
 
 from tinyconv.figure_writer import FigureWriter
 
@@ -80,11 +81,6 @@ def test_when_the_callers_work_fails_the_worker_stops_before_the_block_ends(tmp_
     before = sorted(tmp_path.iterdir())
     time.sleep(0.3)
     assert sorted(tmp_path.iterdir()) == before
-
-
-def sigint_as_in_a_terminal():
-    """For ``preexec_fn``: SIGINT back to its default, so that Python raises KeyboardInterrupt."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @pytest.mark.skipif(os.name != "posix", reason="sends SIGINT to a process group")
