@@ -16,6 +16,7 @@ from importlib import resources
 
 import numpy as np
 import pytest
+from local_server import serving
 
 from tinyconv import data as tcdata
 from tinyconv.data import (
@@ -220,22 +221,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def server():
     """A local mirror of the small files, shut down after the test."""
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    httpd.files, _ = small_mnist()
-    httpd.truncated, httpd.requests = set(), []
-    httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}/mnist/"
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-
-    def stop():
-        if thread.is_alive():
-            httpd.shutdown()
-            httpd.server_close()
-            thread.join(timeout=10)
-
-    httpd.stop = stop
-    yield httpd
-    stop()
+    with serving(_Handler, files=small_mnist()[0], truncated=set(), requests=[]) as httpd:
+        httpd.url = httpd.root + "mnist/"
+        yield httpd
 
 
 @pytest.fixture
@@ -492,17 +480,12 @@ class _Hostile(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def hostile():
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hostile)
-    httpd.daemon_threads = True
-    httpd.stop_event = threading.Event()
-    httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}/"
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield httpd
-    httpd.stop_event.set()
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(timeout=10)
+    with serving(_Hostile, stop_event=threading.Event()) as httpd:
+        httpd.url = httpd.root
+        try:
+            yield httpd
+        finally:
+            httpd.stop_event.set()     # let a handler that is still trickling bytes end
 
 
 def test_every_mnist_file_has_a_known_size_cap():

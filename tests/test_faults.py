@@ -17,11 +17,11 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 
 import numpy as np
 import pytest
+from local_server import serving
 
 import tinyconv as tc
 from tinyconv import tour
@@ -138,15 +138,8 @@ class _Slow(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def slow_mirror():
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Slow)
-    httpd.daemon_threads = True
-    httpd.files = small_files()
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield httpd, f"http://127.0.0.1:{httpd.server_address[1]}/mnist/"
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(timeout=10)
+    with serving(_Slow, files=small_files()) as httpd:
+        yield httpd, httpd.root + "mnist/"
 
 
 DOWNLOADER = """
