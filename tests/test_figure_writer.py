@@ -34,6 +34,7 @@ def png_bytes(fig, dpi=80):
 @pytest.mark.parametrize("background", [True, False])
 def test_the_png_is_the_one_savefig_writes(tmp_path, background):
     with FigureWriter(background=background) as writer:
+        assert (writer._worker is not None) == background      # a worker, not a fallback
         for seed in range(3):
             writer.write(small_figure(seed), tmp_path / f"f{seed}.png", 80)
     for seed in range(3):
