@@ -144,6 +144,7 @@ def threads(request, monkeypatch):
 @pytest.mark.parametrize("C, kernel, stride, dilation, pads", [
     (1, (3, 3), (1, 1), (1, 1), (1, 1)),     # one channel, stride 1: the column copies
     (1, (5, 4), (2, 3), (1, 1), (2, 0)),     # one channel, strided
+    (1, (3, 2), (2, 1), (2, 3), (2, 1)),     # one channel, stride 1 along W only, dilated
     (3, (2, 3), (1, 2), (2, 1), (1, 2)),     # dilated rows
     (8, (3, 2), (2, 1), (1, 2), (0, 1)),     # many channels, dilated columns
     (7, (3, 3), (1, 1), (1, 1), (1, 1)),     # kw * C >= 16: the long runs

@@ -197,9 +197,35 @@ def col2im_reference(cols, N, H, W, C, kh, kw, sh, sw, dh, dw, pad_top, pad_left
 
 
 @njit(cache=True, parallel=True)
+def _col2im_by_column(cols_t, N, H, W, kh, kw, sh, dh, dw, pad_top, pad_left, H_out, W_out, x):
+    # One channel, stride 1 along W: cols_t is cols transposed, (kh*kw, N*H_out*W_out)
+    # C-contiguous, so that tap q's values for image n are one run of H_out*W_out numbers;
+    # x is (N, H, W). Each task owns one image (so one image is one thread's work): it adds
+    # each tap's run, row by row, into the image, which stays in the L1 cache, while the
+    # reads stream through memory. (A task per image row read kh*kw runs of W_out numbers
+    # from as many places: 1.5 to 1.6 times slower, docs/speed.md.) Every pixel adds its
+    # taps in (i, j) order, as the reference does, so the two agree to the last bit.
+    for n in prange(N):
+        for r in range(H):
+            for c in range(W):
+                x[n, r, c] = 0
+        for i in range(kh):
+            for j in range(kw):
+                q = i * kw + j
+                lo_j, hi_j = _inside(pad_left - j * dw, W, 1, W_out)
+                d = j * dw - pad_left                 # pixel ow + d gets window ow's tap
+                for oh in range(H_out):
+                    r = oh * sh - pad_top + i * dh
+                    if r < 0 or r >= H:
+                        continue
+                    first = (n * H_out + oh) * W_out           # cols row of (n, oh, ow = 0)
+                    for ow in range(lo_j, hi_j):
+                        x[n, r, ow + d] += cols_t[q, first + ow]
+
+
+@njit(cache=True, parallel=True)
 def _col2im(cols, N, H, W, C, kh, kw, sh, sw, dh, dw, pad_top, pad_left, H_out, W_out, x):
-    # cols is C-contiguous: (N*H_out*W_out, kh*kw*C), or, for one channel and stride 1, its
-    # transpose (kh*kw, N*H_out*W_out), so that each tap's column is one run of memory
+    # cols is C-contiguous: (N*H_out*W_out, kh*kw*C)
     # A gather, not a scatter: each task owns one image row (n, r) and collects the taps of
     # every window that covers its pixels. Windows overlap, so scattering window by window
     # would have two threads add into one pixel; gathering needs no locks, splits over any
@@ -221,16 +247,6 @@ def _col2im(cols, N, H, W, C, kh, kw, sh, sw, dh, dw, pad_top, pad_left, H_out, 
             if oh_s < 0 or oh_s % sh != 0 or oh_s // sh >= H_out:
                 continue
             first = (n * H_out + oh_s // sh) * W_out       # cols row of (n, oh, ow = 0)
-            if C == 1 and sw == 1:
-                # one channel, stride 1 (cols transposed): tap j of the windows
-                # lo_j..hi_j-1 is a run of one row of cols^T, added to a run of the row
-                for j in range(kw):
-                    lo_j, hi_j = _inside(pad_left - j * dw, W, 1, W_out)
-                    d = j * dw - pad_left                 # pixel ow + d gets window ow's tap
-                    q = i * kw + j
-                    for ow in range(lo_j, hi_j):
-                        x2[t, ow + d] += cols[q, first + ow]
-                continue
             # windows right to left, so that each pixel meets its taps j in rising order;
             # the loop over channels innermost, which numba vectorises
             for ow in range(W_out - 1, -1, -1):
@@ -249,17 +265,20 @@ def _col2im(cols, N, H, W, C, kh, kw, sh, sw, dh, dw, pad_top, pad_left, H_out, 
                             x[n, r, c, ch] += cols[row, base + ch]
 
 
-@_wraps(_col2im)
+@_wraps(_col2im, _col2im_by_column)
 def col2im(cols, N, H, W, C, kh, kw, sh, sw, dh, dw, pad_top, pad_left, H_out, W_out, out=None):
     """numba twin of :func:`col2im_reference` (same signature, same result)."""
     x = _output(out, (N, H, W, C), cols.dtype)
     if not x.flags.c_contiguous:
         raise ValueError("out: expected a C-contiguous array")
-    # one memory order, so numba compiles the kernel once per dtype: cols^T for one channel
+    # one memory order, so numba compiles each kernel once per dtype: cols^T for one channel
     # and stride 1 (a view of a column-major cols), cols itself otherwise (a view if
     # row-major); any other layout is copied
-    rows = np.ascontiguousarray(cols.T if C == 1 and sw == 1 else cols)
-    _run(_col2im, cols.size, rows, N, H, W, C, kh, kw, sh, sw, dh, dw, pad_top, pad_left,
-         H_out, W_out, x)
+    if C == 1 and sw == 1:
+        _run(_col2im_by_column, cols.size, np.ascontiguousarray(cols.T), N, H, W, kh, kw, sh,
+             dh, dw, pad_top, pad_left, H_out, W_out, x.reshape(N, H, W))
+        return x
+    _run(_col2im, cols.size, np.ascontiguousarray(cols), N, H, W, C, kh, kw, sh, sw, dh, dw,
+         pad_top, pad_left, H_out, W_out, x)
     return x
 
