@@ -42,6 +42,14 @@ def test_the_png_is_the_one_savefig_writes(tmp_path, background):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f0.png", "f1.png", "f2.png"]
 
 
+def test_a_users_file_named_like_a_module_is_not_imported_by_the_worker(tmp_path, monkeypatch):
+    (tmp_path / "matplotlib.py").write_text("raise SystemExit('the wrong matplotlib')\n")
+    monkeypatch.chdir(tmp_path)
+    with FigureWriter() as writer:
+        writer.write(small_figure(), tmp_path / "f.png", 80)
+    assert (tmp_path / "f.png").read_bytes() == png_bytes(small_figure())
+
+
 def test_a_figure_that_does_not_pickle_is_drawn_at_once(tmp_path):
     fig = small_figure()
     fig.axes[0].xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"<{v:g}>"))

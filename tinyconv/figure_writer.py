@@ -7,8 +7,8 @@ the same bytes after the trip) to a worker process that draws it and writes it w
 :func:`tinyconv.files.atomic_write`, so that the caller's next figure is computed on the
 other core meanwhile. The PNG is the one ``fig.savefig(path)`` would write, byte for byte.
 
-The worker is a fresh interpreter (``python -m tinyconv.figure_writer``) talking over a pipe,
-not a ``multiprocessing`` child, so that a user's script is never imported a second time.
+The worker is a fresh interpreter (:func:`main`) talking over a pipe, not a
+``multiprocessing`` child, so that a user's script is never imported a second time.
 The worker reads each figure off the pipe as soon as it is sent, so the caller never waits
 for the drawing; the figures queue up in the worker instead.
 
@@ -19,7 +19,6 @@ into the caller's folder afterwards. Where no worker can be started (or ``backgr
 each figure is drawn at once, in the caller's process.
 """
 
-import os
 import pickle
 import queue
 import signal
@@ -55,8 +54,8 @@ class FigureWriter:
         if background:
             try:
                 self._worker = subprocess.Popen(
-                    [sys.executable, "-m", __name__], stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE, env=_worker_env())
+                    [sys.executable, "-P", "-c", _WORKER, _ROOT], stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE)
             except OSError:                               # no worker here: draw inline
                 self._worker = None
 
@@ -121,13 +120,14 @@ class FigureWriter:
             self.abandon()
 
 
-def _worker_env():
-    """The caller's environment, with the folder tinyconv was imported from first on
-    ``PYTHONPATH`` (the caller may have found it through its own ``sys.path``)."""
-    root = str(Path(__file__).resolve().parents[1])
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-    return env
+#: The folder tinyconv was imported from (the caller may have found it through its own
+#: ``sys.path``); the worker looks there first unless its own path already has it.
+_ROOT = str(Path(__file__).resolve().parents[1])
+
+#: The worker's program (``python -P -c``: the current folder is not on its path, so a file
+#: of the user's that shares a module's name is never imported in its place).
+_WORKER = ("import sys; root = sys.argv[1]; sys.path[:0] = [] if root in sys.path else [root]; "
+           "from tinyconv.figure_writer import main; main()")
 
 
 def _read(inp, messages):
@@ -154,7 +154,8 @@ def _serve(inp, out):
         out.flush()
 
 
-if __name__ == "__main__":
+def main():
+    """The worker process: figures on stdin, replies on stdout (see :func:`_serve`)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)      # Ctrl-C is the caller's to handle
     replies = sys.stdout.buffer
     sys.stdout = sys.stderr                           # nothing else may reach the pipe
