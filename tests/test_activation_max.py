@@ -5,6 +5,7 @@ import pytest
 from toy_models import small_cnn
 
 import tinyconv as tc
+from tinyconv.activation_max import maximize_features
 
 
 @pytest.fixture
@@ -40,6 +41,25 @@ def test_regularisers_keep_it_finite_seeded_and_in_range(model, objective, layer
     assert np.isfinite(a.image).all() and a.image.min() >= -1 and a.image.max() <= 2
     assert not np.array_equal(tc.activation_maximization(model, layer, 1, **{**kw, "seed": 8})
                               .image, a.image)
+
+
+@pytest.mark.parametrize("objective, layer, ks", [("unit", "conv2", [1, 3, 0]),
+                                                  ("map", "conv2", [2, 1]),
+                                                  ("unit", "logits", [0, 2, 1, 2])])
+def test_features_ascended_at_once_are_the_ascents_one_by_one(model, objective, layer, ks):
+    """maximize_features runs the ascents as one batch: the same images and histories as one
+    call per feature, to float32 round-off (the batch changes only the GEMMs' sizes)."""
+    kw = dict(objective=objective, steps=12, l2=0.05, blur_every=4, blur_sigma=0.7, jitter=1,
+              clip_small=0.1, seed=3)
+    together = maximize_features(model, layer, ks, **kw)
+    assert [r.k for r in together] == ks
+    for k, r in zip(ks, together, strict=True):
+        alone = tc.activation_maximization(model, layer, k, **kw)
+        np.testing.assert_allclose(r.image, alone.image, atol=1e-5)
+        np.testing.assert_allclose(r.history, alone.history, rtol=1e-5, atol=1e-6)
+        assert (r.layer, r.idx) == (alone.layer, alone.idx)
+    # negative control: another feature's ascent is another image
+    assert not np.allclose(together[0].image, together[1].image, atol=1e-3)
 
 
 def test_a_conv1_unit_prefers_its_own_filter():

@@ -10,7 +10,7 @@ to compute and a script can reuse the numbers without matplotlib.
 
 import numpy as np
 
-from .activation_max import activation_maximization
+from .activation_max import maximize_features
 from .effective_rf import effective_receptive_field
 from .grad_cam import grad_cam, guided_grad_cam
 from .input_x_gradient import input_x_gradient
@@ -96,7 +96,8 @@ def every_map(model, x, target=None, cam_layer="relu3", smooth_n=50, ig_steps=64
 def class_models(model, classes=range(10), steps=150, lr=0.04, l2=0.01, blur_every=4,
                  blur_sigma=0.6, jitter=1, seed=0):
     """The preferred image of each class logit ``y_(L),c`` (Simonyan et al. 2013, §2), by
-    :func:`~tinyconv.activation_maximization` with Yosinski et al. 2015's regularisers.
+    :func:`~tinyconv.activation_max.maximize_features` (every class in one batch) with
+    Yosinski et al. 2015's regularisers.
 
     Returns
     -------
@@ -106,7 +107,7 @@ def class_models(model, classes=range(10), steps=150, lr=0.04, l2=0.01, blur_eve
     classes = list(classes)
     settings = dict(steps=steps, lr=lr, l2=l2, blur_every=blur_every, blur_sigma=blur_sigma,
                     jitter=jitter, seed=seed)
-    results = [activation_maximization(model, -1, c, **settings) for c in classes]
+    results = maximize_features(model, -1, classes, **settings)      # the ten ascents at once
     return {"classes": classes, "results": results, "settings": settings}
 
 
@@ -139,13 +140,11 @@ def preferred_images(model, X, layer="conv3", n=6, top=9, steps=120, lr=0.03, l2
     best = np.argsort(-ranking.values[:, 0])[:n]                  # rows of the ranking
     rf = receptive_field(model, l)
     centre = centre_unit(model, l)
-    units = []
-    for j in best:
-        k = int(ranking.features[j])
-        r = activation_maximization(model, l, k, idx=centre, steps=steps, lr=lr, l2=l2,
-                                    blur_every=blur_every, blur_sigma=blur_sigma,
-                                    jitter=jitter, seed=seed)
-        units.append({"k": k, "preferred": r, "best": float(ranking.values[j, 0]),
-                      "patches": rf.patches(X[ranking.indices[j, :top]],
-                                            ranking.locations[j, :top])})
+    ks = [int(ranking.features[j]) for j in best]
+    preferred = maximize_features(model, l, ks, idx=centre, steps=steps, lr=lr, l2=l2,
+                                  blur_every=blur_every, blur_sigma=blur_sigma, jitter=jitter,
+                                  seed=seed)
+    units = [{"k": k, "preferred": r, "best": float(ranking.values[j, 0]),
+              "patches": rf.patches(X[ranking.indices[j, :top]], ranking.locations[j, :top])}
+             for j, k, r in zip(best, ks, preferred, strict=True)]
     return {"layer": l, "centre": centre, "field": rf, "units": units, "top": top}
