@@ -21,7 +21,6 @@ from . import plots
 from .architectures import check_mnist_model
 from .checks import check_int
 from .data import load_mnist, to_float
-from .figure_writer import FigureWriter
 from .folders import check_folder, staged_folder
 from .gallery import ERF_FEATURES, erf_results, occlusion_results
 from .layers import Conv2D, MaxPool2D, ReLU
@@ -29,6 +28,7 @@ from .max_activation import max_activating
 from .measures import hf_share, positive_share
 from .plots.projections import rule_rows
 from .plots.receptive_fields import central_share
+from .plots.writer import FigureWriter
 from .pretrained import pretrained
 from .progress import announcer
 from .projection import project_top

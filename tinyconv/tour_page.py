@@ -1,5 +1,5 @@
 """The tour's page: ``index.html`` with, per figure, how to read it and the command that
-re-draws it (the PNGs are written by :mod:`tinyconv.figure_writer`).
+re-draws it (the PNGs are written by :mod:`tinyconv.plots.writer`).
 
 The texts of :data:`HOWTO` use the lecture's notation (``y_(l),idx,k``; layer 0 is the
 input) and each ends with what the student should *see* in the figure above it.

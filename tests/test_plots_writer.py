@@ -19,8 +19,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 from signals import sigint_as_in_a_terminal
 
-from tinyconv import figure_writer
-from tinyconv.figure_writer import FigureWriter
+from tinyconv.plots import writer as figure_writer
+from tinyconv.plots.writer import FigureWriter
 
 
 def small_figure(seed=0):

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import matplotlib
 
-from .files import atomic_write
+from ..files import atomic_write
 
 #: Figures the worker holds besides the one it draws.
 QUEUED = 2
@@ -50,7 +50,7 @@ _REPLY = re.compile(rb"\x01([^\x00\x01]*)\x00")  # each reply: \x01 text \x00, "
 #: first while it starts).
 _WORKER = ("import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); "
            "import json, sys; sys.path[:] = json.loads(sys.argv[1]); "
-           "from tinyconv.figure_writer import main; main()")
+           "from tinyconv.plots.writer import main; main()")
 
 
 def save_png(fig, path, dpi):
