@@ -30,20 +30,22 @@ TAG_LENGTH = 12
 _TAG_BYTES = len(".") + TAG_LENGTH + len(".tmp")
 
 
-def _stem(path, tag_length):
-    """``path``'s name cut so that ``.<name><tag>`` fits :data:`NAME_MAX` bytes (a legal
-    250-byte target name must not fail because its temporary name is longer)."""
-    return path.name.encode()[:NAME_MAX - tag_length - 1].decode(errors="ignore")
+def shortened(name, tag_length):
+    """``name`` cut so that ``.<name><tag>``, a hidden name with a tag of ``tag_length``
+    bytes, fits :data:`NAME_MAX` bytes (a legal 250-byte target name must not fail because
+    the name of its temporary file or staging folder is longer)."""
+    return name.encode()[:NAME_MAX - tag_length - 1].decode(errors="ignore")
 
 
 def _temporary_name(path):
     """A fresh hidden name beside ``path``: ``.<name>.<12 hex digits>.tmp``."""
-    return path.with_name(f".{_stem(path, _TAG_BYTES)}.{uuid.uuid4().hex[:TAG_LENGTH]}.tmp")
+    stem = shortened(path.name, _TAG_BYTES)
+    return path.with_name(f".{stem}.{uuid.uuid4().hex[:TAG_LENGTH]}.tmp")
 
 
 def temporary_pattern(path):
     """The names :func:`atomic_write` gives its temporary files for target ``path``."""
-    stem = _stem(Path(path), _TAG_BYTES)
+    stem = shortened(Path(path).name, _TAG_BYTES)
     return re.compile(rf"\.{re.escape(stem)}\.[0-9a-f]{{{TAG_LENGTH}}}\.tmp")
 
 
@@ -104,27 +106,38 @@ def claim_abandoned(path):
     return None
 
 
-def remove_abandoned_temporaries(path):
-    """Remove the temporary files of dead writers of ``path``: names :func:`atomic_write`
-    gives (:func:`temporary_pattern`), regular files of this user that nobody locks."""
-    pattern = temporary_pattern(path)
+def abandoned(folder, pattern, kind):
+    """Yield ``(path, locked descriptor)`` for each entry of ``folder`` whose name matches
+    ``pattern`` (a compiled regular expression, whole name), whose type ``kind`` accepts
+    (``stat.S_ISREG``, ``stat.S_ISDIR``; judged before it is opened, so that a FIFO or a link
+    is never opened, and again once it is) and whose writer is dead (:func:`claim_abandoned`);
+    each descriptor is closed once the caller has dealt with it."""
     try:
-        names = [n for n in os.listdir(path.parent) if pattern.fullmatch(n)]
+        names = [n for n in os.listdir(folder) if pattern.fullmatch(n)]
     except OSError:
         return
     for name in names:
-        tmp = path.parent / name
+        path = folder / name
         try:
-            if not stat.S_ISREG(tmp.lstat().st_mode):
+            if not kind(path.lstat().st_mode):
                 continue
         except FileNotFoundError:   # renamed or removed meanwhile
             continue
-        fd = claim_abandoned(tmp)
-        if fd is not None:
-            try:
-                tmp.unlink(missing_ok=True)
-            finally:
-                os.close(fd)
+        fd = claim_abandoned(path)
+        if fd is None:
+            continue
+        try:
+            if kind(os.fstat(fd).st_mode):
+                yield path, fd
+        finally:
+            os.close(fd)
+
+
+def remove_abandoned_temporaries(path):
+    """Remove the temporary files of dead writers of ``path``: names :func:`atomic_write`
+    gives (:func:`temporary_pattern`), regular files of this user that nobody locks."""
+    for tmp, _ in abandoned(path.parent, temporary_pattern(path), stat.S_ISREG):
+        tmp.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager

@@ -39,12 +39,12 @@ import warnings
 from pathlib import Path
 
 from .files import (
-    NAME_MAX,
+    abandoned,
     atomic_write,
     check_path,
-    claim_abandoned,
     lock,
     open_locked,
+    shortened,
     temporary_target,
     writable_dir_problem,
 )
@@ -71,11 +71,17 @@ class Stage:
 # --------------------------------------------------------------------------- whose files
 
 
-def read_manifest(folder):
+def read_manifest(folder, dir_fd=None):
     """``(writer, {name: sha256})`` of ``folder``'s :data:`MANIFEST`, or None if it has none
-    (or one that is not a record of ours)."""
+    (or one that is not a record of ours). ``dir_fd``: an open descriptor of ``folder`` to
+    read it through instead of the path."""
     try:
-        data = json.loads((Path(folder) / MANIFEST).read_text(encoding="utf-8"))
+        if dir_fd is None:
+            text = (Path(folder) / MANIFEST).read_text(encoding="utf-8")
+        else:
+            with open(os.open(MANIFEST, os.O_RDONLY, dir_fd=dir_fd), encoding="utf-8") as f:
+                text = f.read()
+        data = json.loads(text)
     except (OSError, ValueError):
         return None
     if not (isinstance(data, dict) and isinstance(data.get("writer"), str)
@@ -84,37 +90,52 @@ def read_manifest(folder):
     return data["writer"], data["files"]
 
 
+#: Whether a folder can be read through one open descriptor (not on Windows).
+_BY_DESCRIPTOR = os.listdir in os.supports_fd and os.stat in os.supports_dir_fd
+
+
 def sort_entries(folder, writer, legacy=None):
     """Split the entries of existing ``folder`` into ``(own, foreign, other)``: the files
     ``writer`` wrote (by its record; without one, the files ``legacy(path)`` accepts, as an
     older tinyconv wrote no record), everything else, and the other writer whose record the
     folder holds (or None). Own files are regular files, never links or folders; leftover
-    temporary files of own files count as own."""
+    temporary files of own files count as own.
+
+    The record and the listing are read through one open descriptor of the folder: another
+    writer may swap a new folder in at this path meanwhile, and a record of the old folder
+    must not judge the files of the new one. ``FileNotFoundError`` if there is no folder."""
     folder = Path(folder)
-    record = read_manifest(folder)
-    other = record[0] if record is not None and record[0] != writer else None
-    if record is None:
-        def accepted(name):
-            return legacy is not None and legacy(folder / name)
-    else:
-        def accepted(name):
-            return other is None and name in record[1]
+    fd = os.open(folder, DIRECTORY) if _BY_DESCRIPTOR else None
+    try:
+        record = read_manifest(folder, dir_fd=fd)
+        names = sorted(os.listdir(folder if fd is None else fd))
+        other = record[0] if record is not None and record[0] != writer else None
+        if record is None:
+            def accepted(name):
+                return legacy is not None and legacy(folder / name)
+        else:
+            def accepted(name):
+                return other is None and name in record[1]
 
-    def is_own(name):
-        if name == MANIFEST and other is None:
-            return True
-        target = temporary_target(name)
-        return accepted(name) or (target is not None and (accepted(target)
-                                                          or target == MANIFEST))
+        def is_own(name):
+            if name == MANIFEST and other is None:
+                return True
+            target = temporary_target(name)
+            return accepted(name) or (target is not None and (accepted(target)
+                                                              or target == MANIFEST))
 
-    own, foreign = [], []
-    for name in sorted(os.listdir(folder)):
-        try:
-            regular = stat.S_ISREG(os.lstat(folder / name).st_mode)
-        except FileNotFoundError:       # removed meanwhile (the folder was just replaced)
-            continue
-        (own if regular and is_own(name) else foreign).append(name)
-    return own, foreign, other
+        own, foreign = [], []
+        for name in names:
+            try:
+                mode = (os.lstat(folder / name) if fd is None
+                        else os.stat(name, dir_fd=fd, follow_symlinks=False)).st_mode
+            except FileNotFoundError:       # removed meanwhile
+                continue
+            (own if stat.S_ISREG(mode) and is_own(name) else foreign).append(name)
+        return own, foreign, other
+    finally:
+        if fd is not None:
+            os.close(fd)
 
 
 def check_folder(out, writer, legacy=None, name="out_dir"):
@@ -142,10 +163,14 @@ def check_folder(out, writer, legacy=None, name="out_dir"):
         here = os.getcwd()
     except OSError:                            # the current folder was removed
         here = None
-    if here is not None and os.path.samefile(target, here):
+    try:
+        current = here is not None and os.path.samefile(target, here)
+        _, foreign, other = sort_entries(target, writer, legacy)
+    except FileNotFoundError:      # renamed aside this moment by another writer's swap
+        return
+    if current:
         raise ValueError(f"{name}: {str(out)!r} is the current folder; {who} replaces its "
                          "folder whole, so name a folder inside it")
-    _, foreign, other = sort_entries(target, writer, legacy)
     if foreign:
         shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more"
                                           if len(foreign) > 5 else "")
@@ -195,11 +220,7 @@ def _stage_name(target):
     """A fresh hidden name beside ``target`` that marks a staging folder (at most NAME_MAX
     bytes)."""
     tag = f"{MARK}{uuid.uuid4().hex[:HEX]}"
-    return target.with_name(f".{_short(target.name, len(tag))}{tag}")
-
-
-def _short(name, tag_length):
-    return name.encode()[:NAME_MAX - tag_length - 1].decode(errors="ignore")
+    return target.with_name(f".{shortened(target.name, len(tag))}{tag}")
 
 
 def _new_stage(target):
@@ -249,20 +270,10 @@ def _discard(folder, target):
 def remove_abandoned_stages(target):
     """Discard the staging folders beside ``target`` whose writers died (nobody holds their
     lock), as :func:`_discard` does: never a file that is not theirs."""
-    pattern = re.compile(rf"\.{re.escape(_short(target.name, len(MARK) + HEX))}"
+    pattern = re.compile(rf"\.{re.escape(shortened(target.name, len(MARK) + HEX))}"
                          rf"{re.escape(MARK)}[0-9a-f]{{{HEX}}}")
-    try:
-        names = [n for n in os.listdir(target.parent) if pattern.fullmatch(n)]
-    except OSError:
-        return
-    for name in names:
-        fd = claim_abandoned(target.parent / name)
-        if fd is not None:
-            try:
-                if stat.S_ISDIR(os.fstat(fd).st_mode):
-                    _discard(target.parent / name, target)
-            finally:
-                os.close(fd)
+    for stage, _ in abandoned(target.parent, pattern, stat.S_ISDIR):
+        _discard(stage, target)
 
 
 def _carry_over(old, stage, writer, legacy):
