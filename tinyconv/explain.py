@@ -302,14 +302,14 @@ def write_report(explanation, x, notes, source, out, stem):
     Returns the list of files written (in ``out``).
     """
     from .plots.explain import method_figure
+    from .plots.writer import save_png
 
     out = Path(out)
     written = []
     with staged_folder(out, **OUTPUT, keep=True, name="out") as stage:
         for method, result in explanation["results"].items():
             fig = method_figure(x[0, :, :, 0], method, result, explanation["prediction"])
-            with atomic_write(stage / f"{stem}_{method}.png") as f:
-                fig.savefig(f, format="png", dpi=100)
+            save_png(fig, stage / f"{stem}_{method}.png", 100)
             written.append(out / f"{stem}_{method}.png")
         write_json(stage / f"{stem}.json", explanation, x, notes, source)
     written.append(out / f"{stem}.json")

@@ -5,7 +5,6 @@ from pathlib import Path
 
 from ..architectures import check_mnist_model
 from ..data import load_mnist, to_float
-from ..files import writable_dir_problem
 from ..folders import check_folder
 from ..pretrained import load_model
 from ._types import Command, UsageError, folder_path, model_option, natural_int
@@ -46,10 +45,7 @@ def run_explain(args):
     if unknown:
         raise UsageError(f"--method: expected some of {', '.join(ex.available_methods())}, "
                          f"got {', '.join(unknown)}")
-    problem = writable_dir_problem(args.out)
-    if problem:
-        raise UsageError(f"--out {args.out} {problem}")
-    try:
+    try:                                # a file, an unwritable folder, another's files
         check_folder(args.out, **ex.OUTPUT, name="--out")
     except ValueError as err:
         raise UsageError(str(err)) from None

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 from ..data import load_mnist, to_float
-from ..files import atomic_write, writable_dir_problem
+from ..files import atomic_write
 from ..folders import check_folder, staged_folder
 from ..pretrained import load_model
 from ._types import Command, UsageError, folder_path, natural_int, positive_int
@@ -36,12 +36,10 @@ def run_sanity(args):
     """Sanity checks of every map on the shipped model: figures plus every number as JSON."""
     # imported here: the checks and their figures load matplotlib, other commands never do
     from ..plots import sanity as figures
+    from ..plots.writer import save_png
     from ..sanity import sanity_checks
 
-    problem = writable_dir_problem(args.out)
-    if problem:
-        raise UsageError(f"--out {args.out} {problem}")
-    try:
+    try:                                # a file, an unwritable folder, another's files
         check_folder(args.out, **OUTPUT)
     except ValueError as err:
         raise UsageError(str(err)) from None
@@ -56,8 +54,7 @@ def run_sanity(args):
                                figures.deletion_insertion(result)), strict=True))
     with staged_folder(args.out, **OUTPUT) as stage:
         for name, fig in drawn.items():
-            with atomic_write(stage / name) as f:
-                fig.savefig(f, format="png", dpi=110)
+            save_png(fig, stage / name, 110)
         with atomic_write(stage / "sanity.json", "w") as f:
             json.dump(result, f, indent=1)
     for name in [*drawn, "sanity.json"]:
