@@ -158,8 +158,8 @@ def tour(out_dir, digit=8, layer="conv2", feature=3, examples=None, progress=Non
 
     Returns
     -------
-    list of ``pathlib.Path`` in ``out_dir``: the ten PNGs, then ``index.html`` (written
-    last). Prints nothing on stdout.
+    list of ``pathlib.Path`` in ``out_dir``: the PNGs, one per figure, then ``index.html``
+    (written last). Prints nothing on stdout.
     """
     shipped = model is None
     model = pretrained("mnist") if shipped else model

@@ -89,24 +89,17 @@ class FigureWriter:
     def write(self, fig, path, dpi):
         """Draw ``fig`` into ``path`` as a PNG at ``dpi`` (in the worker, or at once)."""
         path = Path(path)
-        if self._worker is not None:
-            rc = {k: v for k, v in matplotlib.rcParams.items() if k != "backend"}
-            try:
-                message = pickle.dumps((fig, str(path), dpi, rc),
-                                       protocol=pickle.HIGHEST_PROTOCOL)
-            except (pickle.PicklingError, TypeError, AttributeError):
-                message = None                   # an artist that does not pickle
-            if message is not None:
-                self._sent.append((fig, path, dpi))
-                try:
-                    self._worker.stdin.write(_HEADER.pack(len(message)) + message)
-                    self._worker.stdin.flush()
-                    return path
-                except BrokenPipeError:          # the worker has stopped: finish here
-                    self._finish()
-                    return path
-        save_png(fig, path, dpi)
-        self.drawn_here.append(path)
+        message = None if self._worker is None else _message(fig, path, dpi)
+        if message is None:                      # no worker, or an artist that does not pickle
+            save_png(fig, path, dpi)
+            self.drawn_here.append(path)
+            return path
+        self._sent.append((fig, path, dpi))
+        try:
+            self._worker.stdin.write(_HEADER.pack(len(message)) + message)
+            self._worker.stdin.flush()
+        except BrokenPipeError:                  # the worker has stopped: finish here
+            self._finish()
         return path
 
     def close(self):
@@ -162,6 +155,16 @@ class FigureWriter:
             self.close()
         else:
             self.abandon()
+
+
+def _message(fig, path, dpi):
+    """The pickle the worker reads: the figure, where and how to write it, and the caller's
+    rcParams (its backend aside); None if the figure does not pickle."""
+    rc = {k: v for k, v in matplotlib.rcParams.items() if k != "backend"}
+    try:
+        return pickle.dumps((fig, str(path), dpi, rc), protocol=pickle.HIGHEST_PROTOCOL)
+    except (pickle.PicklingError, TypeError, AttributeError):
+        return None
 
 
 def _read(inp, messages):
