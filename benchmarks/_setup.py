@@ -825,6 +825,14 @@ def pass_table(title, shape, rate, note, turns):
                        "taking turns, see the mode line." if turns else "")])
 
 
+def write_text_markdown(path, title, text, command):
+    """Write a script's printed ``text`` to ``path`` as a markdown section: ``title``, the text
+    as it was printed, and the ``command`` that reproduces it (for scripts whose output is not
+    :class:`Table` objects; those go through :func:`report`)."""
+    with open(path, "w") as f:
+        f.write(f"### {title}\n\n```\n{text.rstrip()}\n```\n\nCommand: {command}\n")
+
+
 def report(title, header, tables, markdown_path=None):
     """Print ``header`` lines and ``tables``; optionally write them all to a markdown file."""
     print(title)

@@ -158,9 +158,9 @@ def main(argv=None):
     text = "\n".join(lines)
     sys.stdout.write(text + "\n")
     if args.markdown:
-        with open(args.markdown, "w") as f:
-            f.write(f"### {__doc__.splitlines()[0]}\n\n```\n{text}\n```\n\nCommand: "
-                    f"python benchmarks/bench_after_zf.py{' --quick' if args.quick else ''}\n")
+        _setup.write_text_markdown(
+            args.markdown, __doc__.splitlines()[0], text,
+            f"python benchmarks/bench_after_zf.py{' --quick' if args.quick else ''}")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,9 @@ import subprocess
 import sys
 import time
 
+import _setup  # first: re-executes without OPENBLAS_* variables before NumPy loads
+
+# isort: split
 import numpy as np
 
 TARGETS_MS = {"forward": 30.0, "unit": 60.0}
@@ -90,9 +93,9 @@ def main():
     with contextlib.redirect_stdout(Tee(sys.stdout)) as out:
         run(args)
     if args.markdown:
-        with open(args.markdown, "w") as f:
-            f.write(f"### {__doc__.splitlines()[0]}\n\n```\n{out.text()}```\n\nCommand: "
-                    f"python benchmarks/bench_explore.py{' --quick' if args.quick else ''}\n")
+        _setup.write_text_markdown(
+            args.markdown, __doc__.splitlines()[0], out.getvalue(),
+            f"python benchmarks/bench_explore.py{' --quick' if args.quick else ''}")
 
 
 class Tee(io.StringIO):
@@ -105,9 +108,6 @@ class Tee(io.StringIO):
     def write(self, text):
         self.stream.write(text)
         return super().write(text)
-
-    def text(self):
-        return self.getvalue()
 
 
 def run(args):
