@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 import tomllib
 from pathlib import Path
 
@@ -621,6 +622,46 @@ def test_a_real_ctrl_c_while_the_package_imports_is_one_line():
         _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert err.strip() == "interrupted"
+
+
+class CtrlCInAFinaliser:
+    """An object whose finaliser is hit by Ctrl-C, as a matplotlib weakref callback can be."""
+
+    def __del__(self):
+        raise KeyboardInterrupt
+
+
+def test_a_ctrl_c_that_lands_in_a_finaliser_still_stops_the_command(monkeypatch, capsys):
+    def work(args):
+        CtrlCInAFinaliser()                      # dropped at once: Python prints and carries on
+        for _ in range(1000):                    # the work that a lost Ctrl-C would let finish
+            time.sleep(0.005)
+        print("finished")
+        return 0
+
+    slow = cli.Command("work for 5 s", lambda parser: None, work, interrupted="stopped")
+    monkeypatch.setitem(cli.COMMANDS, "slow", slow)
+    code, out, err = run(capsys, "slow")
+    assert (code, out, err) == (130, "", "stopped\n")
+    assert sys.unraisablehook is not None and "keeping_ctrl_c" not in repr(sys.unraisablehook)
+
+
+def test_other_exceptions_in_finalisers_are_still_reported(monkeypatch, capsys):
+    seen = []
+    monkeypatch.setattr(sys, "unraisablehook", seen.append)
+
+    class Broken:
+        def __del__(self):
+            raise ValueError("from a finaliser")
+
+    def work(args):
+        Broken()
+        return 0
+
+    monkeypatch.setitem(cli.COMMANDS, "broken", cli.Command("", lambda parser: None, work))
+    assert run(capsys, "broken")[0] == 0
+    assert [str(event.exc_value) for event in seen] == ["from a finaliser"]
+    assert sys.unraisablehook == seen.append          # put back when the command ends
 
 
 def test_a_new_command_is_one_entry_in_the_table(monkeypatch, capsys):

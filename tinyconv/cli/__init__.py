@@ -30,8 +30,10 @@ separator or ending in ``.npz`` is a file (see :func:`tinyconv.pretrained.load_m
 ``TINYCONV_DEBUG=1`` re-raises the exception instead, traceback and all.
 """
 
+import _thread
 import os
 import sys
+import threading
 
 from .. import __version__
 from . import explain, info, sanity, tour, train
@@ -93,11 +95,34 @@ def closed_pipe():
 
 def main(argv=None):
     """Run the command line ``argv`` (default ``sys.argv[1:]``) and return its exit status."""
+    hook = sys.unraisablehook
+    sys.unraisablehook = _keeping_ctrl_c(hook)
     try:
         return run(argv)
     except KeyboardInterrupt:       # while the parser is built or reads argv
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        sys.unraisablehook = hook
+
+
+def _keeping_ctrl_c(hook):
+    """The ``sys.unraisablehook`` while a command runs, in front of ``hook``.
+
+    Python runs finalisers (``__del__``, weakref callbacks, matplotlib has many) wherever the
+    garbage collector happens to start, and an exception raised in one is printed ("Exception
+    ignored in …") and dropped. A Ctrl-C that lands there would be lost: the command would
+    carry on and finish as if never interrupted. So a dropped ``KeyboardInterrupt`` is sent
+    again to the main thread a millisecond later, from another thread (sent from here, it
+    would be raised inside this hook and dropped again), where it stops the command like any
+    other Ctrl-C; every other dropped exception goes to ``hook``.
+    """
+    def unraisable(event):
+        if isinstance(event.exc_value, KeyboardInterrupt):
+            threading.Timer(0.001, _thread.interrupt_main).start()
+        else:
+            hook(event)
+    return unraisable
 
 
 def run(argv):
