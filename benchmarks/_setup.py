@@ -86,13 +86,16 @@ def _blas_lines(info):
     return lines
 
 
-def configure(threads=2, torch=True):
+def configure(threads=2, torch=True, blas_threads=None):
     """Pin every thread pool to ``threads`` and describe the machine.
 
     Parameters
     ----------
-    threads : threads for BLAS (via threadpoolctl), numba and torch.
+    threads : threads for OpenMP and BLAS (via threadpoolctl), numba and torch.
     torch : also import and pin torch (its OpenMP / MKL pools then show in the BLAS lines).
+    blas_threads : BLAS's threads, if not ``threads`` (a worker started with another
+        ``OPENBLAS_NUM_THREADS`` than ``threads``, as ``bench_contention.py --investigate``
+        starts some).
 
     Returns
     -------
@@ -132,7 +135,9 @@ def configure(threads=2, torch=True):
     # reference is kept so that it is not garbage-collected and restored early
     global _LIMITS
     if threadpoolctl is not None:
-        _LIMITS = threadpoolctl.threadpool_limits(limits=threads)
+        blas_threads = threads if blas_threads is None else blas_threads
+        _LIMITS = threadpoolctl.threadpool_limits(limits={"blas": blas_threads,
+                                                          "openmp": threads})
 
     try:
         usable = len(os.sched_getaffinity(0))
@@ -143,7 +148,7 @@ def configure(threads=2, torch=True):
     lines.append(f"versions: {versions}")
     if threadpoolctl is not None:
         lines += _blas_lines(threadpoolctl.threadpool_info())
-        blas = str(threads)
+        blas = str(blas_threads)
     else:
         lines.append("blas: threadpoolctl not installed: the BLAS kernel is not verified")
         blas = f"{os.environ.get('OPENBLAS_NUM_THREADS', 'default')} (from the environment)"
@@ -505,7 +510,10 @@ def _worker_main(side, make, threads):
             os._exit(0)
 
     try:
-        header = configure(threads, torch=side == "torch")
+        # the worker's environment pins BLAS to ``threads`` unless a policy asked for another
+        blas = os.environ.get("OPENBLAS_NUM_THREADS", "")
+        header = configure(threads, torch=side == "torch",
+                           blas_threads=int(blas) if blas.isdigit() else None)
     except ImportError as e:                  # torch missing: this side cannot run
         send({"error": f"{e.name or e} not installed"})
         return

@@ -9,9 +9,10 @@ every core (OpenBLAS at its default thread count, as an unrelated program would 
 ratio busy / idle is the slowdown (the project's target for tinyconv: at most 2).
 
 ``--investigate`` repeats the tinyconv measurement with the worker's thread policy changed one
-variable at a time (numba's or OpenBLAS' threads cut to 1, OpenMP's idle threads spinning,
-numba's workqueue threading layer, OpenBLAS' idle threads put to sleep at once), so that the
-table says which pool suffers.
+variable at a time (BLAS keeping its threads beside the neighbour, ``TINYCONV_SHARE_CORES=0``;
+numba's or OpenBLAS' threads cut to 1, OpenMP's idle threads spinning, numba's workqueue
+threading layer, OpenBLAS' idle threads put to sleep at once), so that the table says which
+pool suffers.
 
 Run ``python benchmarks/bench_contention.py [--quick] [--investigate] [--threads 2]``.
 """
@@ -42,7 +43,10 @@ while time.monotonic() < end:
 
 #: ``--investigate``: (label, extra environment of the tinyconv worker).
 POLICIES = [
-    ("as shipped (numba 2, BLAS 2, OMP_WAIT_POLICY=PASSIVE)", {}),
+    ("as shipped (numba 2, BLAS 2 on the cores the neighbour leaves, OMP_WAIT_POLICY=PASSIVE)",
+     {}),
+    ("TINYCONV_SHARE_CORES=0 (BLAS keeps its 2 threads beside the neighbour)",
+     {"TINYCONV_SHARE_CORES": "0"}),
     ("OMP_WAIT_POLICY=ACTIVE (idle OpenMP threads spin)", {"OMP_WAIT_POLICY": "ACTIVE"}),
     ("numba 1 thread", {"NUMBA_NUM_THREADS": "1"}),
     ("OpenBLAS 1 thread", {"OPENBLAS_NUM_THREADS": "1"}),

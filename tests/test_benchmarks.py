@@ -1,7 +1,7 @@
 """Smoke tests of the benchmark scripts: each runs with ``--quick``, exits 0 and prints its
 tables. Nothing here asserts a speed (timing lives in ``benchmarks/`` and only there); the
 tests keep the scripts working, with and without the optional torch and Captum. Without
-threadpoolctl (the ``bench`` extra) the whole module is skipped, with that reason.
+threadpoolctl (a dependency of the package) the whole module is skipped, with that reason.
 
 The scripts are started together, each in its own process, when the first test needs one:
 the whole module then takes about as long as the slowest script, not their sum.
@@ -17,10 +17,10 @@ import pytest
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 HAVE_CAPTUM = all(importlib.util.find_spec(m) is not None for m in ("torch", "captum"))
-# every script limits BLAS threads through threadpoolctl, which is the `bench` extra, not `test`
+# every script limits BLAS threads through threadpoolctl (a dependency of the package)
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("threadpoolctl") is None,
-    reason="the benchmark scripts need threadpoolctl: pip install -e \".[bench]\"")
+    reason="the benchmark scripts need threadpoolctl: pip install threadpoolctl")
 TIMEOUT = 600        # seconds per script: generous, a shared machine can be slow
 #: Packages the benchmarks use when present; "bare" runs hide them, as on a fresh machine.
 OPTIONAL = ("torch", "captum", "threadpoolctl")

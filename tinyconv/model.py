@@ -13,6 +13,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from .checks import check_array, check_dtype
+from .cpu_share import share_cores
 from .layers import Layer, check_rule
 
 #: What a model used from a second thread while a call runs raises (a ``RuntimeError``).
@@ -108,11 +109,13 @@ class Sequential:
     @contextmanager
     def _exclusive(self, call):
         """Run the body as the model's only user, or raise ``RuntimeError`` at once (see the
-        class notes); a call nested in another on the same thread is let through."""
+        class notes); a call nested in another on the same thread is let through. BLAS
+        shares the cores with other programs meanwhile (:func:`tinyconv.cpu_share.share_cores`)."""
         if not self._lock.acquire(blocking=False):
             raise RuntimeError(BUSY_MESSAGE.format(call=call))
         try:
-            yield
+            with share_cores():
+                yield
         finally:
             self._lock.release()
 

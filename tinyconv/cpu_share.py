@@ -1,0 +1,133 @@
+"""BLAS beside other programs: a pass through a model uses only the cores they leave free.
+
+The cause, measured on a 2-core machine (``benchmarks/bench_contention.py``, ``docs/speed.md``):
+OpenBLAS gives each of its threads one fixed share of a product and then waits, spinning,
+for the last share. When another busy program holds a core, the thread whose share is left
+is not running, and the one that is running spins: a training epoch of the shipped model took
+1.2 s alone and 6.4 s beside a neighbour multiplying matrices on both cores (once 13.0 s, of
+which 12.9 s of CPU time: waiting, not work). Held to one BLAS thread beside the neighbour it
+took 2.9 s.
+
+So each pass through a :class:`~tinyconv.model.Sequential` (forward, activations, backward)
+runs inside :func:`share_cores`: if other programs' threads are running, BLAS is held to the
+cores they leave free (at least one) for that pass, and gets its thread count back after it.
+Counting them is cheap and done at most every :data:`LOOK_EVERY` seconds: the kernel's count of
+runnable threads (``/proc/loadavg``) less this process' own (``/proc/self/task/*/stat``).
+Where there is no ``/proc`` (not Linux), or no threadpoolctl, or its BLAS is unknown to
+threadpoolctl, nothing changes. ``TINYCONV_SHARE_CORES=0`` turns it off.
+"""
+
+import os
+import threading
+import time
+from contextlib import contextmanager
+
+#: Seconds during which one count of the busy cores is used again.
+LOOK_EVERY = 0.05
+
+#: The variable that turns the policy off (``0``).
+VARIABLE = "TINYCONV_SHARE_CORES"
+
+_lock = threading.Lock()        # the BLAS thread count is one per process: one holder at a time
+_state = {"blas": None, "looked": False, "at": -1.0, "others": 0}
+
+
+def _forget_after_fork():
+    global _lock
+    _lock = threading.Lock()        # a forked child: whoever held it is not there
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)
+
+
+def _cores():
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def running_elsewhere():
+    """Threads of other processes that are running or ready to run now, or 0 if unknown
+    (:func:`count_elsewhere` of ``/proc/loadavg`` and this process' threads' states)."""
+    try:
+        with open("/proc/loadavg") as f:
+            loadavg = f.read()
+        states = []
+        for tid in os.listdir("/proc/self/task"):
+            try:
+                with open(f"/proc/self/task/{tid}/stat") as f:
+                    states.append(f.read().rsplit(")", 1)[1].split()[0])
+            except (OSError, IndexError):      # the thread ended meanwhile
+                pass
+        return count_elsewhere(loadavg, states)
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def count_elsewhere(loadavg, states):
+    """Runnable threads of other processes.
+
+    Parameters
+    ----------
+    loadavg : the text of ``/proc/loadavg``; its fourth field is ``runnable/total`` over the
+        whole machine.
+    states : this process' threads' states (``R`` running or runnable), the looking thread,
+        which is running, among them.
+    """
+    runnable = int(loadavg.split()[3].split("/")[0])
+    ours = max(1, sum(state == "R" for state in states))
+    return max(0, runnable - ours)
+
+
+def _others():
+    """:func:`running_elsewhere`, counted again only every :data:`LOOK_EVERY` seconds."""
+    now = time.monotonic()
+    if now - _state["at"] >= LOOK_EVERY:
+        _state["at"], _state["others"] = now, running_elsewhere()
+    return _state["others"]
+
+
+def _blas():
+    """threadpoolctl's handle on NumPy's BLAS, or None (looked up once)."""
+    if not _state["looked"]:
+        _state["looked"] = True
+        try:
+            from threadpoolctl import ThreadpoolController
+            blas = ThreadpoolController().select(user_api="blas")
+            _state["blas"] = blas if blas.lib_controllers else None
+        except Exception:           # not installed, or a BLAS it cannot steer
+            _state["blas"] = None
+    return _state["blas"]
+
+
+def threads_to_use(threads, cores, others):
+    """The policy: ``threads`` BLAS threads, fewer if ``others`` threads of other programs
+    are running on ``cores`` cores — the cores they leave free, at least one."""
+    return max(1, min(threads, cores - others))
+
+
+@contextmanager
+def share_cores():
+    """The body runs with BLAS on the cores other programs leave free (module docstring).
+
+    Nested in another ``share_cores`` (a pass inside a pass), or while another thread is
+    inside one, it changes nothing: the one that holds the count sets it and puts it back.
+    """
+    if os.environ.get(VARIABLE, "1") == "0" or not _lock.acquire(blocking=False):
+        yield
+        return
+    try:
+        others = _others()
+        blas = _blas() if others else None        # threadpoolctl only once it is needed
+        threads = max(lib.num_threads for lib in blas.lib_controllers) if blas else 1
+        want = threads_to_use(threads, _cores(), others)
+        if want == threads:
+            yield
+        else:
+            with blas.limit(limits=want):
+                yield
+    finally:
+        _lock.release()
+
