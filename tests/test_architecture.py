@@ -29,7 +29,7 @@ ROOT = "tinyconv"
 
 #: The engine: layers, the model, and what they stand on. It knows no technique, draws nothing.
 ENGINE = {"layer", "layers", "conv", "pool", "model", "checks", "kernels", "workspace",
-          "reference"}
+          "reference", "cpu_share"}
 #: Infrastructure beside the techniques: training, files, data, the shipped model, interop.
 SUPPORT = {"__init__", "__main__", "training", "optimizers", "serialize", "data", "pretrained",
            "architectures", "progress", "files", "folders", "interop"}
