@@ -1,6 +1,7 @@
 """BLAS beside other programs (tinyconv/cpu_share.py): a pass holds BLAS to the free cores,
 and gives it its thread count back."""
 
+import os
 import subprocess
 import sys
 import threading
@@ -16,9 +17,11 @@ threadpoolctl = pytest.importorskip("threadpoolctl")
 
 
 def blas_threads():
-    return max(lib.num_threads
-               for lib in threadpoolctl.ThreadpoolController().select(user_api="blas")
-               .lib_controllers)
+    """The thread count of NumPy's BLAS (another BLAS a library loaded, such as SciPy's own
+    OpenBLAS, is not tinyconv's)."""
+    libs = threadpoolctl.ThreadpoolController().select(user_api="blas").lib_controllers
+    numpy_blas = [lib for lib in libs if "numpy" in lib.filepath] or libs
+    return max(lib.get_num_threads() for lib in numpy_blas)
 
 
 @pytest.fixture
@@ -35,6 +38,7 @@ def two_blas_threads(monkeypatch):
 def pretend_running_elsewhere(monkeypatch, n):
     monkeypatch.setattr(cpu_share, "running_elsewhere", lambda: n)
     monkeypatch.setitem(cpu_share._state, "at", -1.0)      # count again at once
+    monkeypatch.setitem(cpu_share._state, "others", n)     # and forget the pretence after
 
 
 @pytest.mark.parametrize("threads, cores, others, expected", [
@@ -79,7 +83,8 @@ def test_on_an_idle_machine_or_when_turned_off_nothing_changes(two_blas_threads,
 
 
 def test_a_users_own_limit_is_never_raised(two_blas_threads, monkeypatch):
-    pretend_running_elsewhere(monkeypatch, 0)
+    monkeypatch.setattr(cpu_share, "_cores", lambda: 8)     # 7 cores free: more than asked for
+    pretend_running_elsewhere(monkeypatch, 1)
     with threadpoolctl.threadpool_limits(1, user_api="blas"):
         with cpu_share.share_cores():
             assert blas_threads() == 1
@@ -105,24 +110,76 @@ def test_a_nested_pass_and_another_threads_pass_leave_the_count_to_the_holder(
     assert inside == [1, 1] and other == [1] and blas_threads() == 2
 
 
-def test_every_pass_through_a_model_shares_the_cores(two_blas_threads, monkeypatch, rng):
-    model = tc.Sequential([tc.Conv2D(1, 4, 3, rng=0), tc.ReLU(), tc.Flatten(),
-                           tc.Dense(4 * 6 * 6, 3, rng=1)], input_shape=(8, 8, 1))
-    seen = []
-    real = cpu_share.share_cores
+class Watching(tc.ReLU):
+    """A ReLU that notes BLAS's thread count whenever a pass goes through it."""
 
-    def watched():
-        seen.append("pass")
-        return real()
-    monkeypatch.setattr("tinyconv.model.share_cores", watched)
+    seen = []
+
+    def forward(self, x, check=True):
+        self.seen.append(blas_threads())
+        return super().forward(x, check)
+
+    def backward(self, dy, rule="gradient", check=True):
+        self.seen.append(blas_threads())
+        return super().backward(dy, rule, check)
+
+
+def test_every_pass_through_a_model_shares_the_cores(two_blas_threads, monkeypatch, rng):
+    watch = Watching()
+    watch.seen = []
+    model = tc.Sequential([tc.Conv2D(1, 4, 3, rng=0), watch, tc.Flatten(),
+                           tc.Dense(4 * 6 * 6, 3, rng=1)], input_shape=(8, 8, 1))
     x = rng.random((2, 8, 8, 1), dtype=np.float32)
+    pretend_running_elsewhere(monkeypatch, 0)
     expected = model(x)
     pretend_running_elsewhere(monkeypatch, 2)
     busy = model(x)
     model.activations(x)
     model.backward(np.ones_like(busy))
-    assert seen == ["pass"] * 4
+    assert watch.seen == [2, 1, 1, 1] and blas_threads() == 2
     np.testing.assert_array_equal(busy, expected)        # a product this small: same bits
+
+
+def test_a_count_somebody_else_set_during_a_pass_is_left_alone(two_blas_threads, monkeypatch):
+    pretend_running_elsewhere(monkeypatch, 2)
+    limit = None
+    with cpu_share.share_cores():
+        limit = threadpoolctl.ThreadpoolController().select(user_api="blas").limit(limits=3)
+    try:
+        assert blas_threads() == 3                          # not "given back" to 2
+    finally:
+        limit.restore_original_limits()
+
+
+def test_a_pass_that_is_not_counted_again_uses_the_last_count(two_blas_threads, monkeypatch):
+    calls = []
+    monkeypatch.setattr(cpu_share, "LOOK_EVERY", 600.0)      # however slow this machine is
+    monkeypatch.setattr(cpu_share, "running_elsewhere", lambda: calls.append(1) or 2)
+    monkeypatch.setitem(cpu_share._state, "at", -1.0)
+    monkeypatch.setitem(cpu_share._state, "others", 0)
+    for _ in range(5):
+        with cpu_share.share_cores():
+            assert blas_threads() == 1
+    assert len(calls) == 1                                 # within LOOK_EVERY: counted once
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="forks")
+def test_a_child_forked_inside_a_pass_gets_the_count_back_and_its_own_lock(two_blas_threads,
+                                                                           monkeypatch):
+    pretend_running_elsewhere(monkeypatch, 2)
+    with cpu_share.share_cores():
+        pid = os.fork()
+        if pid == 0:                                      # the child: report through its status
+            ok = blas_threads() == 2
+            try:
+                with cpu_share.share_cores():              # its lock is free, and released
+                    pass
+            except Exception:
+                ok = False
+            os._exit(0 if ok else 1)
+        _, status = os.waitpid(pid, 0)
+        assert blas_threads() == 1                        # the parent is still held
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="counts threads in /proc")
@@ -130,8 +187,10 @@ def test_a_busy_program_beside_this_one_is_counted():
     spin = "import time\nend = time.monotonic() + 20\nwhile time.monotonic() < end: pass\n"
     with subprocess.Popen([sys.executable, "-c", spin]) as proc:
         try:
-            time.sleep(0.3)                               # it is up and spinning
-            counts = [cpu_share.running_elsewhere() for _ in range(20)]
+            counts, deadline = [], time.monotonic() + 5
+            while max(counts, default=0) < 1 and time.monotonic() < deadline:
+                counts.append(cpu_share.running_elsewhere())
+                time.sleep(0.01)
         finally:
             proc.kill()
     assert max(counts) >= 1, counts

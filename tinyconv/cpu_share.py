@@ -10,11 +10,16 @@ took 2.9 s.
 
 So each pass through a :class:`~tinyconv.model.Sequential` (forward, activations, backward)
 runs inside :func:`share_cores`: if other programs' threads are running, BLAS is held to the
-cores they leave free (at least one) for that pass, and gets its thread count back after it.
-Counting them is cheap and done at most every :data:`LOOK_EVERY` seconds: the kernel's count of
-runnable threads (``/proc/loadavg``) less this process' own (``/proc/self/task/*/stat``).
+cores they leave free (at least one) for that pass, and gets its thread count back after it
+(unless somebody else set another count meanwhile, which is then left alone). Counting them
+is cheap and done at most every :data:`LOOK_EVERY` seconds: the kernel's count of runnable
+threads (``/proc/loadavg``) less this process' own (``/proc/self/task/*/stat``), scaled to
+the CPUs this process may use. Holding BLAS to fewer threads may change the last bits of a
+product (README, "What may change the last bits"); ``TINYCONV_SHARE_CORES=0`` keeps them.
 Where there is no ``/proc`` (not Linux), or no threadpoolctl, or its BLAS is unknown to
-threadpoolctl, nothing changes. ``TINYCONV_SHARE_CORES=0`` turns it off.
+threadpoolctl, nothing changes. ``TINYCONV_SHARE_CORES=0`` turns it off. With a BLAS whose
+thread count is per calling thread (MKL on OpenMP), only the thread that holds the count is
+held.
 """
 
 import os
@@ -29,12 +34,15 @@ LOOK_EVERY = 0.05
 VARIABLE = "TINYCONV_SHARE_CORES"
 
 _lock = threading.Lock()        # the BLAS thread count is one per process: one holder at a time
-_state = {"blas": None, "looked": False, "at": -1.0, "others": 0}
+#: ``held``: ``[(BLAS library, its thread count before)]`` while a pass holds them.
+_state = {"blas": None, "looked": False, "at": -1.0, "others": 0, "held": []}
 
 
 def _forget_after_fork():
+    # a forked child: whoever held the count is not there, so it gets its count back now
     global _lock
-    _lock = threading.Lock()        # a forked child: whoever held it is not there
+    _lock = threading.Lock()
+    _give_back(_state["held"])
 
 
 if hasattr(os, "register_at_fork"):
@@ -48,22 +56,46 @@ def _cores():
         return os.cpu_count() or 1
 
 
+def _give_back(held):
+    """Each library of ``held`` back to its count, unless somebody set another meanwhile."""
+    for lib, before, ours in held:
+        try:
+            if lib.get_num_threads() == ours:
+                lib.set_num_threads(before)
+        except Exception:           # a library threadpoolctl can no longer reach
+            pass
+    held.clear()
+
+
 def running_elsewhere():
     """Threads of other processes that are running or ready to run now, or 0 if unknown
     (:func:`count_elsewhere` of ``/proc/loadavg`` and this process' threads' states)."""
     try:
+        before = _our_states()
         with open("/proc/loadavg") as f:
             loadavg = f.read()
-        states = []
-        for tid in os.listdir("/proc/self/task"):
-            try:
-                with open(f"/proc/self/task/{tid}/stat") as f:
-                    states.append(f.read().rsplit(")", 1)[1].split()[0])
-            except (OSError, IndexError):      # the thread ended meanwhile
-                pass
-        return count_elsewhere(loadavg, states)
+        after = _our_states()
+        # a thread of ours seen running on either side of the machine's count is ours
+        states = [max(before.get(tid, "S"), after.get(tid, "S"), key="R".__eq__)
+                  for tid in before.keys() | after.keys()]
+        others = count_elsewhere(loadavg, states)
     except (OSError, ValueError, IndexError):
         return 0
+    # the count is the whole machine's; a process that may use only some of its CPUs (taskset,
+    # a cpuset) expects its share of them
+    return others * _cores() // (os.cpu_count() or _cores())
+
+
+def _our_states():
+    """``{thread id: state letter}`` of this process' threads (``R``: running or runnable)."""
+    states = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                states[tid] = f.read().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):      # the thread ended meanwhile
+            pass
+    return states
 
 
 def count_elsewhere(loadavg, states):
@@ -115,19 +147,22 @@ def share_cores():
     Nested in another ``share_cores`` (a pass inside a pass), or while another thread is
     inside one, it changes nothing: the one that holds the count sets it and puts it back.
     """
-    if os.environ.get(VARIABLE, "1") == "0" or not _lock.acquire(blocking=False):
+    lock = _lock                    # the one acquired is the one released, fork or not
+    if os.environ.get(VARIABLE, "1") == "0" or not lock.acquire(blocking=False):
         yield
         return
+    held = _state["held"]
     try:
         others = _others()
         blas = _blas() if others else None        # threadpoolctl only once it is needed
-        threads = max(lib.num_threads for lib in blas.lib_controllers) if blas else 1
+        libs = blas.lib_controllers if blas else []
+        threads = max((lib.get_num_threads() for lib in libs), default=1)
         want = threads_to_use(threads, _cores(), others)
-        if want == threads:
-            yield
-        else:
-            with blas.limit(limits=want):
-                yield
+        for lib in libs if want < threads else []:
+            held.append((lib, lib.get_num_threads(), want))   # first: a Ctrl-C after it
+            lib.set_num_threads(want)                         # still gives the count back
+        yield
     finally:
-        _lock.release()
+        _give_back(held)
+        lock.release()
 

@@ -32,8 +32,10 @@ separator or ending in ``.npz`` is a file (see :func:`tinyconv.pretrained.load_m
 
 import _thread
 import os
+import signal
 import sys
 import threading
+import time
 
 from .. import __version__
 from . import explain, info, sanity, tour, train
@@ -95,34 +97,77 @@ def closed_pipe():
 
 def main(argv=None):
     """Run the command line ``argv`` (default ``sys.argv[1:]``) and return its exit status."""
-    hook = sys.unraisablehook
-    sys.unraisablehook = _keeping_ctrl_c(hook)
+    kept = _KeptCtrlC()
     try:
-        return run(argv)
-    except KeyboardInterrupt:       # while the parser is built or reads argv
+        with kept:
+            status = run(argv)
+    except KeyboardInterrupt:       # while the parser is built or reads argv, or at the end
         print("interrupted", file=sys.stderr)
         return 130
-    finally:
-        sys.unraisablehook = hook
+    if kept.dropped and status != 130:   # the command ended before the Ctrl-C sent again arrived
+        print("interrupted", file=sys.stderr)
+        return 130
+    return status
 
 
-def _keeping_ctrl_c(hook):
-    """The ``sys.unraisablehook`` while a command runs, in front of ``hook``.
+class _KeptCtrlC:
+    """While a command runs, a Ctrl-C that Python would drop stops it all the same.
 
     Python runs finalisers (``__del__``, weakref callbacks, matplotlib has many) wherever the
     garbage collector happens to start, and an exception raised in one is printed ("Exception
     ignored in …") and dropped. A Ctrl-C that lands there would be lost: the command would
-    carry on and finish as if never interrupted. So a dropped ``KeyboardInterrupt`` is sent
-    again to the main thread a millisecond later, from another thread (sent from here, it
-    would be raised inside this hook and dropped again), where it stops the command like any
-    other Ctrl-C; every other dropped exception goes to ``hook``.
+    carry on and finish as if never interrupted. So, as ``sys.unraisablehook`` (installed by
+    the main thread only, in front of the hook it replaces), this sends a dropped
+    ``KeyboardInterrupt`` again as SIGINT to the main thread, from another thread once the
+    hook has returned (raised inside the hook, it would be dropped again); a real signal also
+    wakes a main thread that waits. Every other dropped exception goes to
+    the replaced hook. ``dropped`` tells :func:`main` that a Ctrl-C came, in case the command
+    ended before it arrived again.
     """
-    def unraisable(event):
-        if isinstance(event.exc_value, KeyboardInterrupt):
-            threading.Timer(0.001, _thread.interrupt_main).start()
-        else:
-            hook(event)
-    return unraisable
+
+    def __init__(self):
+        self.dropped = self._in_hook = False
+        self._hook = self._timer = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._hook, sys.unraisablehook = sys.unraisablehook, self._unraisable
+        return self
+
+    def _unraisable(self, event):
+        if not isinstance(event.exc_value, KeyboardInterrupt):
+            self._hook(event)
+            return
+        self._in_hook = self.dropped = True
+        if self._timer is None or not self._timer.is_alive():
+            self._timer = threading.Timer(0.001, self._send_once_out)
+            self._timer.start()     # waits for the thread to start: the reason for _in_hook
+        self._in_hook = False
+
+    def _send_once_out(self):
+        while self._in_hook:
+            time.sleep(0.001)
+        _send_ctrl_c()
+
+    def __exit__(self, *exc):
+        try:
+            if self._timer is not None:   # a Ctrl-C sent now is raised here, in main's try
+                self._timer.cancel()
+                self._timer.join()
+        finally:
+            if self._hook is not None:
+                sys.unraisablehook = self._hook
+        return False
+
+
+def _send_ctrl_c():
+    """SIGINT to the main thread, where Python's handler raises ``KeyboardInterrupt``; where
+    that is not the handler (or there are no thread signals), Python's simulated signal."""
+    if (hasattr(signal, "pthread_kill")
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+    else:
+        _thread.interrupt_main()
 
 
 def run(argv):
