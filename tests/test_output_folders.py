@@ -9,6 +9,7 @@ import copy
 import hashlib
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -271,6 +272,21 @@ def test_the_next_run_removes_staging_folders_of_dead_writers_only(tmp_path):
     assert (alive / "a.png").read_text() == "in progress"
     write_version(out, "v2")                     # now nobody holds it either
     assert siblings(out) == ["out"]
+
+
+@posix
+def test_an_abandoned_folder_that_another_writer_removes_first_is_no_error(tmp_path,
+                                                                          monkeypatch):
+    out = tmp_path / "out"
+    dead = abandoned_stage(out, {"a.png": "half", "b.png": "half"})
+    discard = folders._discard
+
+    def the_other_writer_was_quicker(folder, target):
+        shutil.rmtree(folder)                        # between finding it and removing it
+        discard(folder, target)
+    monkeypatch.setattr(folders, "_discard", the_other_writer_was_quicker)
+    write_version(out, "v1")
+    assert not dead.exists() and siblings(out) == ["out"]
 
 
 @posix

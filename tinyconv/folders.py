@@ -269,11 +269,13 @@ def _discard(folder, target):
 
 def remove_abandoned_stages(target):
     """Discard the staging folders beside ``target`` whose writers died (nobody holds their
-    lock), as :func:`_discard` does: never a file that is not theirs."""
+    lock), as :func:`_discard` does: never a file that is not theirs. Two writers starting at
+    once may both find one; the second finds it gone, part or whole, which is no error."""
     pattern = re.compile(rf"\.{re.escape(shortened(target.name, len(MARK) + HEX))}"
                          rf"{re.escape(MARK)}[0-9a-f]{{{HEX}}}")
     for stage, _ in abandoned(target.parent, pattern, stat.S_ISDIR):
-        _discard(stage, target)
+        with contextlib.suppress(FileNotFoundError):
+            _discard(stage, target)
 
 
 def _carry_over(old, stage, writer, legacy):
