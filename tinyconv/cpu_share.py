@@ -15,13 +15,14 @@ cores they leave free (at least one) for that pass, and gets its thread count ba
 is cheap and done at most every :data:`LOOK_EVERY` seconds: the kernel's count of runnable
 threads (``/proc/loadavg``) less this process' own (``/proc/self/task/*/stat``), scaled to
 the CPUs this process may use. Holding BLAS to fewer threads may change the last bits of a
-product (README, "What may change the last bits"); ``TINYCONV_SHARE_CORES=0`` keeps them.
-Where there is no ``/proc`` (not Linux), or no threadpoolctl, or its BLAS is unknown to
-threadpoolctl, nothing changes. ``TINYCONV_SHARE_CORES=0`` turns it off. With a BLAS whose
+product (README, "What may change the last bits"); ``TINYCONV_SHARE_CORES=0`` turns the
+policy off and keeps them. Where there is no ``/proc`` (not Linux), or no threadpoolctl, or its
+BLAS is unknown to threadpoolctl, nothing changes. With a BLAS whose
 thread count is per calling thread (MKL on OpenMP), only the thread that holds the count is
 held.
 """
 
+import functools
 import os
 import threading
 import time
@@ -34,8 +35,9 @@ LOOK_EVERY = 0.05
 VARIABLE = "TINYCONV_SHARE_CORES"
 
 _lock = threading.Lock()        # the BLAS thread count is one per process: one holder at a time
-#: ``held``: ``[(BLAS library, its thread count before)]`` while a pass holds them.
-_state = {"blas": None, "looked": False, "at": -1.0, "others": 0, "held": []}
+#: ``at``, ``others``: when :func:`_others` last counted, and what; ``held``: ``[(BLAS
+#: library, its thread count before, the count the pass set)]`` while a pass holds them.
+_state = {"at": -1.0, "others": 0, "held": []}
 
 
 def _forget_after_fork():
@@ -121,17 +123,16 @@ def _others():
     return _state["others"]
 
 
+@functools.cache
 def _blas():
-    """threadpoolctl's handle on NumPy's BLAS, or None (looked up once)."""
-    if not _state["looked"]:
-        _state["looked"] = True
-        try:
-            from threadpoolctl import ThreadpoolController
-            blas = ThreadpoolController().select(user_api="blas")
-            _state["blas"] = blas if blas.lib_controllers else None
-        except Exception:           # not installed, or a BLAS it cannot steer
-            _state["blas"] = None
-    return _state["blas"]
+    """threadpoolctl's handle on the BLAS libraries loaded (NumPy's among them), or None
+    (looked up once)."""
+    try:
+        from threadpoolctl import ThreadpoolController
+        blas = ThreadpoolController().select(user_api="blas")
+    except Exception:               # not installed, or a BLAS it cannot steer
+        return None
+    return blas if blas.lib_controllers else None
 
 
 def threads_to_use(threads, cores, others):
@@ -155,12 +156,12 @@ def share_cores():
     try:
         others = _others()
         blas = _blas() if others else None        # threadpoolctl only once it is needed
-        libs = blas.lib_controllers if blas else []
-        threads = max((lib.get_num_threads() for lib in libs), default=1)
+        counts = [(lib, lib.get_num_threads()) for lib in blas.lib_controllers] if blas else []
+        threads = max((n for _, n in counts), default=1)
         want = threads_to_use(threads, _cores(), others)
-        for lib in libs if want < threads else []:
-            held.append((lib, lib.get_num_threads(), want))   # first: a Ctrl-C after it
-            lib.set_num_threads(want)                         # still gives the count back
+        for lib, n in counts if want < threads else []:
+            held.append((lib, n, want))     # first: a Ctrl-C after it still gives n back
+            lib.set_num_threads(want)
         yield
     finally:
         _give_back(held)

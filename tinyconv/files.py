@@ -107,11 +107,11 @@ def claim_abandoned(path):
 
 
 def abandoned(folder, pattern, kind):
-    """Yield ``(path, locked descriptor)`` for each entry of ``folder`` whose name matches
-    ``pattern`` (a compiled regular expression, whole name), whose type ``kind`` accepts
-    (``stat.S_ISREG``, ``stat.S_ISDIR``; judged before it is opened, so that a FIFO or a link
-    is never opened, and again once it is) and whose writer is dead (:func:`claim_abandoned`);
-    each descriptor is closed once the caller has dealt with it."""
+    """Yield the path of each entry of ``folder`` whose name matches ``pattern`` (a compiled
+    regular expression, whole name), whose type ``kind`` accepts (``stat.S_ISREG``,
+    ``stat.S_ISDIR``; judged before it is opened, so that a FIFO or a link is never opened,
+    and again once it is) and whose writer is dead (:func:`claim_abandoned`); its lock is
+    held while the caller deals with it."""
     try:
         names = [n for n in os.listdir(folder) if pattern.fullmatch(n)]
     except OSError:
@@ -128,7 +128,7 @@ def abandoned(folder, pattern, kind):
             continue
         try:
             if kind(os.fstat(fd).st_mode):
-                yield path, fd
+                yield path
         finally:
             os.close(fd)
 
@@ -136,7 +136,7 @@ def abandoned(folder, pattern, kind):
 def remove_abandoned_temporaries(path):
     """Remove the temporary files of dead writers of ``path``: names :func:`atomic_write`
     gives (:func:`temporary_pattern`), regular files of this user that nobody locks."""
-    for tmp, _ in abandoned(path.parent, temporary_pattern(path), stat.S_ISREG):
+    for tmp in abandoned(path.parent, temporary_pattern(path), stat.S_ISREG):
         tmp.unlink(missing_ok=True)
 
 

@@ -273,7 +273,7 @@ def remove_abandoned_stages(target):
     once may both find one; the second finds it gone, part or whole, which is no error."""
     pattern = re.compile(rf"\.{re.escape(shortened(target.name, len(MARK) + HEX))}"
                          rf"{re.escape(MARK)}[0-9a-f]{{{HEX}}}")
-    for stage, _ in abandoned(target.parent, pattern, stat.S_ISDIR):
+    for stage in abandoned(target.parent, pattern, stat.S_ISDIR):
         with contextlib.suppress(FileNotFoundError):
             _discard(stage, target)
 
