@@ -246,3 +246,40 @@ def test_backward_can_stop_at_a_layer_and_leave_the_parameter_gradients_alone():
     assert not same(grads(), kept)                              # control: "gradient" writes them
     with pytest.raises(ValueError, match="^stop: "):
         model.backward(dy, stop="logits")
+
+
+def test_forward_can_start_at_a_layer_and_backward_then_goes_down_to_it_only():
+    model = _stop_model()
+    x = np.random.default_rng(5).standard_normal((3, 8, 10, 2))
+    ys = model.activations(x)
+    dy = np.random.default_rng(6).standard_normal((3, 5))
+    full = model.backward(dy, stop="pool1", param_grads=False)
+    np.testing.assert_array_equal(model.forward(ys[3], start="pool1"), ys[-1])
+    np.testing.assert_array_equal(model.forward(ys[3], start=3, upto="relu2"), ys[5])
+    model.forward(ys[3], start="pool1")
+    np.testing.assert_array_equal(model.backward(dy, stop="pool1", param_grads=False), full)
+    # the caches below y_(3) are an older pass': going below it is refused, not answered
+    with pytest.raises(ValueError, match="^stop: the last forward pass began at layer 3"):
+        model.backward(dy, stop="relu1")
+    with pytest.raises(ValueError, match="^stop: the last forward pass began at layer 3"):
+        model.backward(dy)
+    with pytest.raises(ValueError, match="^stop: the last forward pass began at layer 3"):
+        model.backward(dy, input_grad=False)                   # conv2's dW needs no lower cache
+    model.forward(ys[4], start="conv2")
+    with pytest.raises(ValueError, match="began at layer 4"):
+        model.backward(dy, input_grad=False)                   # the lowest parameters: conv1
+    model.forward(x)                                           # a whole pass: anything goes
+    np.testing.assert_array_equal(model.backward(dy, param_grads=False),
+                                  model.backward(dy, rule="gradient", param_grads=False))
+
+
+@pytest.mark.parametrize("start, y_shape, match", [
+    ("pool1", (3, 8, 10, 3), r"^x: expected y_\(3\) of shape \(4, 5, 3\)"),
+    ("flatten", (3, 2, 3, 4), r"^x: expected 2 dimensions, got shape \(3, 2, 3, 4\)"),
+    ("logits", (3, 24), r"^start: expected a layer at or below upto \(6\)"),
+])
+def test_a_forward_from_a_layer_checks_its_input(start, y_shape, match):
+    model = _stop_model()
+    upto = "flatten" if start == "logits" else None
+    with pytest.raises(ValueError, match=match):
+        model.forward(np.zeros(y_shape), start=start, upto=upto)

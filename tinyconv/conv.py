@@ -43,6 +43,8 @@ class Conv2D(Layer):
     are ``(kh, kw, C_in, C_out)`` (HWIO), ``b`` is ``(C_out,)``.
     """
 
+    affine = True
+
     def __init__(self, in_channels, out_channels, kernel, stride=1, padding=0, dilation=1,
                  bias=True, name=None, rng=None, dtype=np.float32):
         super().__init__(name)

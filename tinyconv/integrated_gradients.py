@@ -31,9 +31,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from .checks import check_array, check_choice, check_int
-from .units import check_target, class_backward, n_classes
+from .gradient_sums import affine_prefix, back_through_prefix, runs
+from .units import check_target, class_signal, n_classes
 
 METHODS = ("trapezoid", "left", "right", "middle")
+#: At most this many bytes of path sums and path ends per group of examples (see
+#: :func:`path_sum`; 256 digits of the shipped model).
+GROUP_BYTES = 64 << 20
 
 
 @dataclass
@@ -79,6 +83,34 @@ def check_baseline(baseline, x):
     return np.broadcast_to(b, x.shape).astype(x.dtype)
 
 
+def path_sum(model, x, base, target, alphas, weights, a, batch_size):
+    """``Σ_j w_j dF/dx`` at the path points ``x' + α_j (x - x')``, ``F = y_(L),c``: (N, H, W,
+    C_0) float64 for ``x`` and ``base`` ``(N, H, W, C_0)``, ``target (N,)``.
+
+    The first ``a`` layers are affine (:mod:`tinyconv.gradient_sums`), so the path is taken at
+    ``y_(a)``, from its two ends, and the sum goes back through them once at the end. The
+    ``N m`` points go through ``batch_size`` at a time; point ``p = j N + i`` is ``α_j`` for
+    example ``i``.
+    """
+    N, m = len(x), len(alphas)
+    y_base = model.forward(base, upto=a)                          # y_(a)(x')
+    y_delta = model.forward(x, upto=a) - y_base                   # y_(a)(x) - y_(a)(x')
+    total = np.zeros(y_base.shape, np.float64)                    # Σ_j w_j dF/dy_(a)
+    for start in range(0, m * N, batch_size):
+        stop = min(start + batch_size, m * N)
+        chunk = list(runs(start, stop, N))
+        points = np.empty((stop - start, *y_base.shape[1:]), y_base.dtype)   # y_(a) there
+        for j, i, rows in chunk:
+            np.multiply(y_delta[i], y_base.dtype.type(alphas[j]), out=points[rows])
+            points[rows] += y_base[i]
+        logits = model.forward(points, start=a)
+        dy = class_signal(logits, target[np.arange(start, stop) % N])
+        grad = model.backward(dy, stop=a, param_grads=False)      # dF/dy_(a) at the points
+        for j, i, rows in chunk:
+            total[i] += weights[j] * grad[rows]
+    return back_through_prefix(model, x, total, a)
+
+
 def integrated_gradients(model, x, target=None, baseline=0.0, steps=50, method="trapezoid",
                          batch_size=64):
     """Integrated Gradients of the class logit ``y_(L),c`` (Sundararajan et al. 2017, §3-4).
@@ -113,20 +145,13 @@ def integrated_gradients(model, x, target=None, baseline=0.0, steps=50, method="
     rows = np.arange(N)
     difference = logits_x[rows, target].astype(np.float64) - logits_b[rows, target]
     alphas, weights = riemann_nodes(steps, method)
-    # the path as one long batch: point p = j N + i is x'_i + α_j (x_i - x'_i)
-    delta = x - base                                              # (N, H, W, C_0)
     total = np.zeros(x.shape, np.float64)                         # Σ_j w_j dF/dx at the points
-    for start in range(0, steps * N, batch_size):
-        stop = min(start + batch_size, steps * N)
-        p = np.arange(start, stop)
-        j, i = np.divmod(p, N)
-        points = (base[i] + alphas[j, None, None, None].astype(x.dtype) * delta[i])
-        grad, _, _ = class_backward(model, points, target[i], what="integrated_gradients")
-        # the chunk's points of one step are a run of consecutive examples: add run by run
-        # (no repeated example within a run)
-        for step in range(j[0], j[-1] + 1):
-            a, b = max(start, step * N), min(stop, (step + 1) * N)   # points a..b-1
-            total[a - step * N:b - step * N] += weights[step] * grad[a - start:b - start]
+    a = affine_prefix(model)
+    group = max(1, GROUP_BYTES // (20 * int(np.prod(model.output_shapes[a]))))
+    for g in range(0, N, group):                                  # examples g … g + group - 1
+        e = slice(g, g + group)
+        total[e] = path_sum(model, x[e], base[e], target[e], alphas, weights, a, batch_size)
+    delta = x - base                                              # (N, H, W, C_0)
     attributions = (delta * total).astype(x.dtype)
     gap = attributions.reshape(N, -1).sum(axis=1, dtype=np.float64) - difference
     return IntegratedGradients(attributions, gap, difference, target)

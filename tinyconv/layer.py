@@ -21,6 +21,9 @@ Every layer follows one protocol (:class:`Layer` gives the defaults)::
                                            # (Flatten, Dense)
     pads(H, W)                             # windowed layers only (Conv2D, MaxPool2D):
                                            # ((pad_top, pad_bottom), (pad_left, pad_right))
+    affine                                 # True if y = A x + c with a fixed A
+                                           # (Conv2D, Dense, Flatten): SmoothGrad and
+                                           # IG sum gradients above such layers
     init_params(rng)                       # (re)draw the parameters
     astype(dtype)                          # cast params and grads in place; returns self
     config()                               # constructor arguments (JSON-able), for
@@ -140,6 +143,9 @@ class Layer:
     pad_value = 0.0
     #: whether output unit ``(idx, k)`` depends on input unit ``(idx, k)`` alone (ReLU)
     pointwise = False
+    #: whether ``y = A x + c`` for a fixed matrix ``A`` and vector ``c`` (Conv2D, Dense,
+    #: Flatten): then its backward sends ``dy`` back as ``A^T dy`` whatever the input was
+    affine = False
     #: ``(kh, kw, C_in, C_out)`` weights when the layer is a convolution ``y = conv(x, W) + b``
     #: (linear in ``x`` up to a constant), else None
     conv_kernel = None

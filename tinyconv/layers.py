@@ -99,6 +99,8 @@ class Flatten(Layer):
     """``(N, H, W, C) -> (N, H*W*C)`` in C order (the unit ``(row, col, k)`` goes to
     ``(row * W + col) * C + k``)."""
 
+    affine = True
+
     def output_shape(self, in_shape):
         return (int(np.prod(in_shape)),)
 
@@ -127,6 +129,8 @@ class Flatten(Layer):
 
 class Dense(Layer):
     """Fully connected: ``y = x W + b``, ``(N, in) -> (N, out)``; ``W`` is ``(in, out)``."""
+
+    affine = True
 
     def __init__(self, in_features, out_features, name=None, rng=None, dtype=np.float32):
         super().__init__(name)

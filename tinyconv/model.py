@@ -79,6 +79,7 @@ class Sequential:
             raise ValueError(f"input_shape: expected (H, W, C) positive ints, got {input_shape!r}")
         self.layers = layers
         self._reached = -1          # how far the last forward pass went (for backward)
+        self._began = 0             # where it began: the caches below are an older pass'
         self._dtype = np.dtype(np.float32)   # the dtype when no layer has parameters
         self._guard()
         self.input_shape = tuple(int(d) for d in input_shape)
@@ -224,11 +225,18 @@ class Sequential:
 
     # ------------------------------------------------------------------ forward / backward
 
-    def _check_input(self, x):
-        x = check_array(x, "x", ndim=4)
-        if x.shape[1:] != self.input_shape:
-            raise ValueError(f"x: expected examples of shape {self.input_shape} (H, W, C), "
-                             f"got {x.shape[1:]}")
+    def _check_input(self, x, start=0):
+        if start:                                       # y_(start), any rank
+            shape = self.output_shapes[start]
+            x = check_array(x, "x", ndim=len(shape) + 1)
+            if x.shape[1:] != shape:
+                raise ValueError(f"x: expected y_({start}) of shape {shape} per example "
+                                 f"(start={start}), got {x.shape[1:]}")
+        else:
+            x = check_array(x, "x", ndim=4)
+            if x.shape[1:] != self.input_shape:
+                raise ValueError(f"x: expected examples of shape {self.input_shape} (H, W, C), "
+                                 f"got {x.shape[1:]}")
         return x.astype(self.dtype, copy=False)
 
     def activations(self, x, upto=None):
@@ -249,17 +257,26 @@ class Sequential:
         with self._exclusive("activations"):
             for layer in self.layers[:upto]:
                 ys.append(layer.forward(ys[-1], check=False))
-            self._reached, self._owner = upto, threading.get_ident()
+            self._reached, self._began, self._owner = upto, 0, threading.get_ident()
         return ys
 
-    def forward(self, x, upto=None):
-        """``y_(L)`` (or ``y_(upto)``) for input ``x`` of shape ``(N, H, W, C_0)``."""
+    def forward(self, x, upto=None, start=0):
+        """``y_(L)`` (or ``y_(upto)``) for input ``x`` of shape ``(N, H, W, C_0)``.
+
+        ``start = l`` takes ``x`` for ``y_(l)``, shaped ``(N, *output_shapes[l])``, and runs
+        layers ``l + 1 …`` only: a technique that has ``y_(l)`` already (Integrated Gradients
+        computes it without the layers below, see :func:`tinyconv.units.affine_prefix`). A
+        backward pass after it goes down to ``y_(l)`` at most (``stop=l``).
+        """
         upto = len(self.layers) if upto is None else self.index(upto)
-        y = self._check_input(x)
+        start = self.index(start)
+        if start > upto:
+            raise ValueError(f"start: expected a layer at or below upto ({upto}), got {start}")
+        y = self._check_input(x, start)
         with self._exclusive("forward"):
-            for layer in self.layers[:upto]:
+            for layer in self.layers[start:upto]:
                 y = layer.forward(y, check=False)
-            self._reached, self._owner = upto, threading.get_ident()
+            self._reached, self._began, self._owner = upto, start, threading.get_ident()
         return y
 
     __call__ = forward
@@ -281,7 +298,8 @@ class Sequential:
             channel it is a large part of the whole backward pass).
         stop : layer name or number ``l < start``: go back only to ``y_(stop)`` and return the
             signal there, ``(N, *output_shapes[stop])`` (Grad-CAM's ``d y_(L),c / d y_(l)``);
-            0, the default, goes to the input.
+            0, the default, goes to the input. It may not go below where the last forward pass
+            began (its ``start``).
         param_grads : False to leave every layer's ``grads`` as they are, for a map of the
             input that never reads them (for a convolution ``dW = cols^T dy`` costs as much
             as its forward GEMM). The rules differ only in ReLU, which has no parameters, and
@@ -317,6 +335,10 @@ class Sequential:
         # without input_grad, go down to the lowest layer with parameters and no further
         bottom = stop if input_grad else next(
             (i for i in range(stop, start) if self.layers[i].params), start)
+        if bottom < self._began:
+            raise ValueError(f"stop: the last forward pass began at layer {self._began}, so "
+                             f"it cannot go back below it (to {bottom}); run forward from "
+                             "lower down first")
         dy = check_array(dy, "dy", ndim=len(self.output_shapes[start]) + 1)
         for i in reversed(range(bottom, start)):
             layer = self.layers[i]

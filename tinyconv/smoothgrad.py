@@ -13,6 +13,7 @@ import numbers
 import numpy as np
 
 from .checks import check_array, check_choice, check_int
+from .gradient_sums import affine_prefix, back_through_prefix, runs
 from .units import check_target, class_backward, n_classes
 
 KINDS = ("mean", "square", "var")
@@ -28,10 +29,12 @@ def check_positive(v, name):
     return float(v)
 
 
-def base_map(model, x, target, base):
-    """One base map ``M_c(x)``: ``(B, H, W, C_0)`` for ``x`` ``(B, H, W, C_0)``, ``target (B,)``."""
+def base_map(model, x, target, base, stop=0):
+    """One base map ``M_c(x)``: ``(B, H, W, C_0)`` for ``x`` ``(B, H, W, C_0)``, ``target (B,)``;
+    with ``stop = l``, the gradient or guided signal at ``y_(l)`` instead,
+    ``(B, *output_shapes[l])``."""
     rule = "guided" if base == "guided" else "gradient"
-    dx, _, _ = class_backward(model, x, target, rule=rule, what="smoothgrad")
+    dx, _, _ = class_backward(model, x, target, rule=rule, what="smoothgrad", stop=stop)
     return x * dx if base == "input_x_gradient" else dx
 
 
@@ -81,19 +84,19 @@ def smoothgrad(model, x, target=None, sigma=0.15, n=50, kind="mean", base="gradi
     # every copy is one example of a long batch: (n, N, H, W, C_0) -> (n N, H, W, C_0)
     copies = (x[None] + noise).astype(x.dtype).reshape(n * N, *x.shape[1:])
     targets = np.tile(target, n)                                  # (n N,), copy j of example i
-    total = np.zeros(x.shape, np.float64)                         # Σ_j M_c(x + ε_j)
+    # a mean of gradients is taken above the affine layers and sent back through them once
+    # (tinyconv.gradient_sums); a map of each copy needs each copy's gradient at the input
+    a = affine_prefix(model) if kind == "mean" and base != "input_x_gradient" else 0
+    total = np.zeros((N, *model.output_shapes[a]), np.float64)    # Σ_j M_c(x + ε_j) at y_(a)
     squares = np.zeros(x.shape, np.float64)                       # Σ_j M_c(x + ε_j)²
     for start in range(0, n * N, batch_size):
         stop = min(start + batch_size, n * N)
-        m = base_map(model, copies[start:stop], targets[start:stop], base)
-        # copy p = j N + i is example i, so the chunk's copies j are runs of consecutive
-        # examples: add run by run (no repeated example within a run)
-        for j in range(start // N, (stop - 1) // N + 1):
-            a, b = max(start, j * N), min(stop, (j + 1) * N)      # copies a..b-1: examples
-            run = m[a - start:b - start]                          # a - jN .. b - jN - 1
-            total[a - j * N:b - j * N] += run
+        m = base_map(model, copies[start:stop], targets[start:stop], base, stop=a)
+        for _, i, rows in runs(start, stop, N):
+            total[i] += m[rows]
             if kind != "mean":                                    # the mean needs no squares
-                squares[a - j * N:b - j * N] += run.astype(np.float64) ** 2
+                squares[i] += m[rows].astype(np.float64) ** 2
+    total = back_through_prefix(model, x, total, a)
     mean, mean_sq = total / n, squares / n
     out = {"mean": mean, "square": mean_sq, "var": mean_sq - mean ** 2}[kind]
     return out.astype(x.dtype)

@@ -230,7 +230,7 @@ def centre_unit(model, l):
     return H_l // 2, W_l // 2
 
 
-def class_backward(model, x, target=None, rule="gradient", what="this method"):
+def class_backward(model, x, target=None, rule="gradient", what="this method", stop=0):
     """The class score ``y_(L),c`` sent back to the input: one forward, one backward pass.
 
     Parameters
@@ -239,10 +239,11 @@ def class_backward(model, x, target=None, rule="gradient", what="this method"):
     target : a class index ``c``, ``(N,)`` ints, or None for each example's predicted class.
     rule : ``"gradient"`` (``d y_(L),c / d x``), ``"deconvnet"`` or ``"guided"``.
     what : the technique's name, for the message when the model has no class scores.
+    stop : go back only to ``y_(stop)`` (0: the input).
 
     Returns
     -------
-    dx : (N, H, W, C_0) the backward signal at the input;
+    dx : (N, H, W, C_0) the backward signal at the input (at ``y_(stop)``, shaped like it);
     target : (N,) int64 the classes used; logits : (N, K) ``y_(L)``.
     The layers' parameter gradients ``grads`` are left as they were.
     """
@@ -251,5 +252,5 @@ def class_backward(model, x, target=None, rule="gradient", what="this method"):
     logits = model.forward(x)
     target = check_target(target, logits)
     dy = class_signal(logits, target)                             # (N, K) at y_(L)
-    dx = model.backward(dy, rule=rule, param_grads=False)       # (N, H, W, C_0)
+    dx = model.backward(dy, rule=rule, stop=stop, param_grads=False)   # (N, H, W, C_0)
     return dx, target, logits
