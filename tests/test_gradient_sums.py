@@ -8,7 +8,8 @@ import pytest
 from toy_models import random_input, small_cnn
 
 import tinyconv as tc
-from tinyconv.gradient_sums import affine_prefix, back_through_prefix, runs
+from tinyconv import gradient_sums
+from tinyconv.gradient_sums import affine_prefix, back_through_prefix, example_groups, runs
 
 # the module, not the function of the same name that the package exports
 ig_module = importlib.import_module("tinyconv.integrated_gradients")
@@ -92,8 +93,8 @@ def test_integrated_gradients_in_groups_of_examples_is_the_same(monkeypatch):
     model = small_cnn()
     x = random_input(model, 5)
     whole = tc.integrated_gradients(model, x, 1, steps=7, batch_size=4)
-    one_example = 20 * int(np.prod(model.output_shapes[1]))
-    monkeypatch.setattr(ig_module, "GROUP_BYTES", 2 * one_example)   # groups of 2, 2 and 1
+    one_example = (8 + 2 * 8) * int(np.prod(model.output_shapes[1]))    # float64 model
+    monkeypatch.setattr(gradient_sums, "GROUP_BYTES", 2 * one_example)   # groups of 2, 2, 1
     grouped = tc.integrated_gradients(model, x, 1, steps=7, batch_size=4)
     np.testing.assert_allclose(grouped.attributions, whole.attributions, rtol=1e-12,
                                atol=1e-15)
@@ -111,3 +112,31 @@ def test_smoothgrads_mean_above_the_prefix_is_the_mean_of_the_maps(make, base):
     np.testing.assert_allclose(
         tc.smoothgrad(model, x, 0, n=6, base=base, noise=noise, batch_size=4),
         np.mean(maps, axis=0), rtol=1e-9, atol=1e-13)
+
+
+@pytest.mark.parametrize("N, per, limit, sizes", [(5, 10, 20, [2, 2, 1]), (3, 10, 1, [1, 1, 1]),
+                                                  (4, 10, 10 ** 9, [4]), (1, 0, 20, [1])])
+def test_example_groups_cut_the_examples_by_their_bytes(monkeypatch, N, per, limit, sizes):
+    monkeypatch.setattr(gradient_sums, "GROUP_BYTES", limit)
+    groups = example_groups(N, per)
+    assert [g.stop - g.start for g in groups] == sizes
+    assert np.array_equal(np.r_[tuple(groups)], np.arange(N))
+
+
+@pytest.mark.parametrize("kind, base", [("mean", "gradient"), ("mean", "guided"),
+                                        ("var", "gradient"), ("square", "input_x_gradient")])
+def test_smoothgrad_in_groups_of_examples_is_the_same(monkeypatch, kind, base):
+    model = small_cnn()
+    x = random_input(model, 5)
+    whole = tc.smoothgrad(model, x, 1, n=3, kind=kind, base=base, batch_size=4)
+    monkeypatch.setattr(gradient_sums, "GROUP_BYTES", 1)             # one example per group
+    np.testing.assert_allclose(tc.smoothgrad(model, x, 1, n=3, kind=kind, base=base,
+                                             batch_size=4), whole, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.filterwarnings("ignore:overflow|invalid value:RuntimeWarning")
+def test_integrated_gradients_names_an_overflow_above_the_input():
+    # x itself is finite; conv1's outputs of it are not (float32 tops out near 3.4e38)
+    model = tc.pretrained("mnist")
+    with pytest.raises(ValueError, match=r"^x, baseline: layer 1's outputs .* overflow float32"):
+        tc.integrated_gradients(model, np.full((1, 28, 28, 1), 3e38, np.float32), 0, steps=3)

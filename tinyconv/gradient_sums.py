@@ -18,10 +18,31 @@ follow that save work:
   (y_(a)(x) - y_(a)(x'))``: Integrated Gradients' path points can start at ``y_(a)``, two
   passes through the affine layers instead of one per point.
 
-On the shipped MNIST model ``a = 1``: conv1 runs twice per example instead of once per copy
-(why it pays: ``docs/speed.md``). The results are the definition's up to rounding, since the
-sums are taken in another order (``tests/test_gradient_sums.py`` compares them).
+On the shipped MNIST model ``a = 1`` (conv1): its backward runs once per example instead of
+once per copy, and Integrated Gradients' forward through it a few times per example instead of
+once per path point (why it pays: ``docs/speed.md``). The results are the definition's up to
+rounding, since the sums are taken in another order (``tests/test_gradient_sums.py`` compares
+them). A sum at ``y_(a)`` is larger than one at the input (16 times on the shipped model), so
+the examples go through in groups (:func:`example_groups`).
 """
+
+import numpy as np
+
+#: About this many bytes of sums, and of the arrays that go with them, per group of examples
+#: (:func:`example_groups`).
+GROUP_BYTES = 64 << 20
+
+
+def example_groups(N, bytes_per_example):
+    """Slices that cut examples ``0 … N-1`` into groups of about :data:`GROUP_BYTES` (one
+    example at least), for ``bytes_per_example`` of sums and copies per example."""
+    step = max(1, GROUP_BYTES // max(1, bytes_per_example))
+    return [slice(g, min(N, g + step)) for g in range(0, N, step)]
+
+
+def units(model, l):
+    """The number of units of ``y_(l)`` per example."""
+    return int(np.prod(model.output_shapes[l]))
 
 
 def runs(start, stop, N):

@@ -31,13 +31,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from .checks import check_array, check_choice, check_int
-from .gradient_sums import affine_prefix, back_through_prefix, runs
+from .gradient_sums import affine_prefix, back_through_prefix, example_groups, runs, units
 from .units import check_target, class_signal, n_classes
 
 METHODS = ("trapezoid", "left", "right", "middle")
-#: At most this many bytes of path sums and path ends per group of examples (see
-#: :func:`path_sum`; 256 digits of the shipped model).
-GROUP_BYTES = 64 << 20
 
 
 @dataclass
@@ -84,8 +81,8 @@ def check_baseline(baseline, x):
 
 
 def path_sum(model, x, base, target, alphas, weights, a, batch_size):
-    """``Σ_j w_j dF/dx`` at the path points ``x' + α_j (x - x')``, ``F = y_(L),c``: (N, H, W,
-    C_0) float64 for ``x`` and ``base`` ``(N, H, W, C_0)``, ``target (N,)``.
+    """``Σ_j w_j dF/dx`` at the path points ``x' + α_j (x - x')``, ``F = y_(L),c``:
+    ``(N, H, W, C_0)`` for ``x`` and ``base`` ``(N, H, W, C_0)``, ``target (N,)``.
 
     The first ``a`` layers are affine (:mod:`tinyconv.gradient_sums`), so the path is taken at
     ``y_(a)``, from its two ends, and the sum goes back through them once at the end. The
@@ -95,6 +92,9 @@ def path_sum(model, x, base, target, alphas, weights, a, batch_size):
     N, m = len(x), len(alphas)
     y_base = model.forward(base, upto=a)                          # y_(a)(x')
     y_delta = model.forward(x, upto=a) - y_base                   # y_(a)(x) - y_(a)(x')
+    if not np.isfinite(y_delta).all():
+        raise ValueError(f"x, baseline: layer {a}'s outputs at x and at the baseline overflow "
+                         f"{x.dtype} (their difference is not finite); scale them down")
     total = np.zeros(y_base.shape, np.float64)                    # Σ_j w_j dF/dy_(a)
     for start in range(0, m * N, batch_size):
         stop = min(start + batch_size, m * N)
@@ -147,9 +147,8 @@ def integrated_gradients(model, x, target=None, baseline=0.0, steps=50, method="
     alphas, weights = riemann_nodes(steps, method)
     total = np.zeros(x.shape, np.float64)                         # Σ_j w_j dF/dx at the points
     a = affine_prefix(model)
-    group = max(1, GROUP_BYTES // (20 * int(np.prod(model.output_shapes[a]))))
-    for g in range(0, N, group):                                  # examples g … g + group - 1
-        e = slice(g, g + group)
+    # per example: the float64 sum at y_(a) and the path's two ends there
+    for e in example_groups(N, units(model, a) * (8 + 2 * x.itemsize)):
         total[e] = path_sum(model, x[e], base[e], target[e], alphas, weights, a, batch_size)
     delta = x - base                                              # (N, H, W, C_0)
     attributions = (delta * total).astype(x.dtype)

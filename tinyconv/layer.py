@@ -23,7 +23,9 @@ Every layer follows one protocol (:class:`Layer` gives the defaults)::
                                            # ((pad_top, pad_bottom), (pad_left, pad_right))
     affine                                 # True if y = A x + c with a fixed A
                                            # (Conv2D, Dense, Flatten): SmoothGrad and
-                                           # IG sum gradients above such layers
+                                           # IG sum gradients above such layers (a
+                                           # subclass that adds a nonlinearity sets
+                                           # it to False)
     init_params(rng)                       # (re)draw the parameters
     astype(dtype)                          # cast params and grads in place; returns self
     config()                               # constructor arguments (JSON-able), for

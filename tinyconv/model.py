@@ -265,7 +265,7 @@ class Sequential:
 
         ``start = l`` takes ``x`` for ``y_(l)``, shaped ``(N, *output_shapes[l])``, and runs
         layers ``l + 1 …`` only: a technique that has ``y_(l)`` already (Integrated Gradients
-        computes it without the layers below, see :func:`tinyconv.units.affine_prefix`). A
+        computes it without the layers below, see :func:`tinyconv.gradient_sums.affine_prefix`). A
         backward pass after it goes down to ``y_(l)`` at most (``stop=l``).
         """
         upto = len(self.layers) if upto is None else self.index(upto)
@@ -336,9 +336,10 @@ class Sequential:
         bottom = stop if input_grad else next(
             (i for i in range(stop, start) if self.layers[i].params), start)
         if bottom < self._began:
-            raise ValueError(f"stop: the last forward pass began at layer {self._began}, so "
-                             f"it cannot go back below it (to {bottom}); run forward from "
-                             "lower down first")
+            raise ValueError(f"stop: the last forward pass began at layer {self._began} (its "
+                             f"start), so a backward pass can go down to y_({self._began}) "
+                             f"at most, not to y_({bottom}); pass stop={self._began}, or run "
+                             "forward from lower down first")
         dy = check_array(dy, "dy", ndim=len(self.output_shapes[start]) + 1)
         for i in reversed(range(bottom, start)):
             layer = self.layers[i]

@@ -13,7 +13,7 @@ import numbers
 import numpy as np
 
 from .checks import check_array, check_choice, check_int
-from .gradient_sums import affine_prefix, back_through_prefix, runs
+from .gradient_sums import affine_prefix, back_through_prefix, example_groups, runs, units
 from .units import check_target, class_backward, n_classes
 
 KINDS = ("mean", "square", "var")
@@ -36,6 +36,27 @@ def base_map(model, x, target, base, stop=0):
     rule = "guided" if base == "guided" else "gradient"
     dx, _, _ = class_backward(model, x, target, rule=rule, what="smoothgrad", stop=stop)
     return x * dx if base == "input_x_gradient" else dx
+
+
+def copy_sums(model, x, noise, target, base, a, batch_size, total, squares=None):
+    """Add ``Σ_j M_c(x + ε_j)`` to ``total`` (and ``Σ_j M_c(x + ε_j)²`` to ``squares`` unless
+    None), both ``(N, H, W, C_0)`` float64, for ``x (N, H, W, C_0)`` and ``noise (n, N, H, W,
+    C_0)``. With ``a > 0`` the maps are gradients (or guided signals): their sum is taken at
+    ``y_(a)`` and sent back through the affine layers once (:mod:`tinyconv.gradient_sums`).
+    """
+    n, N = len(noise), len(x)
+    # every copy is one example of a long batch: (n, N, H, W, C_0) -> (n N, H, W, C_0)
+    copies = (x[None] + noise).astype(x.dtype).reshape(n * N, *x.shape[1:])
+    targets = np.tile(target, n)                                  # (n N,), copy j of example i
+    at_a = np.zeros((N, *model.output_shapes[a]), np.float64)     # the sum at y_(a)
+    for start in range(0, n * N, batch_size):
+        stop = min(start + batch_size, n * N)
+        m = base_map(model, copies[start:stop], targets[start:stop], base, stop=a)
+        for _, i, rows in runs(start, stop, N):
+            at_a[i] += m[rows]
+            if squares is not None:                               # then a = 0
+                squares[i] += m[rows].astype(np.float64) ** 2
+    total += back_through_prefix(model, x, at_a, a)
 
 
 def smoothgrad(model, x, target=None, sigma=0.15, n=50, kind="mean", base="gradient", seed=0,
@@ -81,22 +102,18 @@ def smoothgrad(model, x, target=None, sigma=0.15, n=50, kind="mean", base="gradi
         if len(noise) != n:
             raise ValueError(f"noise: expected n = {n} noisy copies (noise.shape[0]), "
                              f"got {len(noise)}")
-    # every copy is one example of a long batch: (n, N, H, W, C_0) -> (n N, H, W, C_0)
-    copies = (x[None] + noise).astype(x.dtype).reshape(n * N, *x.shape[1:])
-    targets = np.tile(target, n)                                  # (n N,), copy j of example i
     # a mean of gradients is taken above the affine layers and sent back through them once
     # (tinyconv.gradient_sums); a map of each copy needs each copy's gradient at the input
     a = affine_prefix(model) if kind == "mean" and base != "input_x_gradient" else 0
-    total = np.zeros((N, *model.output_shapes[a]), np.float64)    # Σ_j M_c(x + ε_j) at y_(a)
-    squares = np.zeros(x.shape, np.float64)                       # Σ_j M_c(x + ε_j)²
-    for start in range(0, n * N, batch_size):
-        stop = min(start + batch_size, n * N)
-        m = base_map(model, copies[start:stop], targets[start:stop], base, stop=a)
-        for _, i, rows in runs(start, stop, N):
-            total[i] += m[rows]
-            if kind != "mean":                                    # the mean needs no squares
-                squares[i] += m[rows].astype(np.float64) ** 2
-    total = back_through_prefix(model, x, total, a)
-    mean, mean_sq = total / n, squares / n
-    out = {"mean": mean, "square": mean_sq, "var": mean_sq - mean ** 2}[kind]
-    return out.astype(x.dtype)
+    total = np.zeros(x.shape, np.float64)                         # Σ_j M_c(x + ε_j)
+    squares = np.zeros(x.shape, np.float64) if kind != "mean" else None   # Σ_j M_c(x + ε_j)²
+    # per example: the float64 sums and its n copies
+    per_example = 8 * (units(model, a) + (squares is not None) * x[0].size) + n * x[0].nbytes
+    for e in example_groups(N, per_example):
+        copy_sums(model, x[e], noise[:, e], target[e], base, a, batch_size, total[e],
+                  None if squares is None else squares[e])
+    mean = total / n
+    if kind == "mean":
+        return mean.astype(x.dtype)
+    mean_sq = squares / n
+    return (mean_sq if kind == "square" else mean_sq - mean ** 2).astype(x.dtype)

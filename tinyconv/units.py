@@ -252,5 +252,5 @@ def class_backward(model, x, target=None, rule="gradient", what="this method", s
     logits = model.forward(x)
     target = check_target(target, logits)
     dy = class_signal(logits, target)                             # (N, K) at y_(L)
-    dx = model.backward(dy, rule=rule, stop=stop, param_grads=False)   # (N, H, W, C_0)
+    dx = model.backward(dy, rule=rule, stop=stop, param_grads=False)   # shaped like y_(stop)
     return dx, target, logits
