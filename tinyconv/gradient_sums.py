@@ -70,6 +70,12 @@ def affine_prefix(model):
     return a
 
 
+def sum_dtype(model, a):
+    """The dtype to sum gradients in at ``y_(a)``: float64 at the input (``a = 0``); above the
+    affine layers the model's own, since the sum goes back through them in it."""
+    return np.dtype(np.float64) if a == 0 else model.dtype
+
+
 def back_through_prefix(model, x, signal, a):
     """``A^T signal``: a signal at ``y_(a)`` sent back to the input through the affine layers
     ``a … 1`` (any rule: they hold no ReLU).

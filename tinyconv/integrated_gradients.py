@@ -31,7 +31,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from .checks import check_array, check_choice, check_int
-from .gradient_sums import affine_prefix, back_through_prefix, example_groups, runs, units
+from .gradient_sums import (
+    affine_prefix,
+    back_through_prefix,
+    example_groups,
+    runs,
+    sum_dtype,
+    units,
+)
 from .units import check_target, class_signal, n_classes
 
 METHODS = ("trapezoid", "left", "right", "middle")
@@ -95,7 +102,7 @@ def path_sum(model, x, base, target, alphas, weights, a, batch_size):
     if not np.isfinite(y_delta).all():
         raise ValueError(f"x, baseline: layer {a}'s outputs at x and at the baseline overflow "
                          f"{x.dtype} (their difference is not finite); scale them down")
-    total = np.zeros(y_base.shape, np.float64)                    # Σ_j w_j dF/dy_(a)
+    total = np.zeros(y_base.shape, sum_dtype(model, a))          # Σ_j w_j dF/dy_(a)
     for start in range(0, m * N, batch_size):
         stop = min(start + batch_size, m * N)
         chunk = list(runs(start, stop, N))
@@ -107,7 +114,7 @@ def path_sum(model, x, base, target, alphas, weights, a, batch_size):
         dy = class_signal(logits, target[np.arange(start, stop) % N])
         grad = model.backward(dy, stop=a, param_grads=False)      # dF/dy_(a) at the points
         for j, i, rows in chunk:
-            total[i] += weights[j] * grad[rows]
+            total[i] += total.dtype.type(weights[j]) * grad[rows]
     return back_through_prefix(model, x, total, a)
 
 

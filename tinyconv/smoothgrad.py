@@ -13,7 +13,14 @@ import numbers
 import numpy as np
 
 from .checks import check_array, check_choice, check_int
-from .gradient_sums import affine_prefix, back_through_prefix, example_groups, runs, units
+from .gradient_sums import (
+    affine_prefix,
+    back_through_prefix,
+    example_groups,
+    runs,
+    sum_dtype,
+    units,
+)
 from .units import check_target, class_backward, n_classes
 
 KINDS = ("mean", "square", "var")
@@ -48,7 +55,7 @@ def copy_sums(model, x, noise, target, base, a, batch_size, total, squares=None)
     # every copy is one example of a long batch: (n, N, H, W, C_0) -> (n N, H, W, C_0)
     copies = (x[None] + noise).astype(x.dtype).reshape(n * N, *x.shape[1:])
     targets = np.tile(target, n)                                  # (n N,), copy j of example i
-    at_a = np.zeros((N, *model.output_shapes[a]), np.float64)     # the sum at y_(a)
+    at_a = np.zeros((N, *model.output_shapes[a]), sum_dtype(model, a))   # the sum at y_(a)
     for start in range(0, n * N, batch_size):
         stop = min(start + batch_size, n * N)
         m = base_map(model, copies[start:stop], targets[start:stop], base, stop=a)
