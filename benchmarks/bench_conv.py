@@ -197,7 +197,11 @@ def phase_timings(layer, x, dy, quick):
     unlike the layer, the im2col matrix is one piece (``Conv2D`` splits batches whose im2col
     matrix exceeds ``tinyconv.workspace.CHUNK_BYTES``).
 
-    Returns a dict ``phase -> Timing``, in the order a forward + backward runs them.
+    When the layer computes ``y`` or ``dx`` by Winograd's F(2x2, 3x3)
+    (``tinyconv.workspace.winograd_applies``), that is timed too, through a workspace of the
+    layer's kind; else its entry is None.
+
+    Returns a dict ``phase -> Timing or None``.
     """
     N, H, W, C = x.shape
     args = layer._im2col_args(H, W)
@@ -223,12 +227,34 @@ def phase_timings(layer, x, dy, quick):
             kernels.col2im(piece, n1 - n0, H, W, C, *args, out=dx[n0:n1])
 
     m = lambda fn: _setup.measure(fn, quick=quick)  # noqa: E731
-    return {
+    phases = {
         "im2col": m(lambda: kernels.im2col(x, *args, out=ext[:, :K])),
         "GEMM y=[cols,1]@[W;b]": m(lambda: np.matmul(ext, W2b, out=y2)),
         "GEMM [dW;db]=[cols,1].T@dy": m(lambda: (dy2.T @ ext).T if order == "C" else ext.T @ dy2),
         "GEMM dcols=dy@W.T + col2im": m(dcols_col2im),
+        "Winograd y": None,
+        "Winograd dx": None,
     }
+    # a 3x3 layer may compute y and dx by Winograd's F(2x2, 3x3) instead (Conv2D.forward,
+    # .backward): then those are its steps, timed through its own workspace
+    ws = workspace.ConvWorkspace()
+    if workspace.winograd_applies(args, C, C_out):
+        phases["Winograd y"] = m(lambda: ws.winograd_gemm(x, args, layer.params["W"],
+                                                          layer.params["b"]))
+    dx_args = workspace.transposed_args(args, H, W)
+    if dx_args is not None and workspace.winograd_applies(dx_args, C_out, C):
+        flipped = layer.params["W"][::-1, ::-1].transpose(0, 1, 3, 2)
+        phases["Winograd dx"] = m(lambda: ws.winograd_gemm(dy, dx_args, flipped, None,
+                                                           tag="dx"))
+    return phases
+
+
+def layer_steps(phases):
+    """The steps the layer runs: im2col and the weight GEMM always, the forward GEMM and
+    ``dcols`` + col2im unless Winograd's take their place."""
+    return [phases["im2col"], phases["GEMM [dW;db]=[cols,1].T@dy"],
+            phases["Winograd y"] or phases["GEMM y=[cols,1]@[W;b]"],
+            phases["Winograd dx"] or phases["GEMM dcols=dy@W.T + col2im"]]
 
 
 def sgemm_timing(s, quick):
@@ -281,6 +307,7 @@ def main(argv=None):
         fmt={"sgemm ms": "{:.2f}", "sgemm GFLOP/s": "{:.1f}", "tinyconv fwd / sgemm": "{:.2f}"})
     phase_t = None
     errors = []
+    not_run = []                 # per shape, per phase: timed, but the layer does not run it
 
     for s, key in zip(shapes, keys, strict=True):
         name = shape_name(s)
@@ -307,25 +334,32 @@ def main(argv=None):
         if phase_t is None:
             cols = ["shape", *phases, "sum", "fwd+bwd", "other"]
             phase_t = _setup.Table(
-                "Where tinyconv's fwd+bwd time goes (ms, each step of im2col convolution timed "
-                "alone)", cols,
+                "Where tinyconv's fwd+bwd time goes (ms, each step timed alone)", cols,
                 fmt={c: "{:.2f}" for c in cols},
-                notes=["other = fwd+bwd (the tinyconv worker's median) - sum of steps (timed "
-                       "in this process): what running them back to back adds (cache misses, "
-                       "reshapes, and hand-offs between numba's and OpenBLAS' thread pools, "
-                       "whose idle threads spin for a while)."])
-        total = sum(p.median for p in phases.values())
-        phase_t.add(name, *(p.ms for p in phases.values()), 1e3 * total, tc["fwd+bwd"].ms,
-                    tc["fwd+bwd"].ms - 1e3 * total)
+                notes=["sum = the steps the layer runs: im2col and the weight GEMM, and the "
+                       "forward GEMM and dcols + col2im unless the Winograd column has a time "
+                       "(then the layer computes y, or dx, that way instead: "
+                       "tinyconv.workspace.winograd_applies). other = fwd+bwd (the tinyconv "
+                       "worker's median) - sum (timed in this process): what running them back "
+                       "to back adds (cache misses, reshapes, and hand-offs between numba's "
+                       "and OpenBLAS' thread pools, whose idle threads spin for a while)."])
+        steps_run = layer_steps(phases)
+        total = sum(p.median for p in steps_run)
+        not_run.append([p is not None and all(p is not q for q in steps_run)
+                        for p in phases.values()])
+        phase_t.add(name, *("-" if p is None else p.ms for p in phases.values()), 1e3 * total,
+                    tc["fwd+bwd"].ms, tc["fwd+bwd"].ms - 1e3 * total)
         del layer, x, dy
 
     steps = len(phases)
     share_t = _setup.Table(
-        "The same, as % of the sum of steps", ["shape", *list(phase_t.columns[1:1 + steps])],
+        "The same, as % of the sum (not run: a step the layer does not run)",
+        ["shape", *list(phase_t.columns[1:1 + steps])],
         fmt={c: "{:.0f}%" for c in phase_t.columns})
-    for row in phase_t.rows:
+    for row, skipped in zip(phase_t.rows, not_run, strict=True):
         total = row[1 + steps]
-        share_t.add(row[0], *(100.0 * v / total for v in row[1:1 + steps]))
+        share_t.add(row[0], *("-" if v == "-" else "not run" if off else 100.0 * v / total
+                              for v, off in zip(row[1:1 + steps], skipped, strict=True)))
     gemm_t.notes = errors
 
     if args.quick:

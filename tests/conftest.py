@@ -26,6 +26,16 @@ settings.register_profile(
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
+@pytest.fixture(params=["one thread", "all threads"])
+def threads(request, monkeypatch):
+    """Small inputs run on one thread; lowering the threshold sends them through prange."""
+    if request.param == "all threads":
+        from tinyconv import kernels
+        monkeypatch.setattr(kernels._runtime, "PARALLEL_MIN_SIZE", 0)
+        monkeypatch.setattr(kernels._runtime, "ONE_THREAD_BESIDE_BLAS", False)
+    return request.param
+
+
 @pytest.fixture
 def rng():
     """A fresh, fixed-seed generator for each test (tests never share random state)."""

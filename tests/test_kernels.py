@@ -132,15 +132,6 @@ def test_reference_and_kernel_agree_on_a_fixed_case():
 # --------------------------------------------------------------------------- fast paths
 
 
-@pytest.fixture(params=["one thread", "all threads"])
-def threads(request, monkeypatch):
-    """Small inputs run on one thread; lowering the threshold sends them through prange."""
-    if request.param == "all threads":
-        monkeypatch.setattr(kernels._runtime, "PARALLEL_MIN_SIZE", 0)
-        monkeypatch.setattr(kernels._runtime, "ONE_THREAD_BESIDE_BLAS", False)
-    return request.param
-
-
 @pytest.mark.parametrize("C, kernel, stride, dilation, pads", [
     (1, (3, 3), (1, 1), (1, 1), (1, 1)),     # one channel, stride 1: the column copies
     (1, (5, 4), (2, 3), (1, 1), (2, 0)),     # one channel, strided

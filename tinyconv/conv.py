@@ -15,7 +15,7 @@ from .layer import (
     check_rule,
     resolve_padding,
 )
-from .workspace import ConvWorkspace, Im2colArgs
+from .workspace import ConvWorkspace, Im2colArgs, transposed_args, winograd_applies
 
 
 class Conv2D(Layer):
@@ -151,7 +151,11 @@ class Conv2D(Layer):
         # cols = im2col(x): one row per output location (n, oh, ow), one column per kernel
         # tap (i, j, c): (N*H_out*W_out, kh*kw*C_in); then one GEMM, and the bias:
         # y = cols @ W2 + b: (N*H_out*W_out, C_out)
-        y = self._workspace.im2col_gemm(x, args, W2, b)
+        if winograd_applies(args, self.in_channels, self.out_channels):
+            # the same numbers up to rounding, with 2.25 times fewer multiplications
+            y = self._workspace.winograd_gemm(x, args, self.params["W"], b)
+        else:
+            y = self._workspace.im2col_gemm(x, args, W2, b)
         self._x = x         # for the backward pass (by reference, as Dense and ReLU keep theirs)
         return y.reshape(N, args.H_out, args.W_out, self.out_channels)
 
@@ -178,6 +182,15 @@ class Conv2D(Layer):
             return None
         # if we im2col on the forward, we col2im on the backward: dcols = dy2 W2^T is
         # (N*H_out*W_out, kh*kw*C_in), and col2im adds each row back onto its window
+        dx_args = transposed_args(args, x.shape[1], x.shape[2])
+        if dx_args is not None and winograd_applies(dx_args, self.out_channels,
+                                                    self.in_channels):
+            # the same numbers up to rounding: dx = dy convolved with the flipped filters,
+            # (3, 3, C_out, C_in), by Winograd's F(2x2, 3x3)
+            flipped = self.params["W"][::-1, ::-1].transpose(0, 1, 3, 2)
+            dx = self._workspace.winograd_gemm(dy2.reshape(dy.shape), dx_args, flipped, None,
+                                               tag="dx")
+            return dx.reshape(x.shape)
         W2 = self.params["W"].reshape(-1, self.out_channels)    # (kh*kw*C_in, C_out)
         return self._workspace.col2im_gemm(dy2, W2, args, x.shape)
 

@@ -3,7 +3,8 @@
 :class:`tinyconv.layers.Conv2D` says *what* it computes — ``y = im2col(x) @ W2 + b``,
 ``dW2 = im2col(x)^T dy``, ``db = sum dy``, ``dx = col2im(dy W2^T)`` — and asks a
 :class:`ConvWorkspace` to compute it. The workspace gives the same numbers (bit for bit the
-numbers the layer has always given) and owns every trick that makes them fast:
+numbers the layer has always given, but for Winograd's, which are the same up to rounding) and
+owns every trick that makes them fast:
 
 - **kept buffers**: the im2col matrix and the backward's ``dcols`` live in arrays kept from
   call to call (:meth:`ConvWorkspace.buffer`), made anew only when a shape or dtype changes;
@@ -19,7 +20,11 @@ numbers the layer has always given) and owns every trick that makes them fast:
 - **the GEMM's orientation**: with row-major cols, ``[cols, 1]^T dy`` is computed as
   ``(dy^T [cols, 1])^T``;
 - **dcols in pieces**: ``dcols = dy W2^T`` and its col2im run a few examples at a time
-  (:data:`DX_CHUNK_BYTES`), so that col2im reads dcols from the cache.
+  (:data:`DX_CHUNK_BYTES`), so that col2im reads dcols from the cache;
+- **Winograd for 3x3**: a 3x3, stride-1 forward with enough channels and locations
+  (:func:`winograd_applies`) goes by Winograd's F(2x2, 3x3) instead
+  (:meth:`ConvWorkspace.winograd_gemm`, :mod:`tinyconv.kernels.winograd`): 16 GEMMs on
+  transformed tiles, 2.25 times fewer multiplications, the same numbers up to rounding.
 
 Why each one pays, with the figures measured when it was added: ``docs/speed.md``.
 
@@ -35,6 +40,10 @@ import numpy as np
 
 #: At most this many bytes of im2col matrix per chunk of examples (one example at least).
 CHUNK_BYTES = 64 << 20
+
+#: At most this many bytes of Winograd's transformed tiles and products per chunk of examples:
+#: small enough that the tiles, their products and the outputs stay in the cache (docs/speed.md).
+WINOGRAD_CHUNK_BYTES = 8 << 20
 
 #: At most this many bytes of ``dcols`` per piece of the backward's ``dx`` (one example at
 #: least).
@@ -58,15 +67,46 @@ class Im2colArgs(NamedTuple):
     W_out: int
 
 
-def chunks(N, P, K, itemsize):
-    """Split ``N`` examples into chunks of at most :data:`CHUNK_BYTES` of matrix each (one
-    example at least).
+#: Winograd for a 3x3 convolution needs at least this many input and output channels and output
+#: rows and columns (``docs/speed.md``: with fewer it was measured slower than im2col + GEMM).
+WINOGRAD_MIN_CHANNELS, WINOGRAD_MIN_SIDE = 8, 14
+
+
+def winograd_applies(args, C_in, C_out):
+    """Whether :meth:`ConvWorkspace.winograd_gemm` computes this convolution: a 3x3 kernel,
+    stride and dilation 1, at least :data:`WINOGRAD_MIN_CHANNELS` input and output channels and
+    an output of at least :data:`WINOGRAD_MIN_SIDE` rows and columns."""
+    return ((args.kh, args.kw, args.sh, args.sw, args.dh, args.dw) == (3, 3, 1, 1, 1, 1)
+            and min(C_in, C_out) >= WINOGRAD_MIN_CHANNELS
+            and min(args.H_out, args.W_out) >= WINOGRAD_MIN_SIDE)
+
+
+def transposed_args(args, H_in, W_in):
+    """The window arguments of ``dx`` as a convolution of ``dy``: for stride 1 and no dilation,
+    ``dx`` is ``dy`` convolved with the flipped filters (input and output channels swapped),
+    padded by ``k - 1 - pad`` on each side, which gives the ``H_in x W_in`` map. None if the
+    layer pads a side by more than ``k - 1`` (that convolution would crop) or has a stride or
+    dilation."""
+    if (args.sh, args.sw, args.dh, args.dw) != (1, 1, 1, 1):
+        return None
+    pad_bottom = args.H_out + args.kh - 1 - H_in - args.pad_top
+    pad_right = args.W_out + args.kw - 1 - W_in - args.pad_left
+    if max(args.pad_top, pad_bottom) > args.kh - 1 or max(args.pad_left, pad_right) > args.kw - 1:
+        return None
+    return args._replace(pad_top=args.kh - 1 - args.pad_top,
+                         pad_left=args.kw - 1 - args.pad_left, H_out=H_in, W_out=W_in)
+
+
+def chunks(N, P, K, itemsize, limit=None):
+    """Split ``N`` examples into chunks of at most :data:`CHUNK_BYTES` (or ``limit``) bytes
+    of matrix each (one example at least).
 
     Parameters
     ----------
     N : examples in the batch.
     P, K : each example has ``P`` rows of ``K`` numbers (``P = H_out * W_out``).
     itemsize : bytes per number.
+    limit : the bytes per chunk, if not :data:`CHUNK_BYTES`.
 
     Returns
     -------
@@ -74,7 +114,7 @@ def chunks(N, P, K, itemsize):
     rows : rows of the largest chunk (``P`` times its examples), the size of a buffer that
         holds any of them.
     """
-    step = max(1, CHUNK_BYTES // (P * K * itemsize))
+    step = max(1, (CHUNK_BYTES if limit is None else limit) // (P * K * itemsize))
     return [(n0, min(N, n0 + step)) for n0 in range(0, N, step)], min(N, step) * P
 
 
@@ -129,18 +169,20 @@ class ConvWorkspace:
     def buffers(self):
         return self._slots().buffers
 
-    def buffer(self, name, shape, dtype, column_major=False, ones_column=False):
+    def buffer(self, name, shape, dtype, column_major=False, ones_column=False, zeros=False):
         """The kept array ``name``, new only when its shape, dtype or order must change.
 
         A fresh array of megabytes costs a page fault per page on first touch, more than
         filling it (``docs/speed.md``). ``ones_column`` sets the last column to 1 once, when
-        the array is made (im2col never writes it). NumPy's GEMM takes either memory order.
+        the array is made (im2col never writes it), ``zeros`` the whole array to 0. NumPy's
+        GEMM takes either memory order.
         """
         buf = self.buffers.get(name)
         order_ok = buf is not None and (buf.flags.f_contiguous if column_major
                                         else buf.flags.c_contiguous)
         if not order_ok or buf.shape != shape or buf.dtype != dtype:
-            buf = np.empty(shape, dtype=dtype, order="F" if column_major else "C")
+            make = np.zeros if zeros else np.empty
+            buf = make(shape, dtype=dtype, order="F" if column_major else "C")
             if ones_column:
                 buf[:, -1] = 1
             if name == "cols":
@@ -188,6 +230,52 @@ class ConvWorkspace:
             ext = self._cols(x, n0, n1, args, rows, bias)           # (n*P, K [+ 1])
             np.matmul(ext, W2, out=y[n0 * P:n1 * P])
         return y
+
+    def winograd_gemm(self, x, args, W, b, tag="forward"):
+        """``conv(x, W) + b`` of a 3x3, stride-1 layer by Winograd's F(2x2, 3x3)
+        (:mod:`tinyconv.kernels.winograd`), a chunk of examples at a time.
+
+        Per chunk: the input zero-padded into a kept buffer (whose border stays 0), its
+        transformed tiles ``V`` (16, T, C_in), the 16 GEMMs ``M[ab] = V[ab] @ U[ab]``
+        (16, T, C_out), the outputs. A chunk holds at most :data:`CHUNK_BYTES` of ``V`` and ``M``.
+
+        Parameters
+        ----------
+        x : (N, H_in, W_in, C_in) C-contiguous input.
+        args : :class:`Im2colArgs` (``kh = kw = 3``, stride and dilation 1).
+        W : (3, 3, C_in, C_out) HWIO weights.
+        b : (C_out,) bias, or None.
+        tag : names the kept buffers, so that the forward's and the backward's (``dx``, whose
+            channels are the other way round) are kept apart.
+
+        Returns
+        -------
+        y : (N*H_out*W_out, C_out) array in ``x``'s dtype, as :meth:`im2col_gemm`'s.
+        """
+        k = _kernels()
+        N, H_in, W_in, C_in = x.shape
+        C_out, H_out, W_out = W.shape[3], args.H_out, args.W_out
+        th, tw = (H_out + 1) // 2, (W_out + 1) // 2                # tiles per column, row
+        U = k.winograd_weights(W)                                  # (16, C_in, C_out)
+        b = np.zeros(C_out, x.dtype) if b is None else b
+        y = np.empty((N, H_out, W_out, C_out), dtype=x.dtype)
+        ranges, _ = chunks(N, 16 * th * tw, C_in + C_out, x.itemsize, WINOGRAD_CHUNK_BYTES)
+        n = ranges[0][1]                                           # examples per chunk
+        # the padded chunk: (n, 2 th + 2, 2 tw + 2, C_in), zero where no input is copied; the
+        # buffer's shape fixes where that is, so the zeros set when it was made stay
+        pt, pl = args.pad_top, args.pad_left
+        padded = self.buffer(f"padded {tag}", (n, 2 * th + 2, 2 * tw + 2, C_in), x.dtype,
+                             zeros=True)
+        flat_V = self.buffer(f"V {tag}", (16 * n * th * tw * C_in,), x.dtype)
+        flat_M = self.buffer(f"M {tag}", (16 * n * th * tw * C_out,), x.dtype)
+        for n0, n1 in ranges:
+            m, T = n1 - n0, (n1 - n0) * th * tw
+            padded[:m, pt:pt + H_in, pl:pl + W_in] = x[n0:n1]
+            V = k.winograd_tiles(padded[:m], th, tw, out=flat_V[:16 * T * C_in].reshape(
+                16, T, C_in))
+            M = np.matmul(V, U, out=flat_M[:16 * T * C_out].reshape(16, T, C_out))
+            k.winograd_untiles(M, th, tw, b, H_out, W_out, out=y[n0:n1])
+        return y.reshape(N * H_out * W_out, C_out)
 
     def weight_gemm(self, x, args, dy2, bias):
         """``im2col(x)^T dy2`` and ``dy2`` summed over rows, as one GEMM per chunk.

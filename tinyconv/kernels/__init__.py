@@ -1,6 +1,6 @@
 """The hot loops: im2col / col2im (:mod:`.conv`), max-pooling with switches and unpooling
-(:mod:`.pool`), pasting patches into blocks (:mod:`.blocks`), and what they share
-(:mod:`._runtime`).
+(:mod:`.pool`), pasting patches into blocks (:mod:`.blocks`), Winograd's tile transforms for
+3x3 convolutions (:mod:`.winograd`), and what they share (:mod:`._runtime`).
 
 This package holds the only numba code. Every kernel takes arrays and ints only (padding
 amounts, strides, output sizes are computed by the layers in Python) and stands beside a
@@ -42,8 +42,17 @@ from ._runtime import (
 from .blocks import paste, paste_reference
 from .conv import _inside, _whole_rows, col2im, col2im_reference, im2col, im2col_reference
 from .pool import maxpool, maxpool_reference, unpool, unpool_reference
+from .winograd import (
+    winograd_tiles,
+    winograd_tiles_reference,
+    winograd_untiles,
+    winograd_untiles_reference,
+    winograd_weights,
+)
 
 __all__ = ["CACHE_MESSAGE", "COMPILE_SECONDS", "COMPILING_MESSAGE", "ONE_THREAD_BESIDE_BLAS",
            "PARALLEL_MIN_SIZE", "_inside", "_whole_rows", "col2im", "col2im_reference",
            "im2col", "im2col_reference", "maxpool", "maxpool_reference", "paste",
-           "paste_reference", "unpool", "unpool_reference"]
+           "paste_reference", "unpool", "unpool_reference", "winograd_tiles",
+           "winograd_tiles_reference", "winograd_untiles", "winograd_untiles_reference",
+           "winograd_weights"]

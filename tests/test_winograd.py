@@ -1,0 +1,169 @@
+"""Winograd's F(2x2, 3x3) (Lavin & Gray 2016): the tile transforms against their references and
+the definition of a convolution, when Conv2D uses it, and its gradients."""
+
+import numpy as np
+import pytest
+from gradcheck import check_layer
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import tinyconv as tc
+from tinyconv import kernels, reference, workspace
+from tinyconv.workspace import Im2colArgs, transposed_args, winograd_applies
+
+TILES = [kernels.winograd_tiles, kernels.winograd_tiles_reference]
+UNTILES = [kernels.winograd_untiles, kernels.winograd_untiles_reference]
+
+
+def assert_close(actual, desired):
+    """Equal up to rounding, relative to the largest value: the transforms add values across
+    a tile, so an error is a fraction of the tile's largest, not of each output's own."""
+    tol = 1e-5 if np.asarray(actual).dtype == np.float32 else 1e-12
+    scale = max(np.abs(desired).max(), 1e-30)
+    assert np.abs(actual - desired).max() <= tol * scale, np.abs(actual - desired).max() / scale
+
+
+def by_tiles(x, W, b, pads, tiles, untiles):
+    """The convolution as Winograd computes it: pad, tiles, 16 GEMMs, outputs."""
+    (pt, pb), (pl, pr) = pads
+    N, H, W_in, C = x.shape
+    H_out, W_out = H + pt + pb - 2, W_in + pl + pr - 2
+    th, tw = (H_out + 1) // 2, (W_out + 1) // 2
+    xp = np.zeros((N, 2 * th + 2, 2 * tw + 2, C), x.dtype)
+    xp[:, pt:pt + H, pl:pl + W_in] = x
+    M = np.matmul(tiles(xp, th, tw), kernels.winograd_weights(W))
+    return untiles(M, th, tw, b, H_out, W_out)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("tiles, untiles", list(zip(TILES, UNTILES, strict=True)),
+                         ids=["numba", "reference"])
+@pytest.mark.parametrize("shape, pads", [
+    ((2, 7, 9, 3, 4), ((1, 1), (1, 1))), ((1, 6, 5, 2, 3), ((0, 0), (2, 1))),
+    ((3, 5, 8, 1, 1), ((2, 2), (0, 2))), ((1, 3, 3, 4, 2), ((0, 0), (0, 0)))])
+def test_winograd_is_the_convolution(dtype, tiles, untiles, shape, pads):
+    # odd and even output sizes, so the last tile of a row or column is cut
+    N, H, W_in, C, K = shape
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((N, H, W_in, C)).astype(dtype)
+    W = rng.standard_normal((3, 3, C, K)).astype(dtype)
+    b = rng.standard_normal(K).astype(dtype)
+    assert_close(by_tiles(x, W, b, pads, tiles, untiles),
+                 reference.conv2d(x, W, b, (1, 1), pads, (1, 1)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_kernels_equal_their_references_and_write_into_out(dtype, threads):
+    rng = np.random.default_rng(2)
+    xp = rng.standard_normal((5, 12, 10, 9)).astype(dtype)
+    V = kernels.winograd_tiles(xp, 5, 4)
+    assert_close(V, kernels.winograd_tiles_reference(xp, 5, 4))
+    out = np.empty_like(V)
+    assert kernels.winograd_tiles(xp, 5, 4, out=out) is out
+    M = rng.standard_normal((16, 5 * 5 * 4, 3)).astype(dtype)
+    b = rng.standard_normal(3).astype(dtype)
+    y = kernels.winograd_untiles(M, 5, 4, b, 9, 7)
+    assert_close(y, kernels.winograd_untiles_reference(M, 5, 4, b, 9, 7))
+    with pytest.raises(ValueError, match="^out: expected"):
+        kernels.winograd_untiles(M, 5, 4, b, 9, 7, out=np.empty((5, 9, 8, 3), dtype))
+
+
+def test_the_weights_transform_is_g_g_gt():
+    W = np.random.default_rng(3).standard_normal((3, 3, 2, 5))
+    U = kernels.winograd_weights(W).reshape(4, 4, 2, 5)
+    G = kernels.winograd.G
+    np.testing.assert_allclose(U[..., 1, 3], G @ W[..., 1, 3] @ G.T, rtol=1e-14)
+
+
+def args_of(layer, H, W_in):
+    return layer._im2col_args(H, W_in)
+
+
+@pytest.mark.parametrize("kernel, stride, dilation, C_in, C_out, side, applies", [
+    (3, 1, 1, 8, 8, 14, True), (3, 1, 1, 7, 8, 14, False), (3, 1, 1, 8, 7, 14, False),
+    (3, 1, 1, 8, 8, 13, False), (3, 2, 1, 8, 8, 28, False), (3, 1, 2, 8, 8, 16, False),
+    ((3, 2), 1, 1, 8, 8, 14, False), (5, 1, 1, 8, 8, 14, False)])
+def test_when_winograd_applies(kernel, stride, dilation, C_in, C_out, side, applies):
+    layer = tc.Conv2D(C_in, C_out, kernel, stride=stride, dilation=dilation, padding="same")
+    H = side * stride
+    args = args_of(layer, H, H)
+    assert min(args.H_out, args.W_out) == side
+    assert winograd_applies(args, C_in, C_out) is applies
+
+
+def test_dx_is_a_convolution_with_k_minus_1_minus_pad_padding():
+    args = Im2colArgs(3, 3, 1, 1, 1, 1, 1, 0, 14, 13)             # H_in = W_in = 15
+    assert transposed_args(args, 15, 15) == Im2colArgs(3, 3, 1, 1, 1, 1, 1, 2, 15, 15)
+    # a pad larger than k - 1 (the transposed convolution would crop) and a stride: none
+    assert transposed_args(Im2colArgs(3, 3, 1, 1, 1, 1, 3, 0, 18, 13), 15, 15) is None
+    assert transposed_args(Im2colArgs(3, 3, 2, 2, 1, 1, 1, 1, 8, 8), 15, 15) is None
+
+
+def layer_case(C_in, C_out, H, W_in, padding, dtype, seed=0):
+    layer = tc.Conv2D(C_in, C_out, 3, padding=padding, rng=seed, dtype=dtype)
+    rng = np.random.default_rng(seed + 1)
+    layer.params["b"][:] = rng.standard_normal(C_out)
+    x = rng.standard_normal((3, H, W_in, C_in)).astype(dtype)
+    return layer, x
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("C_in, C_out, H, W_in, padding, paths", [
+    (8, 9, 14, 15, 1, "y and dx"),
+    (9, 8, 16, 14, "same", "y and dx"),
+    (8, 8, 17, 15, 0, "dx only"),            # y is 15 x 13: too small for it
+    (8, 8, 14, 14, 3, "y only"),             # dx would crop: pad 3 > k - 1
+    (4, 16, 20, 20, 1, "none"),              # too few input channels either way
+])
+def test_conv2d_forward_and_backward_by_winograd_are_the_definition(C_in, C_out, H, W_in,
+                                                                      padding, paths, dtype):
+    layer, x = layer_case(C_in, C_out, H, W_in, padding, dtype)
+    args = args_of(layer, H, W_in)
+    dx_args = transposed_args(args, H, W_in)
+    used = (winograd_applies(args, C_in, C_out),
+            dx_args is not None and winograd_applies(dx_args, C_out, C_in))
+    assert used == {"y and dx": (True, True), "dx only": (False, True),
+                    "y only": (True, False), "none": (False, False)}[paths]
+    pads = layer.pads(H, W_in)
+    W, b = layer.params["W"], layer.params["b"]
+    y = layer.forward(x)
+    assert_close(y, reference.conv2d(x, W, b, (1, 1), pads, (1, 1)))
+    dy = np.random.default_rng(9).standard_normal(y.shape).astype(dtype)
+    dx = layer.backward(dy)
+    dx_ref, dW_ref, db_ref = reference.conv2d_backward(dy, x, W, (1, 1), pads, (1, 1))
+    assert_close(dx, dx_ref)
+    assert_close(layer.grads["W"], dW_ref)
+    assert_close(layer.grads["b"], db_ref)
+
+
+def test_chunks_and_kept_buffers_give_the_same_numbers(monkeypatch):
+    layer, x = layer_case(8, 8, 14, 16, 1, np.float64)
+    whole = layer.forward(x)
+    dy = np.random.default_rng(4).standard_normal(whole.shape)
+    dx = layer.backward(dy)
+    # one example per chunk (the last chunk smaller than the buffer: a batch of 3 then of 2)
+    monkeypatch.setattr(workspace, "WINOGRAD_CHUNK_BYTES", 1)
+    fresh = tc.Conv2D(8, 8, 3, padding=1)
+    fresh.params = layer.params
+    for batch in (x, x[:2], x):                   # the kept buffers, made anew and kept
+        np.testing.assert_allclose(fresh.forward(batch), whole[:len(batch)], rtol=1e-13)
+        np.testing.assert_allclose(fresh.backward(dy[:len(batch)]), dx[:len(batch)],
+                                   rtol=1e-13, atol=1e-13)
+    # another input size reuses nothing stale: the padded buffer's border is still zero
+    big = np.random.default_rng(5).standard_normal((2, 18, 15, 8))
+    np.testing.assert_allclose(fresh.forward(big), reference.conv2d(
+        big, layer.params["W"], layer.params["b"], (1, 1), fresh.pads(18, 15), (1, 1)),
+        rtol=1e-12, atol=1e-12)
+
+
+@settings(max_examples=6, deadline=None)
+@given(st.integers(14, 16), st.integers(14, 17), st.sampled_from([0, 1, 2, "same"]),
+       st.integers(0, 2**32 - 1))
+def test_winograd_layer_gradients(H, W_in, padding, seed):
+    # float64 against centred differences, on layers that go by Winograd both ways
+    layer, x = layer_case(8, 8, H, W_in, padding, np.float64, seed=seed % 1000)
+    args = args_of(layer, H, W_in)
+    if not winograd_applies(args, 8, 8):
+        layer = tc.Conv2D(8, 8, 3, padding=2, rng=seed % 1000, dtype=np.float64)
+    y = layer.forward(x)
+    check_layer(layer, x, np.random.default_rng(seed).standard_normal(y.shape))
