@@ -1,6 +1,7 @@
 """Conv2D: a convolution as im2col and one GEMM (Zeiler & Fergus 2014, §2).
 
-The loops that define it: :func:`tinyconv.reference.conv2d`; how its GEMMs are made fast:
+The loops that define it: :func:`tinyconv.reference.conv2d`; how its GEMMs are made fast, and
+when a 3x3 layer goes by Winograd's F(2x2, 3x3) instead (the same numbers up to rounding):
 :mod:`tinyconv.workspace`.
 """
 
@@ -26,7 +27,9 @@ class Conv2D(Layer):
     :func:`tinyconv.reference.conv2d`). Computed as ``cols @ W2 + b``, cols from
     :func:`tinyconv.kernels.im2col` and ``W2 = W.reshape(kh*kw*C_in, C_out)``; backward
     computes ``dW = cols^T dy``, ``db = sum dy`` and ``dx = col2im(dy W2^T)``. A
-    :class:`tinyconv.workspace.ConvWorkspace` runs these GEMMs fast (kept buffers, chunks).
+    :class:`tinyconv.workspace.ConvWorkspace` runs these GEMMs fast (kept buffers, chunks),
+    and computes ``y`` and ``dx`` of a large enough 3x3, stride-1 layer by Winograd's F(2x2,
+    3x3) (:func:`tinyconv.workspace.winograd_applies`; Lavin & Gray 2016, §4.1).
 
     Parameters
     ----------
@@ -160,7 +163,8 @@ class Conv2D(Layer):
         return y.reshape(N, args.H_out, args.W_out, self.out_channels)
 
     def backward(self, dy, rule="gradient", check=True, input_grad=True):
-        """Transposed convolution: ``dx = col2im(dy W2^T)``; with ``rule="gradient"`` also
+        """Transposed convolution: ``dx = col2im(dy W2^T)`` (or, for a 3x3 stride-1 layer that
+        Winograd suits, ``dy`` convolved with the flipped filters); with ``rule="gradient"`` also
         ``dW = cols^T dy`` and ``db = sum dy``. ``(N, H_out, W_out, C_out) -> (N, H_in, W_in,
         C_in)``; ``input_grad=False`` skips ``dx`` and returns None.
         """
@@ -180,8 +184,7 @@ class Conv2D(Layer):
                 self.grads["b"] = db
         if not input_grad:
             return None
-        # if we im2col on the forward, we col2im on the backward: dcols = dy2 W2^T is
-        # (N*H_out*W_out, kh*kw*C_in), and col2im adds each row back onto its window
+        # dx is the transposed convolution; for a 3x3, stride-1 layer it is a convolution too
         dx_args = transposed_args(args, x.shape[1], x.shape[2])
         if dx_args is not None and winograd_applies(dx_args, self.out_channels,
                                                     self.in_channels):
@@ -191,6 +194,8 @@ class Conv2D(Layer):
             dx = self._workspace.winograd_gemm(dy2.reshape(dy.shape), dx_args, flipped, None,
                                                tag="dx")
             return dx.reshape(x.shape)
+        # if we im2col on the forward, we col2im on the backward: dcols = dy2 W2^T is
+        # (N*H_out*W_out, kh*kw*C_in), and col2im adds each row back onto its window
         W2 = self.params["W"].reshape(-1, self.out_channels)    # (kh*kw*C_in, C_out)
         return self._workspace.col2im_gemm(dy2, W2, args, x.shape)
 

@@ -22,7 +22,8 @@ owns every trick that makes them fast:
 - **dcols in pieces**: ``dcols = dy W2^T`` and its col2im run a few examples at a time
   (:data:`DX_CHUNK_BYTES`), so that col2im reads dcols from the cache;
 - **Winograd for 3x3**: a 3x3, stride-1 forward with enough channels and locations
-  (:func:`winograd_applies`) goes by Winograd's F(2x2, 3x3) instead
+  (:func:`winograd_applies`), and the backward's ``dx`` of one (a 3x3 convolution of ``dy``,
+  :func:`transposed_args`), go by Winograd's F(2x2, 3x3) instead
   (:meth:`ConvWorkspace.winograd_gemm`, :mod:`tinyconv.kernels.winograd`): 16 GEMMs on
   transformed tiles, 2.25 times fewer multiplications, the same numbers up to rounding.
 
@@ -146,8 +147,10 @@ class ConvWorkspace:
     Attributes
     ----------
     buffers : dict name -> array, the calling thread's kept arrays: ``"cols"`` (``[cols, 1]``,
-        or ``cols`` without bias) and ``"dcols"`` (1-D: the storage of the largest piece of
-        dcols). Each thread has its own; a copy of the workspace starts with none.
+        or ``cols`` without bias), ``"dcols"`` (1-D: the storage of the largest piece of
+        dcols) and, for Winograd, ``"padded <tag>"``, ``"V <tag>"`` and ``"M <tag>"`` (tag
+        ``forward`` or ``dx``; V and M 1-D, the storage of the largest chunk). Each thread
+        has its own; a copy of the workspace starts with none.
     """
 
     def __init__(self):
@@ -169,20 +172,18 @@ class ConvWorkspace:
     def buffers(self):
         return self._slots().buffers
 
-    def buffer(self, name, shape, dtype, column_major=False, ones_column=False, zeros=False):
+    def buffer(self, name, shape, dtype, column_major=False, ones_column=False):
         """The kept array ``name``, new only when its shape, dtype or order must change.
 
         A fresh array of megabytes costs a page fault per page on first touch, more than
         filling it (``docs/speed.md``). ``ones_column`` sets the last column to 1 once, when
-        the array is made (im2col never writes it), ``zeros`` the whole array to 0. NumPy's
-        GEMM takes either memory order.
+        the array is made (im2col never writes it). NumPy's GEMM takes either memory order.
         """
         buf = self.buffers.get(name)
         order_ok = buf is not None and (buf.flags.f_contiguous if column_major
                                         else buf.flags.c_contiguous)
         if not order_ok or buf.shape != shape or buf.dtype != dtype:
-            make = np.zeros if zeros else np.empty
-            buf = make(shape, dtype=dtype, order="F" if column_major else "C")
+            buf = np.empty(shape, dtype=dtype, order="F" if column_major else "C")
             if ones_column:
                 buf[:, -1] = 1
             if name == "cols":
@@ -235,9 +236,11 @@ class ConvWorkspace:
         """``conv(x, W) + b`` of a 3x3, stride-1 layer by Winograd's F(2x2, 3x3)
         (:mod:`tinyconv.kernels.winograd`), a chunk of examples at a time.
 
-        Per chunk: the input zero-padded into a kept buffer (whose border stays 0), its
-        transformed tiles ``V`` (16, T, C_in), the 16 GEMMs ``M[ab] = V[ab] @ U[ab]``
-        (16, T, C_out), the outputs. A chunk holds at most :data:`CHUNK_BYTES` of ``V`` and ``M``.
+        Per chunk: the input zero-padded into a kept buffer, its transformed tiles ``V``
+        (16, T, C_in), the 16 GEMMs ``M[ab] = V[ab] @ U[ab]`` (16, T, C_out), the outputs. A
+        chunk holds at most :data:`WINOGRAD_CHUNK_BYTES` of ``V`` and ``M``. The transforms
+        subtract inputs, so an inf in a tile gives NaN where the direct sum gives inf, and
+        inputs near the dtype's largest value may overflow where the direct sum does not.
 
         Parameters
         ----------
@@ -261,13 +264,17 @@ class ConvWorkspace:
         y = np.empty((N, H_out, W_out, C_out), dtype=x.dtype)
         ranges, _ = chunks(N, 16 * th * tw, C_in + C_out, x.itemsize, WINOGRAD_CHUNK_BYTES)
         n = ranges[0][1]                                           # examples per chunk
-        # the padded chunk: (n, 2 th + 2, 2 tw + 2, C_in), zero where no input is copied; the
-        # buffer's shape fixes where that is, so the zeros set when it was made stay
+        # the padded chunk: (n, 2 th + 2, 2 tw + 2, C_in), zero where no input is copied (the
+        # border is cleared on every call: another input size can share the buffer's shape)
         pt, pl = args.pad_top, args.pad_left
-        padded = self.buffer(f"padded {tag}", (n, 2 * th + 2, 2 * tw + 2, C_in), x.dtype,
-                             zeros=True)
+        padded = self.buffer(f"padded {tag}", (n, 2 * th + 2, 2 * tw + 2, C_in), x.dtype)
         flat_V = self.buffer(f"V {tag}", (16 * n * th * tw * C_in,), x.dtype)
         flat_M = self.buffer(f"M {tag}", (16 * n * th * tw * C_out,), x.dtype)
+        padded[:, :pt] = padded[:, pt + H_in:] = 0
+        padded[:, :, :pl] = padded[:, :, pl + W_in:] = 0
+        # the forward leaves no im2col matrix behind: the backward's reuse test must not find
+        # an older one of this x (an array the caller refilled)
+        self._slots().held = None
         for n0, n1 in ranges:
             m, T = n1 - n0, (n1 - n0) * th * tw
             padded[:m, pt:pt + H_in, pl:pl + W_in] = x[n0:n1]
