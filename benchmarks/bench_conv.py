@@ -233,6 +233,7 @@ def phase_timings(layer, x, dy, quick):
         "GEMM [dW;db]=[cols,1].T@dy": m(lambda: (dy2.T @ ext).T if order == "C" else ext.T @ dy2),
         "GEMM dcols=dy@W.T + col2im": m(dcols_col2im),
         "Winograd y": None,
+        "Winograd dW": None,
         "Winograd dx": None,
     }
     # a 3x3 layer may compute y and dx by Winograd's F(2x2, 3x3) instead (Conv2D.forward,
@@ -241,6 +242,8 @@ def phase_timings(layer, x, dy, quick):
     if workspace.winograd_applies(args, C, C_out):
         phases["Winograd y"] = m(lambda: ws.winograd_gemm(x, args, layer.params["W"],
                                                           layer.params["b"]))
+    if workspace.winograd_weights_apply(args, C, C_out):
+        phases["Winograd dW"] = m(lambda: ws.winograd_weight_gemm(x, args, dy, True))
     dx_args = workspace.transposed_args(args, H, W)
     if dx_args is not None and workspace.winograd_applies(dx_args, C_out, C):
         flipped = layer.params["W"][::-1, ::-1].transpose(0, 1, 3, 2)
@@ -250,10 +253,12 @@ def phase_timings(layer, x, dy, quick):
 
 
 def layer_steps(phases):
-    """The steps the layer runs: im2col and the weight GEMM always, the forward GEMM and
-    ``dcols`` + col2im unless Winograd's take their place."""
-    return [phases["im2col"], phases["GEMM [dW;db]=[cols,1].T@dy"],
-            phases["Winograd y"] or phases["GEMM y=[cols,1]@[W;b]"],
+    """The steps the layer runs: im2col (for the backward's weight GEMM, if it has one, when
+    the forward goes by Winograd), each GEMM step unless a Winograd one takes its place."""
+    winograd = phases["Winograd y"] is not None
+    im2col = [] if phases["Winograd dW"] is not None and winograd else [phases["im2col"]]
+    return [*im2col, phases["Winograd y"] or phases["GEMM y=[cols,1]@[W;b]"],
+            phases["Winograd dW"] or phases["GEMM [dW;db]=[cols,1].T@dy"],
             phases["Winograd dx"] or phases["GEMM dcols=dy@W.T + col2im"]]
 
 
@@ -336,10 +341,11 @@ def main(argv=None):
             phase_t = _setup.Table(
                 "Where tinyconv's fwd+bwd time goes (ms, each step timed alone)", cols,
                 fmt={c: "{:.2f}" for c in cols},
-                notes=["sum = the steps the layer runs: im2col and the weight GEMM, and the "
-                       "forward GEMM and dcols + col2im unless the Winograd column has a time "
-                       "(then the layer computes y, or dx, that way instead: "
-                       "tinyconv.workspace.winograd_applies). other = fwd+bwd (the tinyconv "
+                notes=["sum = the steps the layer runs: each GEMM step unless the Winograd "
+                       "column beside it has a time (then the layer computes y, dW or dx that "
+                       "way instead: tinyconv.workspace.winograd_applies and "
+                       "winograd_weights_apply), and im2col unless both y and dW go by "
+                       "Winograd. other = fwd+bwd (the tinyconv "
                        "worker's median) - sum (timed in this process): what running them back "
                        "to back adds (cache misses, reshapes, and hand-offs between numba's "
                        "and OpenBLAS' thread pools, whose idle threads spin for a while)."])

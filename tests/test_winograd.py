@@ -9,7 +9,12 @@ from hypothesis import strategies as st
 
 import tinyconv as tc
 from tinyconv import kernels, reference, workspace
-from tinyconv.workspace import Im2colArgs, transposed_args, winograd_applies
+from tinyconv.workspace import (
+    Im2colArgs,
+    transposed_args,
+    winograd_applies,
+    winograd_weights_apply,
+)
 
 TILES = [kernels.winograd_tiles, kernels.winograd_tiles_reference]
 UNTILES = [kernels.winograd_untiles, kernels.winograd_untiles_reference]
@@ -66,6 +71,9 @@ def test_the_kernels_equal_their_references_and_write_into_out(dtype, threads):
     assert_close(y, kernels.winograd_untiles_reference(M, 5, 4, b, 9, 7))
     with pytest.raises(ValueError, match="^out: expected"):
         kernels.winograd_untiles(M, 5, 4, b, 9, 7, out=np.empty((5, 9, 8, 3), dtype))
+    dy = rng.standard_normal((5, 9, 7, 3)).astype(dtype)           # odd: cut tiles
+    assert_close(kernels.winograd_signal_tiles(dy, 5, 4),
+                 kernels.winograd_signal_tiles_reference(dy, 5, 4))
 
 
 def test_the_weights_transform_is_g_g_gt():
@@ -91,6 +99,27 @@ def test_when_winograd_applies(kernel, stride, dilation, C_in, C_out, side, appl
     assert winograd_applies(args, C_in, C_out) is applies
 
 
+@pytest.mark.parametrize("C_in, C_out, applies", [(64, 64, True), (128, 64, True),
+                                                  (63, 64, False), (64, 32, False)])
+def test_when_the_weight_gradient_goes_by_winograd_too(C_in, C_out, applies):
+    args = args_of(tc.Conv2D(C_in, C_out, 3, padding=1), 14, 14)
+    assert winograd_weights_apply(args, C_in, C_out) is applies
+
+
+def test_the_weight_gradient_by_winograd_is_the_definition(monkeypatch):
+    # several chunks (the sum over tiles runs across them), an odd output (cut tiles)
+    monkeypatch.setattr(workspace, "WINOGRAD_CHUNK_BYTES", 1 << 16)
+    layer, x = layer_case(64, 64, 17, 16, 1, np.float64)
+    args = args_of(layer, 17, 16)
+    assert winograd_weights_apply(args, 64, 64)
+    dy = np.random.default_rng(8).standard_normal((3, 17, 16, 64))
+    dW, db = layer._workspace.winograd_weight_gemm(x, args, dy, True)
+    dW_ref, db_ref = reference.conv2d_backward(dy, x, layer.params["W"], (1, 1),
+                                               layer.pads(17, 16), (1, 1))[1:3]
+    assert_close(dW, dW_ref)
+    assert_close(db, db_ref)
+
+
 def test_dx_is_a_convolution_with_k_minus_1_minus_pad_padding():
     args = Im2colArgs(3, 3, 1, 1, 1, 1, 1, 0, 14, 13)             # H_in = W_in = 15
     assert transposed_args(args, 15, 15) == Im2colArgs(3, 3, 1, 1, 1, 1, 1, 2, 15, 15)
@@ -109,6 +138,7 @@ def layer_case(C_in, C_out, H, W_in, padding, dtype, seed=0):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("C_in, C_out, H, W_in, padding, paths", [
+    (64, 64, 14, 15, 1, "y, dW and dx"),
     (8, 9, 14, 15, 1, "y and dx"),
     (9, 8, 16, 14, "same", "y and dx"),
     (8, 8, 17, 15, 0, "dx only"),            # y is 15 x 13: too small for it
@@ -120,10 +150,11 @@ def test_conv2d_forward_and_backward_by_winograd_are_the_definition(C_in, C_out,
     layer, x = layer_case(C_in, C_out, H, W_in, padding, dtype)
     args = args_of(layer, H, W_in)
     dx_args = transposed_args(args, H, W_in)
-    used = (winograd_applies(args, C_in, C_out),
+    used = (winograd_applies(args, C_in, C_out), winograd_weights_apply(args, C_in, C_out),
             dx_args is not None and winograd_applies(dx_args, C_out, C_in))
-    assert used == {"y and dx": (True, True), "dx only": (False, True),
-                    "y only": (True, False), "none": (False, False)}[paths]
+    assert used == {"y, dW and dx": (True, True, True), "y and dx": (True, False, True),
+                    "dx only": (False, False, True), "y only": (True, False, False),
+                    "none": (False, False, False)}[paths]
     pads = layer.pads(H, W_in)
     W, b = layer.params["W"], layer.params["b"]
     y = layer.forward(x)

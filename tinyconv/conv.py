@@ -16,7 +16,13 @@ from .layer import (
     check_rule,
     resolve_padding,
 )
-from .workspace import ConvWorkspace, Im2colArgs, transposed_args, winograd_applies
+from .workspace import (
+    ConvWorkspace,
+    Im2colArgs,
+    transposed_args,
+    winograd_applies,
+    winograd_weights_apply,
+)
 
 
 class Conv2D(Layer):
@@ -178,7 +184,12 @@ class Conv2D(Layer):
         # dy2: (N*H_out*W_out, C_out), one row per output location, as the rows of cols
         if rule == "gradient":
             # dW2 = cols^T dy2: (kh*kw*C_in, C_out); db = dy2 summed over rows: (C_out,)
-            dW2, db = self._workspace.weight_gemm(x, args, dy2, self.bias)
+            if winograd_weights_apply(args, self.in_channels, self.out_channels):
+                # the same numbers up to rounding, through Winograd's transforms
+                dW2, db = self._workspace.winograd_weight_gemm(
+                    x, args, dy2.reshape(dy.shape), self.bias)
+            else:
+                dW2, db = self._workspace.weight_gemm(x, args, dy2, self.bias)
             self.grads["W"] = dW2.reshape(self.params["W"].shape)
             if self.bias:
                 self.grads["b"] = db

@@ -82,6 +82,18 @@ def winograd_applies(args, C_in, C_out):
             and min(args.H_out, args.W_out) >= WINOGRAD_MIN_SIDE)
 
 
+#: ... and its weight gradient at least this many input and output channels (with 32 -> 64 it
+#: was measured slower than ``cols^T dy``, with 64 -> 128 faster: ``docs/speed.md``).
+WINOGRAD_WEIGHTS_MIN_CHANNELS = 64
+
+
+def winograd_weights_apply(args, C_in, C_out):
+    """Whether :meth:`ConvWorkspace.winograd_weight_gemm` computes this layer's weight gradient:
+    :func:`winograd_applies`, and at least :data:`WINOGRAD_WEIGHTS_MIN_CHANNELS` channels."""
+    return (winograd_applies(args, C_in, C_out)
+            and min(C_in, C_out) >= WINOGRAD_WEIGHTS_MIN_CHANNELS)
+
+
 def transposed_args(args, H_in, W_in):
     """The window arguments of ``dx`` as a convolution of ``dy``: for stride 1 and no dilation,
     ``dx`` is ``dy`` convolved with the flipped filters (input and output channels swapped),
@@ -232,36 +244,22 @@ class ConvWorkspace:
             np.matmul(ext, W2, out=y[n0 * P:n1 * P])
         return y
 
-    def winograd_gemm(self, x, args, W, b, tag="forward"):
-        """``conv(x, W) + b`` of a 3x3, stride-1 layer by Winograd's F(2x2, 3x3)
-        (:mod:`tinyconv.kernels.winograd`), a chunk of examples at a time.
+    def _winograd_chunks(self, x, args, C_out, tag):
+        """The transformed tiles of ``x``, a chunk of examples at a time.
 
-        Per chunk: the input zero-padded into a kept buffer, its transformed tiles ``V``
-        (16, T, C_in), the 16 GEMMs ``M[ab] = V[ab] @ U[ab]`` (16, T, C_out), the outputs. A
-        chunk holds at most :data:`WINOGRAD_CHUNK_BYTES` of ``V`` and ``M``. The transforms
-        subtract inputs, so an inf in a tile gives NaN where the direct sum gives inf, and
-        inputs near the dtype's largest value may overflow where the direct sum does not.
+        Per chunk: the input zero-padded into a kept buffer, then its tiles ``V = B^T d B``
+        (:mod:`tinyconv.kernels.winograd`). A chunk holds at most
+        :data:`WINOGRAD_CHUNK_BYTES` of ``V`` and of one array beside it. ``tag`` names the
+        kept buffers, so that the forward's, ``dx``'s (whose channels are the other way round)
+        and the weight gradient's are kept apart.
 
-        Parameters
-        ----------
-        x : (N, H_in, W_in, C_in) C-contiguous input.
-        args : :class:`Im2colArgs` (``kh = kw = 3``, stride and dilation 1).
-        W : (3, 3, C_in, C_out) HWIO weights.
-        b : (C_out,) bias, or None.
-        tag : names the kept buffers, so that the forward's and the backward's (``dx``, whose
-            channels are the other way round) are kept apart.
-
-        Returns
-        -------
-        y : (N*H_out*W_out, C_out) array in ``x``'s dtype, as :meth:`im2col_gemm`'s.
+        Yields
+        ------
+        ``(n0, n1, V, beside)``: ``V`` (16, T, C_in) the tiles of examples ``n0 … n1 - 1``
+        (``T`` tiles), ``beside`` a (16, T, C_out) array to compute into.
         """
-        k = _kernels()
         N, H_in, W_in, C_in = x.shape
-        C_out, H_out, W_out = W.shape[3], args.H_out, args.W_out
-        th, tw = (H_out + 1) // 2, (W_out + 1) // 2                # tiles per column, row
-        U = k.winograd_weights(W)                                  # (16, C_in, C_out)
-        b = np.zeros(C_out, x.dtype) if b is None else b
-        y = np.empty((N, H_out, W_out, C_out), dtype=x.dtype)
+        th, tw = (args.H_out + 1) // 2, (args.W_out + 1) // 2      # tiles per column, row
         ranges, _ = chunks(N, 16 * th * tw, C_in + C_out, x.itemsize, WINOGRAD_CHUNK_BYTES)
         n = ranges[0][1]                                           # examples per chunk
         # the padded chunk: (n, 2 th + 2, 2 tw + 2, C_in), zero where no input is copied (the
@@ -269,20 +267,76 @@ class ConvWorkspace:
         pt, pl = args.pad_top, args.pad_left
         padded = self.buffer(f"padded {tag}", (n, 2 * th + 2, 2 * tw + 2, C_in), x.dtype)
         flat_V = self.buffer(f"V {tag}", (16 * n * th * tw * C_in,), x.dtype)
-        flat_M = self.buffer(f"M {tag}", (16 * n * th * tw * C_out,), x.dtype)
+        flat_beside = self.buffer(f"M {tag}", (16 * n * th * tw * C_out,), x.dtype)
         padded[:, :pt] = padded[:, pt + H_in:] = 0
         padded[:, :, :pl] = padded[:, :, pl + W_in:] = 0
-        # the forward leaves no im2col matrix behind: the backward's reuse test must not find
-        # an older one of this x (an array the caller refilled)
-        self._slots().held = None
         for n0, n1 in ranges:
             m, T = n1 - n0, (n1 - n0) * th * tw
             padded[:m, pt:pt + H_in, pl:pl + W_in] = x[n0:n1]
-            V = k.winograd_tiles(padded[:m], th, tw, out=flat_V[:16 * T * C_in].reshape(
-                16, T, C_in))
-            M = np.matmul(V, U, out=flat_M[:16 * T * C_out].reshape(16, T, C_out))
+            V = _kernels().winograd_tiles(padded[:m], th, tw,
+                                          out=flat_V[:16 * T * C_in].reshape(16, T, C_in))
+            yield n0, n1, V, flat_beside[:16 * T * C_out].reshape(16, T, C_out)
+
+    def winograd_gemm(self, x, args, W, b, tag="forward"):
+        """``conv(x, W) + b`` of a 3x3, stride-1 layer by Winograd's F(2x2, 3x3)
+        (:mod:`tinyconv.kernels.winograd`), a chunk of examples at a time: per chunk the
+        transformed tiles ``V`` (16, T, C_in), the 16 GEMMs ``M[ab] = V[ab] @ U[ab]``
+        (16, T, C_out), the outputs. The transforms subtract inputs, so an inf in a tile gives
+        NaN where the direct sum gives inf, and inputs near the dtype's largest value may
+        overflow where the direct sum does not.
+
+        Parameters
+        ----------
+        x : (N, H_in, W_in, C_in) C-contiguous input.
+        args : :class:`Im2colArgs` (``kh = kw = 3``, stride and dilation 1).
+        W : (3, 3, C_in, C_out) HWIO weights.
+        b : (C_out,) bias, or None.
+        tag : names the kept buffers (see :meth:`_winograd_chunks`).
+
+        Returns
+        -------
+        y : (N*H_out*W_out, C_out) array in ``x``'s dtype, as :meth:`im2col_gemm`'s.
+        """
+        k = _kernels()
+        N, C_out, H_out, W_out = len(x), W.shape[3], args.H_out, args.W_out
+        th, tw = (H_out + 1) // 2, (W_out + 1) // 2
+        U = k.winograd_weights(W)                                  # (16, C_in, C_out)
+        b = np.zeros(C_out, x.dtype) if b is None else b
+        y = np.empty((N, H_out, W_out, C_out), dtype=x.dtype)
+        # the forward leaves no im2col matrix behind: the backward's reuse test must not find
+        # an older one of this x (an array the caller refilled)
+        self._slots().held = None
+        for n0, n1, V, M in self._winograd_chunks(x, args, C_out, tag):
+            np.matmul(V, U, out=M)
             k.winograd_untiles(M, th, tw, b, H_out, W_out, out=y[n0:n1])
         return y.reshape(N * H_out * W_out, C_out)
+
+    def winograd_weight_gemm(self, x, args, dy, bias):
+        """The weight gradient of :meth:`winograd_gemm`'s convolution, by the same transforms
+        run backwards: per chunk ``V`` and the tile signals ``dM = A dy A^T`` (16, T, C_out),
+        ``dU[ab] += V[ab]^T @ dM[ab]``; then ``dW = G^T dU G``.
+
+        Parameters
+        ----------
+        x : the (N, H_in, W_in, C_in) input of the last forward pass.
+        args : :class:`Im2colArgs` of that pass.
+        dy : (N, H_out, W_out, C_out) C-contiguous signal.
+        bias : whether to compute ``db``, ``dy`` summed over all but the channels.
+
+        Returns
+        -------
+        dW : (3, 3, C_in, C_out); db : (C_out,) or None, as :meth:`weight_gemm`'s (but ``dW``
+        in the HWIO shape).
+        """
+        k = _kernels()
+        C_in, C_out = x.shape[3], dy.shape[3]
+        th, tw = (args.H_out + 1) // 2, (args.W_out + 1) // 2
+        dU = np.zeros((16, C_in, C_out), dtype=dy.dtype)
+        for n0, n1, V, dM in self._winograd_chunks(x, args, C_out, "dW"):
+            k.winograd_signal_tiles(dy[n0:n1], th, tw, out=dM)
+            dU += np.matmul(V.transpose(0, 2, 1), dM)              # (16, C_in, C_out)
+        db = dy.reshape(-1, C_out).sum(axis=0) if bias else None
+        return k.winograd_weights_gradient(dU), db
 
     def weight_gemm(self, x, args, dy2, bias):
         """``im2col(x)^T dy2`` and ``dy2`` summed over rows, as one GEMM per chunk.

@@ -43,16 +43,20 @@ from .blocks import paste, paste_reference
 from .conv import _inside, _whole_rows, col2im, col2im_reference, im2col, im2col_reference
 from .pool import maxpool, maxpool_reference, unpool, unpool_reference
 from .winograd import (
+    winograd_signal_tiles,
+    winograd_signal_tiles_reference,
     winograd_tiles,
     winograd_tiles_reference,
     winograd_untiles,
     winograd_untiles_reference,
     winograd_weights,
+    winograd_weights_gradient,
 )
 
 __all__ = ["CACHE_MESSAGE", "COMPILE_SECONDS", "COMPILING_MESSAGE", "ONE_THREAD_BESIDE_BLAS",
            "PARALLEL_MIN_SIZE", "_inside", "_whole_rows", "col2im", "col2im_reference",
            "im2col", "im2col_reference", "maxpool", "maxpool_reference", "paste",
-           "paste_reference", "unpool", "unpool_reference", "winograd_tiles",
-           "winograd_tiles_reference", "winograd_untiles", "winograd_untiles_reference",
-           "winograd_weights"]
+           "paste_reference", "unpool", "unpool_reference", "winograd_signal_tiles",
+           "winograd_signal_tiles_reference", "winograd_tiles", "winograd_tiles_reference",
+           "winograd_untiles", "winograd_untiles_reference", "winograd_weights",
+           "winograd_weights_gradient"]

@@ -20,9 +20,15 @@ so a 2x2 output tile costs 16 multiplications per channel pair instead of 36. Th
 are additions only (and halves, in ``G``, applied once to the weights). The results are the
 convolution's up to rounding: the additions come in another order.
 
-Kernels here: :func:`winograd_tiles` (``V`` from the padded input) and :func:`winograd_untiles`
-(the outputs from ``M``), each beside its ``*_reference`` of the same signature, and
-:func:`winograd_weights` (``U``, plain NumPy: it runs once per call on the small weights).
+The weight gradient follows the same maps backwards: ``y = A^T M A`` sends ``dy`` back as
+``dM = A dy A^T`` (:func:`winograd_signal_tiles`), ``M[ab] = V[ab] @ U[ab]`` gives ``dU[ab] =
+V[ab]^T @ dM[ab]``, and ``U = G g G^T`` gives ``dg = G^T dU G``
+(:func:`winograd_weights_gradient`).
+
+Kernels here: :func:`winograd_tiles` (``V`` from the padded input), :func:`winograd_untiles`
+(the outputs from ``M``) and :func:`winograd_signal_tiles` (``dM`` from ``dy``), each beside its
+``*_reference`` of the same signature, and :func:`winograd_weights` and
+:func:`winograd_weights_gradient` (plain NumPy: they run once per call on the small weights).
 """
 
 import numpy as np
@@ -50,6 +56,12 @@ def winograd_weights(W):
     (position ``a * 4 + b`` of the 4x4 transformed tile first), in ``W``'s dtype."""
     U = np.einsum("ai,ijck,bj->abck", G, W.astype(np.float64), G)      # (4, 4, C_in, C_out)
     return U.reshape(16, *W.shape[2:]).astype(W.dtype)
+
+
+def winograd_weights_gradient(dU):
+    """``dg = G^T dU G`` of every filter: ``(16, C_in, C_out)`` -> ``(3, 3, C_in, C_out)``."""
+    dg = np.einsum("ai,abck,bj->ijck", G, dU.reshape(4, 4, *dU.shape[1:]).astype(np.float64), G)
+    return dg.astype(dU.dtype)
 
 
 def winograd_tiles_reference(xp, th, tw, out=None):
@@ -87,6 +99,27 @@ def winograd_untiles_reference(M, th, tw, b, H_out, W_out, out=None):
     y = np.einsum("ai,ijntsk,bj->ntasbk", AT, m, AT)              # (N, th, 2, tw, 2, K)
     y = y.reshape(N, 2 * th, 2 * tw, K)[:, :H_out, :W_out] + b
     return _into(out, y.astype(M.dtype))
+
+
+def winograd_signal_tiles_reference(dy, th, tw, out=None):
+    """The tile signals ``dM = A dy A^T`` of every 2x2 tile of ``dy`` (plain NumPy).
+
+    Parameters
+    ----------
+    dy : (N, H_out, W_out, C_out) the signal at the outputs; the tiles past an odd edge read 0.
+    th, tw : tiles per column and per row (``ceil(H_out / 2)``, ``ceil(W_out / 2)``).
+    out : optional (16, N th tw, C_out) array to write into.
+
+    Returns
+    -------
+    dM : (16, N th tw, C_out): ``dM[a*4 + b, (n*th + ti)*tw + tj, k]``.
+    """
+    N, H_out, W_out, K = dy.shape
+    full = np.zeros((N, 2 * th, 2 * tw, K), dy.dtype)
+    full[:, :H_out, :W_out] = dy
+    t = full.reshape(N, th, 2, tw, 2, K)
+    dM = np.einsum("ia,ntisjk,jb->abntsk", AT, t, AT)             # (4, 4, N, th, tw, K)
+    return _into(out, dM.reshape(16, N * th * tw, K).astype(dy.dtype))
 
 
 @njit(cache=True, parallel=True)
@@ -150,6 +183,46 @@ def _untiles(M, th, tw, b, y):
                     y[n, r + 1, q, k] = u0 + u1 + u2 + b[k]
                     if q + 1 < W_out:
                         y[n, r + 1, q + 1, k] = u1 - u2 - u3 + b[k]
+
+
+@njit(cache=True, parallel=True)
+def _signal_tiles(dy, th, tw, dM):
+    N, H_out, W_out, K = dy.shape
+    for t in prange(N * th):
+        n = t // th
+        r = 2 * (t - n * th)
+        for tj in range(tw):
+            tile = t * tw + tj
+            q = 2 * tj
+            down, right = r + 1 < H_out, q + 1 < W_out          # past an odd edge: 0
+            for k in range(K):
+                g00 = dy[n, r, q, k]
+                g01 = dy[n, r, q + 1, k] if right else 0.0
+                g10 = dy[n, r + 1, q, k] if down else 0.0
+                g11 = dy[n, r + 1, q + 1, k] if down and right else 0.0
+                # A g, row by row: g0, g0 + g1, g0 - g1, -g1 (each a row of 2)
+                a0, a1 = g00, g01
+                b0, b1 = g00 + g10, g01 + g11
+                e0, e1 = g00 - g10, g01 - g11
+                f0, f1 = -g10, -g11
+                # (.) A^T: the same combination of each row's two columns
+                dM[0, tile, k], dM[1, tile, k] = a0, a0 + a1
+                dM[2, tile, k], dM[3, tile, k] = a0 - a1, -a1
+                dM[4, tile, k], dM[5, tile, k] = b0, b0 + b1
+                dM[6, tile, k], dM[7, tile, k] = b0 - b1, -b1
+                dM[8, tile, k], dM[9, tile, k] = e0, e0 + e1
+                dM[10, tile, k], dM[11, tile, k] = e0 - e1, -e1
+                dM[12, tile, k], dM[13, tile, k] = f0, f0 + f1
+                dM[14, tile, k], dM[15, tile, k] = f0 - f1, -f1
+
+
+@_wraps(_signal_tiles)
+def winograd_signal_tiles(dy, th, tw, out=None):
+    """numba twin of :func:`winograd_signal_tiles_reference` (same signature, same numbers)."""
+    dy = np.ascontiguousarray(dy)
+    dM = _output(out, (16, dy.shape[0] * th * tw, dy.shape[3]), dy.dtype)
+    _run(_signal_tiles, dM.size, dy, th, tw, dM)
+    return dM
 
 
 @_wraps(_tiles)
