@@ -246,7 +246,7 @@ def phase_timings(layer, x, dy, quick):
         phases["Winograd dW"] = m(lambda: ws.winograd_weight_gemm(x, args, dy, True))
     dx_args = workspace.transposed_args(args, H, W)
     if dx_args is not None and workspace.winograd_applies(dx_args, C_out, C):
-        flipped = layer.params["W"][::-1, ::-1].transpose(0, 1, 3, 2)
+        flipped = workspace.transposed_filters(layer.params["W"])
         phases["Winograd dx"] = m(lambda: ws.winograd_gemm(dy, dx_args, flipped, None,
                                                            tag="dx"))
     return phases

@@ -20,6 +20,7 @@ from .workspace import (
     ConvWorkspace,
     Im2colArgs,
     transposed_args,
+    transposed_filters,
     winograd_applies,
     winograd_weights_apply,
 )
@@ -201,8 +202,8 @@ class Conv2D(Layer):
                                                     self.in_channels):
             # the same numbers up to rounding: dx = dy convolved with the flipped filters,
             # (3, 3, C_out, C_in), by Winograd's F(2x2, 3x3)
-            flipped = self.params["W"][::-1, ::-1].transpose(0, 1, 3, 2)
-            dx = self._workspace.winograd_gemm(dy2.reshape(dy.shape), dx_args, flipped, None,
+            dx = self._workspace.winograd_gemm(dy2.reshape(dy.shape), dx_args,
+                                               transposed_filters(self.params["W"]), None,
                                                tag="dx")
             return dx.reshape(x.shape)
         # if we im2col on the forward, we col2im on the backward: dcols = dy2 W2^T is

@@ -110,6 +110,13 @@ def transposed_args(args, H_in, W_in):
                          pad_left=args.kw - 1 - args.pad_left, H_out=H_in, W_out=W_in)
 
 
+def transposed_filters(W):
+    """The filters of ``dx`` as a convolution of ``dy`` (:func:`transposed_args`): ``W``
+    ``(kh, kw, C_in, C_out)`` flipped in both spatial axes, its channels swapped, ``(kh, kw,
+    C_out, C_in)`` (a view)."""
+    return W[::-1, ::-1].transpose(0, 1, 3, 2)
+
+
 def chunks(N, P, K, itemsize, limit=None):
     """Split ``N`` examples into chunks of at most :data:`CHUNK_BYTES` (or ``limit``) bytes
     of matrix each (one example at least).
