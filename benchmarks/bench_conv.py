@@ -244,8 +244,8 @@ def phase_timings(layer, x, dy, quick):
                                                           layer.params["b"]))
     if workspace.winograd_weights_apply(args, C, C_out):
         phases["Winograd dW"] = m(lambda: ws.winograd_weight_gemm(x, args, dy, True))
-    dx_args = workspace.transposed_args(args, H, W)
-    if dx_args is not None and workspace.winograd_applies(dx_args, C_out, C):
+    dx_args = workspace.winograd_dx_args(args, H, W, C, C_out)
+    if dx_args is not None:
         flipped = workspace.transposed_filters(layer.params["W"])
         phases["Winograd dx"] = m(lambda: ws.winograd_gemm(dy, dx_args, flipped, None,
                                                            tag="dx"))

@@ -29,15 +29,6 @@ POOL_CASES = [
 ]
 
 
-@pytest.fixture(params=["one thread", "all threads"])
-def threads(request, monkeypatch):
-    """Small inputs run on one thread; lowering the threshold sends them through prange."""
-    if request.param == "all threads":
-        monkeypatch.setattr(kernels._runtime, "PARALLEL_MIN_SIZE", 0)
-        monkeypatch.setattr(kernels._runtime, "ONE_THREAD_BESIDE_BLAS", False)
-    return request.param
-
-
 def test_conv2d_by_hand():
     # 2 x 3 image, one channel, 2 x 2 kernel of ones plus bias 10: each output sums a window
     x = np.arange(6, dtype=np.float64).reshape(1, 2, 3, 1)          # [[0, 1, 2], [3, 4, 5]]

@@ -13,6 +13,7 @@ from tinyconv.workspace import (
     Im2colArgs,
     transposed_args,
     winograd_applies,
+    winograd_dx_args,
     winograd_weights_apply,
 )
 
@@ -149,9 +150,8 @@ def test_conv2d_forward_and_backward_by_winograd_are_the_definition(C_in, C_out,
                                                                       padding, paths, dtype):
     layer, x = layer_case(C_in, C_out, H, W_in, padding, dtype)
     args = args_of(layer, H, W_in)
-    dx_args = transposed_args(args, H, W_in)
     used = (winograd_applies(args, C_in, C_out), winograd_weights_apply(args, C_in, C_out),
-            dx_args is not None and winograd_applies(dx_args, C_out, C_in))
+            winograd_dx_args(args, H, W_in, C_in, C_out) is not None)
     assert used == {"y, dW and dx": (True, True, True), "y and dx": (True, False, True),
                     "dx only": (False, False, True), "y only": (True, False, False),
                     "none": (False, False, False)}[paths]

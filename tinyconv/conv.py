@@ -19,9 +19,9 @@ from .layer import (
 from .workspace import (
     ConvWorkspace,
     Im2colArgs,
-    transposed_args,
     transposed_filters,
     winograd_applies,
+    winograd_dx_args,
     winograd_weights_apply,
 )
 
@@ -197,9 +197,9 @@ class Conv2D(Layer):
         if not input_grad:
             return None
         # dx is the transposed convolution; for a 3x3, stride-1 layer it is a convolution too
-        dx_args = transposed_args(args, x.shape[1], x.shape[2])
-        if dx_args is not None and winograd_applies(dx_args, self.out_channels,
-                                                    self.in_channels):
+        dx_args = winograd_dx_args(args, x.shape[1], x.shape[2], self.in_channels,
+                                   self.out_channels)
+        if dx_args is not None:
             # the same numbers up to rounding: dx = dy convolved with the flipped filters,
             # (3, 3, C_out, C_in), by Winograd's F(2x2, 3x3)
             dx = self._workspace.winograd_gemm(dy2.reshape(dy.shape), dx_args,

@@ -28,6 +28,8 @@ the examples go through in groups (:func:`example_groups`).
 
 import numpy as np
 
+from .workspace import example_ranges
+
 #: About this many bytes of sums, and of the arrays that go with them, per group of examples
 #: (:func:`example_groups`).
 GROUP_BYTES = 64 << 20
@@ -36,8 +38,7 @@ GROUP_BYTES = 64 << 20
 def example_groups(N, bytes_per_example):
     """Slices that cut examples ``0 … N-1`` into groups of about :data:`GROUP_BYTES` (one
     example at least), for ``bytes_per_example`` of sums and copies per example."""
-    step = max(1, GROUP_BYTES // max(1, bytes_per_example))
-    return [slice(g, min(N, g + step)) for g in range(0, N, step)]
+    return [slice(n0, n1) for n0, n1 in example_ranges(N, bytes_per_example, GROUP_BYTES)]
 
 
 def units(model, l):

@@ -226,17 +226,12 @@ class Sequential:
     # ------------------------------------------------------------------ forward / backward
 
     def _check_input(self, x, start=0):
-        if start:                                       # y_(start), any rank
-            shape = self.output_shapes[start]
-            x = check_array(x, "x", ndim=len(shape) + 1)
-            if x.shape[1:] != shape:
-                raise ValueError(f"x: expected y_({start}) of shape {shape} per example "
-                                 f"(start={start}), got {x.shape[1:]}")
-        else:
-            x = check_array(x, "x", ndim=4)
-            if x.shape[1:] != self.input_shape:
-                raise ValueError(f"x: expected examples of shape {self.input_shape} (H, W, C), "
-                                 f"got {x.shape[1:]}")
+        shape = self.output_shapes[start]               # the input_shape at start = 0
+        x = check_array(x, "x", ndim=len(shape) + 1)
+        if x.shape[1:] != shape:
+            what = (f"examples of shape {shape} (H, W, C)" if start == 0 else
+                    f"y_({start}) of shape {shape} per example (start={start})")
+            raise ValueError(f"x: expected {what}, got {x.shape[1:]}")
         return x.astype(self.dtype, copy=False)
 
     def activations(self, x, upto=None):

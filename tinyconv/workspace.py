@@ -110,6 +110,14 @@ def transposed_args(args, H_in, W_in):
                          pad_left=args.kw - 1 - args.pad_left, H_out=H_in, W_out=W_in)
 
 
+def winograd_dx_args(args, H_in, W_in, C_in, C_out):
+    """The window arguments of ``dx`` when :meth:`ConvWorkspace.winograd_gemm` computes it
+    (:func:`transposed_args` of a layer with ``C_in -> C_out`` channels for which
+    :func:`winograd_applies`, the channels the other way round), else None."""
+    dx_args = transposed_args(args, H_in, W_in)
+    return dx_args if dx_args is not None and winograd_applies(dx_args, C_out, C_in) else None
+
+
 def transposed_filters(W):
     """The filters of ``dx`` as a convolution of ``dy`` (:func:`transposed_args`): ``W``
     ``(kh, kw, C_in, C_out)`` flipped in both spatial axes, its channels swapped, ``(kh, kw,
@@ -117,16 +125,27 @@ def transposed_filters(W):
     return W[::-1, ::-1].transpose(0, 1, 3, 2)
 
 
-def chunks(N, P, K, itemsize, limit=None):
-    """Split ``N`` examples into chunks of at most :data:`CHUNK_BYTES` (or ``limit``) bytes
-    of matrix each (one example at least).
+def example_ranges(N, bytes_per_example, limit):
+    """Split ``N`` examples into ranges ``(n0, n1)`` of at most ``limit`` bytes each, at
+    ``bytes_per_example`` each (one example at least)."""
+    step = max(1, limit // max(1, bytes_per_example))
+    return [(n0, min(N, n0 + step)) for n0 in range(0, N, step)]
+
+
+def largest(ranges):
+    """The most examples in one of :func:`example_ranges`' ranges (0 for none)."""
+    return max((n1 - n0 for n0, n1 in ranges), default=0)
+
+
+def chunks(N, P, K, itemsize):
+    """Split ``N`` examples into chunks of at most :data:`CHUNK_BYTES` of matrix each (one
+    example at least).
 
     Parameters
     ----------
     N : examples in the batch.
     P, K : each example has ``P`` rows of ``K`` numbers (``P = H_out * W_out``).
     itemsize : bytes per number.
-    limit : the bytes per chunk, if not :data:`CHUNK_BYTES`.
 
     Returns
     -------
@@ -134,8 +153,8 @@ def chunks(N, P, K, itemsize, limit=None):
     rows : rows of the largest chunk (``P`` times its examples), the size of a buffer that
         holds any of them.
     """
-    step = max(1, (CHUNK_BYTES if limit is None else limit) // (P * K * itemsize))
-    return [(n0, min(N, n0 + step)) for n0 in range(0, N, step)], min(N, step) * P
+    ranges = example_ranges(N, P * K * itemsize, CHUNK_BYTES)
+    return ranges, largest(ranges) * P
 
 
 def column_major(C_in, args):
@@ -267,8 +286,10 @@ class ConvWorkspace:
         """
         N, H_in, W_in, C_in = x.shape
         th, tw = (args.H_out + 1) // 2, (args.W_out + 1) // 2      # tiles per column, row
-        ranges, _ = chunks(N, 16 * th * tw, C_in + C_out, x.itemsize, WINOGRAD_CHUNK_BYTES)
-        n = ranges[0][1]                                           # examples per chunk
+        # per example: 16 th tw numbers of V for each input channel, of beside for each output
+        ranges = example_ranges(N, 16 * th * tw * (C_in + C_out) * x.itemsize,
+                                WINOGRAD_CHUNK_BYTES)
+        n = largest(ranges)                                        # examples per chunk
         # the padded chunk: (n, 2 th + 2, 2 tw + 2, C_in), zero where no input is copied (the
         # border is cleared on every call: another input size can share the buffer's shape)
         pt, pl = args.pad_top, args.pad_left
@@ -390,10 +411,9 @@ class ConvWorkspace:
         N, H_in, W_in, C_in = x_shape
         P, K = args.H_out * args.W_out, W2.shape[0]
         dx = np.empty(x_shape, dtype=dy2.dtype)
-        step = max(1, DX_CHUNK_BYTES // (P * K * dy2.itemsize))        # examples per piece
-        flat = self.buffer("dcols", (min(N, step) * P * K,), dy2.dtype)   # the largest piece
-        for m0 in range(0, N, step):
-            m1 = min(N, m0 + step)
+        pieces = example_ranges(N, P * K * dy2.itemsize, DX_CHUNK_BYTES)
+        flat = self.buffer("dcols", (largest(pieces) * P * K,), dy2.dtype)   # the largest piece
+        for m0, m1 in pieces:
             dcols = _matrix(flat, (m1 - m0) * P, K, column_major(C_in, args))   # (m*P, K)
             np.matmul(dy2[m0 * P:m1 * P], W2.T, out=dcols)
             _kernels().col2im(dcols, m1 - m0, H_in, W_in, C_in, *args, out=dx[m0:m1])
