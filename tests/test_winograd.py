@@ -1,5 +1,6 @@
-"""Winograd's F(2x2, 3x3) (Lavin & Gray 2016): the tile transforms against their references and
-the definition of a convolution, when Conv2D uses it, and its gradients."""
+"""Winograd's F(2x2, 3x3) and F(2x2, 5x5) (Lavin & Gray 2016): the matrices and the tile
+transforms against their references and the definition of a convolution, when Conv2D uses them,
+and its gradients."""
 
 import numpy as np
 import pytest
@@ -23,65 +24,98 @@ UNTILES = [kernels.winograd_untiles, kernels.winograd_untiles_reference]
 
 def assert_close(actual, desired):
     """Equal up to rounding, relative to the largest value: the transforms add values across
-    a tile, so an error is a fraction of the tile's largest, not of each output's own."""
+    a tile, so an error is a fraction of the tile's largest, not of each output's own (5x5's
+    transforms pass through values up to about 100 times the inputs: 1e-6 of the scale in
+    float32, against 1e-7 for 3x3)."""
     tol = 1e-5 if np.asarray(actual).dtype == np.float32 else 1e-12
     scale = max(np.abs(desired).max(), 1e-30)
     assert np.abs(actual - desired).max() <= tol * scale, np.abs(actual - desired).max() / scale
 
 
+@pytest.mark.parametrize("r", [3, 5])
+def test_the_matrices_compute_two_outputs_of_a_row(r):
+    # A^T [(G g) ⊙ (B^T d)] = the two outputs of correlating r + 1 inputs d with a filter g
+    BT, G, AT = kernels.winograd.MATRICES[r]
+    rng = np.random.default_rng(r)
+    for _ in range(5):
+        d, g = rng.standard_normal(r + 1), rng.standard_normal(r)
+        np.testing.assert_allclose(AT @ ((G @ g) * (BT @ d)), [d[:r] @ g, d[1:] @ g],
+                                   rtol=1e-13, atol=1e-13)
+
+
 def by_tiles(x, W, b, pads, tiles, untiles):
-    """The convolution as Winograd computes it: pad, tiles, 16 GEMMs, outputs."""
+    """The convolution as Winograd computes it: pad, tiles, (r + 1)^2 GEMMs, outputs."""
     (pt, pb), (pl, pr) = pads
+    r = W.shape[0]
     N, H, W_in, C = x.shape
-    H_out, W_out = H + pt + pb - 2, W_in + pl + pr - 2
+    H_out, W_out = H + pt + pb - (r - 1), W_in + pl + pr - (r - 1)
     th, tw = (H_out + 1) // 2, (W_out + 1) // 2
-    xp = np.zeros((N, 2 * th + 2, 2 * tw + 2, C), x.dtype)
+    xp = np.zeros((N, 2 * th + r - 1, 2 * tw + r - 1, C), x.dtype)
     xp[:, pt:pt + H, pl:pl + W_in] = x
-    M = np.matmul(tiles(xp, th, tw), kernels.winograd_weights(W))
+    M = np.matmul(tiles(xp, th, tw, r=r), kernels.winograd_weights(W))
     return untiles(M, th, tw, b, H_out, W_out)
 
 
+@pytest.mark.parametrize("r", [3, 5])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("tiles, untiles", list(zip(TILES, UNTILES, strict=True)),
                          ids=["numba", "reference"])
 @pytest.mark.parametrize("shape, pads", [
     ((2, 7, 9, 3, 4), ((1, 1), (1, 1))), ((1, 6, 5, 2, 3), ((0, 0), (2, 1))),
     ((3, 5, 8, 1, 1), ((2, 2), (0, 2))), ((1, 3, 3, 4, 2), ((0, 0), (0, 0)))])
-def test_winograd_is_the_convolution(dtype, tiles, untiles, shape, pads):
+def test_winograd_is_the_convolution(dtype, tiles, untiles, shape, pads, r):
     # odd and even output sizes, so the last tile of a row or column is cut
     N, H, W_in, C, K = shape
+    H, W_in = H + r - 3, W_in + r - 3                   # the same output sizes for 5x5
     rng = np.random.default_rng(1)
     x = rng.standard_normal((N, H, W_in, C)).astype(dtype)
-    W = rng.standard_normal((3, 3, C, K)).astype(dtype)
+    W = rng.standard_normal((r, r, C, K)).astype(dtype)
     b = rng.standard_normal(K).astype(dtype)
     assert_close(by_tiles(x, W, b, pads, tiles, untiles),
                  reference.conv2d(x, W, b, (1, 1), pads, (1, 1)))
 
 
+@pytest.mark.parametrize("r", [3, 5])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_the_kernels_equal_their_references_and_write_into_out(dtype, threads):
+def test_the_kernels_equal_their_references_and_write_into_out(dtype, r, threads):
     rng = np.random.default_rng(2)
-    xp = rng.standard_normal((5, 12, 10, 9)).astype(dtype)
-    V = kernels.winograd_tiles(xp, 5, 4)
-    assert_close(V, kernels.winograd_tiles_reference(xp, 5, 4))
+    xp = rng.standard_normal((5, 10 + r, 8 + r, 9)).astype(dtype)
+    V = kernels.winograd_tiles(xp, 5, 4, r=r)
+    assert V.shape == ((r + 1) ** 2, 5 * 5 * 4, 9)
+    assert_close(V, kernels.winograd_tiles_reference(xp, 5, 4, r=r))
     out = np.empty_like(V)
-    assert kernels.winograd_tiles(xp, 5, 4, out=out) is out
-    M = rng.standard_normal((16, 5 * 5 * 4, 3)).astype(dtype)
+    assert kernels.winograd_tiles(xp, 5, 4, out=out, r=r) is out
+    M = rng.standard_normal(((r + 1) ** 2, 5 * 5 * 4, 3)).astype(dtype)
     b = rng.standard_normal(3).astype(dtype)
     y = kernels.winograd_untiles(M, 5, 4, b, 9, 7)
     assert_close(y, kernels.winograd_untiles_reference(M, 5, 4, b, 9, 7))
     with pytest.raises(ValueError, match="^out: expected"):
         kernels.winograd_untiles(M, 5, 4, b, 9, 7, out=np.empty((5, 9, 8, 3), dtype))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_signal_tiles_equal_their_reference(dtype, threads):
+    # the weight gradient's, 3x3 only
+    rng = np.random.default_rng(2)
     dy = rng.standard_normal((5, 9, 7, 3)).astype(dtype)           # odd: cut tiles
     assert_close(kernels.winograd_signal_tiles(dy, 5, 4),
                  kernels.winograd_signal_tiles_reference(dy, 5, 4))
 
 
-def test_the_weights_transform_is_g_g_gt():
-    W = np.random.default_rng(3).standard_normal((3, 3, 2, 5))
-    U = kernels.winograd_weights(W).reshape(4, 4, 2, 5)
-    G = kernels.winograd.G
+@pytest.mark.parametrize("r", [3, 5])
+def test_the_weights_transform_is_g_g_gt(r):
+    W = np.random.default_rng(3).standard_normal((r, r, 2, 5))
+    U = kernels.winograd_weights(W).reshape(r + 1, r + 1, 2, 5)
+    G = kernels.winograd.MATRICES[r][1]
     np.testing.assert_allclose(U[..., 1, 3], G @ W[..., 1, 3] @ G.T, rtol=1e-14)
+
+
+def test_a_filter_size_without_matrices_is_refused():
+    xp = np.zeros((1, 8, 8, 2))
+    with pytest.raises(ValueError, match="^r: expected 3 or 5, got 4"):
+        kernels.winograd_tiles(xp, 2, 2, r=4)
+    with pytest.raises(ValueError, match="16 or 36 planes"):
+        kernels.winograd_untiles(np.zeros((25, 4, 2)), 2, 2, np.zeros(2), 4, 4)
 
 
 def args_of(layer, H, W_in):
@@ -91,7 +125,10 @@ def args_of(layer, H, W_in):
 @pytest.mark.parametrize("kernel, stride, dilation, C_in, C_out, side, applies", [
     (3, 1, 1, 8, 8, 14, True), (3, 1, 1, 7, 8, 14, False), (3, 1, 1, 8, 7, 14, False),
     (3, 1, 1, 8, 8, 13, False), (3, 2, 1, 8, 8, 28, False), (3, 1, 2, 8, 8, 16, False),
-    ((3, 2), 1, 1, 8, 8, 14, False), (5, 1, 1, 8, 8, 14, False)])
+    ((3, 2), 1, 1, 8, 8, 14, False), (5, 1, 1, 16, 16, 14, True), (5, 1, 1, 15, 16, 14, False),
+    (5, 1, 1, 16, 15, 14, False), (5, 1, 1, 8, 8, 14, False), (5, 1, 1, 16, 16, 13, False),
+    (5, 2, 1, 16, 16, 28, False), ((5, 3), 1, 1, 16, 16, 14, False), (7, 1, 1, 16, 16, 14, False),
+    (1, 1, 1, 16, 16, 14, False)])
 def test_when_winograd_applies(kernel, stride, dilation, C_in, C_out, side, applies):
     layer = tc.Conv2D(C_in, C_out, kernel, stride=stride, dilation=dilation, padding="same")
     H = side * stride
@@ -100,10 +137,11 @@ def test_when_winograd_applies(kernel, stride, dilation, C_in, C_out, side, appl
     assert winograd_applies(args, C_in, C_out) is applies
 
 
-@pytest.mark.parametrize("C_in, C_out, applies", [(64, 64, True), (128, 64, True),
-                                                  (63, 64, False), (64, 32, False)])
-def test_when_the_weight_gradient_goes_by_winograd_too(C_in, C_out, applies):
-    args = args_of(tc.Conv2D(C_in, C_out, 3, padding=1), 14, 14)
+@pytest.mark.parametrize("C_in, C_out, r, applies", [
+    (64, 64, 3, True), (128, 64, 3, True), (63, 64, 3, False), (64, 32, 3, False),
+    (64, 64, 5, False)])                         # 5x5: y and dx only
+def test_when_the_weight_gradient_goes_by_winograd_too(C_in, C_out, r, applies):
+    args = args_of(tc.Conv2D(C_in, C_out, r, padding="same"), 14, 14)
     assert winograd_weights_apply(args, C_in, C_out) is applies
 
 
@@ -129,8 +167,8 @@ def test_dx_is_a_convolution_with_k_minus_1_minus_pad_padding():
     assert transposed_args(Im2colArgs(3, 3, 2, 2, 1, 1, 1, 1, 8, 8), 15, 15) is None
 
 
-def layer_case(C_in, C_out, H, W_in, padding, dtype, seed=0):
-    layer = tc.Conv2D(C_in, C_out, 3, padding=padding, rng=seed, dtype=dtype)
+def layer_case(C_in, C_out, H, W_in, padding, dtype, seed=0, r=3):
+    layer = tc.Conv2D(C_in, C_out, r, padding=padding, rng=seed, dtype=dtype)
     rng = np.random.default_rng(seed + 1)
     layer.params["b"][:] = rng.standard_normal(C_out)
     x = rng.standard_normal((3, H, W_in, C_in)).astype(dtype)
@@ -138,17 +176,21 @@ def layer_case(C_in, C_out, H, W_in, padding, dtype, seed=0):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("C_in, C_out, H, W_in, padding, paths", [
-    (64, 64, 14, 15, 1, "y, dW and dx"),
-    (8, 9, 14, 15, 1, "y and dx"),
-    (9, 8, 16, 14, "same", "y and dx"),
-    (8, 8, 17, 15, 0, "dx only"),            # y is 15 x 13: too small for it
-    (8, 8, 14, 14, 3, "y only"),             # dx would crop: pad 3 > k - 1
-    (4, 16, 20, 20, 1, "none"),              # too few input channels either way
+@pytest.mark.parametrize("C_in, C_out, H, W_in, padding, r, paths", [
+    (64, 64, 14, 15, 1, 3, "y, dW and dx"),
+    (8, 9, 14, 15, 1, 3, "y and dx"),
+    (9, 8, 16, 14, "same", 3, "y and dx"),
+    (8, 8, 17, 15, 0, 3, "dx only"),         # y is 15 x 13: too small for it
+    (8, 8, 14, 14, 3, 3, "y only"),          # dx would crop: pad 3 > k - 1
+    (4, 16, 20, 20, 1, 3, "none"),           # too few input channels either way
+    (16, 17, 14, 15, 2, 5, "y only"),        # 5x5 (the shipped model's conv2): y only
+    (17, 16, 15, 14, "same", 5, "y only"),
+    (16, 16, 18, 17, 0, 5, "none"),          # y is 14 x 13
+    (8, 32, 14, 14, 2, 5, "none"),           # 5x5 needs 16 channels each side
 ])
 def test_conv2d_forward_and_backward_by_winograd_are_the_definition(C_in, C_out, H, W_in,
-                                                                      padding, paths, dtype):
-    layer, x = layer_case(C_in, C_out, H, W_in, padding, dtype)
+                                                                      padding, r, paths, dtype):
+    layer, x = layer_case(C_in, C_out, H, W_in, padding, dtype, r=r)
     args = args_of(layer, H, W_in)
     used = (winograd_applies(args, C_in, C_out), winograd_weights_apply(args, C_in, C_out),
             winograd_dx_args(args, H, W_in, C_in, C_out) is not None)
@@ -167,35 +209,37 @@ def test_conv2d_forward_and_backward_by_winograd_are_the_definition(C_in, C_out,
     assert_close(layer.grads["b"], db_ref)
 
 
-def test_chunks_and_kept_buffers_give_the_same_numbers(monkeypatch):
-    layer, x = layer_case(8, 8, 14, 16, 1, np.float64)
+@pytest.mark.parametrize("r, C", [(3, 8), (5, 16)])
+def test_chunks_and_kept_buffers_give_the_same_numbers(monkeypatch, r, C):
+    layer, x = layer_case(C, C, 14, 16, "same", np.float64, r=r)
     whole = layer.forward(x)
     dy = np.random.default_rng(4).standard_normal(whole.shape)
     dx = layer.backward(dy)
     # one example per chunk (the last chunk smaller than the buffer: a batch of 3 then of 2)
     monkeypatch.setattr(workspace, "WINOGRAD_CHUNK_BYTES", 1)
-    fresh = tc.Conv2D(8, 8, 3, padding=1)
+    fresh = tc.Conv2D(C, C, r, padding="same")
     fresh.params = layer.params
     for batch in (x, x[:2], x):                   # the kept buffers, made anew and kept
         np.testing.assert_allclose(fresh.forward(batch), whole[:len(batch)], rtol=1e-13)
         np.testing.assert_allclose(fresh.backward(dy[:len(batch)]), dx[:len(batch)],
                                    rtol=1e-13, atol=1e-13)
     # another input size, in a padded buffer of another shape
-    big = np.random.default_rng(5).standard_normal((2, 18, 15, 8))
+    big = np.random.default_rng(5).standard_normal((2, 18, 15, C))
     np.testing.assert_allclose(fresh.forward(big), reference.conv2d(
         big, layer.params["W"], layer.params["b"], (1, 1), fresh.pads(18, 15), (1, 1)),
         rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("r, C", [(3, 8), (5, 16)])
 @pytest.mark.parametrize("padding", [1, 2, "same", (1, 0), (0, 2)])
-def test_an_input_one_smaller_reads_no_stale_border(padding):
+def test_an_input_one_smaller_reads_no_stale_border(padding, r, C):
     # 16 x 16 and 15 x 15 inputs tile into padded buffers of one shape: the rows and columns
     # the smaller one leaves must read as zeros, not as the larger one's numbers
-    layer = tc.Conv2D(8, 8, 3, padding=padding, rng=0, dtype=np.float64)
+    layer = tc.Conv2D(C, C, r, padding=padding, rng=0, dtype=np.float64)
     rng = np.random.default_rng(6)
     W, b = layer.params["W"], layer.params["b"]
-    for H in (16, 15, 16, 15):
-        x = rng.standard_normal((2, H, H, 8))
+    for H in (16, 15, 16, 15) if r == 3 else (18, 17, 18, 17):
+        x = rng.standard_normal((2, H, H, C))
         y = layer.forward(x)
         pads = layer.pads(H, H)
         np.testing.assert_allclose(y, reference.conv2d(x, W, b, (1, 1), pads, (1, 1)),
@@ -223,12 +267,49 @@ def test_an_input_array_refilled_in_place_gets_its_own_weight_gradient():
 
 @settings(max_examples=6, deadline=None)
 @given(st.integers(14, 16), st.integers(14, 17), st.sampled_from([0, 1, 2, "same"]),
-       st.integers(0, 2**32 - 1))
-def test_winograd_layer_gradients(H, W_in, padding, seed):
+       st.sampled_from([(3, 8), (5, 16)]), st.integers(0, 2**32 - 1))
+def test_winograd_layer_gradients(H, W_in, padding, size, seed):
     # float64 against centred differences, on layers that go by Winograd both ways
-    layer, x = layer_case(8, 8, H, W_in, padding, np.float64, seed=seed % 1000)
+    r, C = size
+    layer, x = layer_case(C, C, H, W_in, padding, np.float64, seed=seed % 1000, r=r)
     args = args_of(layer, H, W_in)
-    if not winograd_applies(args, 8, 8):
-        layer = tc.Conv2D(8, 8, 3, padding=2, rng=seed % 1000, dtype=np.float64)
+    if not winograd_applies(args, C, C):
+        layer = tc.Conv2D(C, C, r, padding=r - 1, rng=seed % 1000, dtype=np.float64)
     y = layer.forward(x)
     check_layer(layer, x, np.random.default_rng(seed).standard_normal(y.shape))
+
+
+def test_a_training_pass_computes_a_5x5_layer_by_im2col(monkeypatch):
+    # Winograd's forward leaves no columns for dW: a pass for the weight gradient (a training
+    # step) goes by im2col, whose numbers it gives bit for bit; an explanation's pass does not
+    model = tc.Sequential([tc.Conv2D(16, 16, 5, padding="same", rng=0), tc.ReLU(), tc.Flatten(),
+                           tc.Dense(14 * 14 * 16, 3, rng=1)], input_shape=(14, 14, 16))
+    x = np.random.default_rng(10).standard_normal((4, 14, 14, 16)).astype(np.float32)
+    conv = model.layers[0]
+    assert winograd_applies(conv._im2col_args(14, 14), 16, 16)
+    assert not winograd_applies(conv._im2col_args(14, 14), 16, 16, param_grads=True)
+    by_winograd = model.forward(x)
+    for_training = model.forward(x, param_grads=True)
+    dy = np.random.default_rng(11).standard_normal((4, 3)).astype(np.float32)
+    model.backward(dy)
+    dW = conv.grads["W"].copy()
+    monkeypatch.setattr(tc.conv, "winograd_applies", lambda *args: False)
+    by_im2col = model.forward(x)
+    np.testing.assert_array_equal(for_training, by_im2col)
+    assert not np.array_equal(by_winograd, by_im2col)
+    assert_close(by_winograd, by_im2col)
+    model.backward(dy)
+    np.testing.assert_array_equal(dW, conv.grads["W"])
+
+
+def test_train_step_tells_the_layers_a_weight_gradient_follows(monkeypatch):
+    seen = []
+    forward = tc.Conv2D.forward
+    monkeypatch.setattr(tc.Conv2D, "forward", lambda self, x, check=True, param_grads=False:
+                        seen.append(param_grads) or forward(self, x, check, param_grads))
+    model = tc.architectures.build("small")
+    opt = tc.SGD(model, lr=0.01)
+    x = np.random.default_rng(12).random((2, 28, 28, 1), dtype=np.float32)
+    tc.training.train_step(model, opt, x, np.array([1, 2]))
+    model.forward(x)
+    assert seen == [True, True, False, False]

@@ -1,7 +1,8 @@
 """Conv2D: a convolution as im2col and one GEMM (Zeiler & Fergus 2014, §2).
 
 The loops that define it: :func:`tinyconv.reference.conv2d`; how its GEMMs are made fast, and
-when a 3x3 layer goes by Winograd's F(2x2, 3x3) instead (the same numbers up to rounding):
+when a 3x3 or 5x5 layer goes by Winograd's F(2x2, 3x3) or F(2x2, 5x5) instead (the same
+numbers up to rounding):
 :mod:`tinyconv.workspace`.
 """
 
@@ -35,8 +36,9 @@ class Conv2D(Layer):
     :func:`tinyconv.kernels.im2col` and ``W2 = W.reshape(kh*kw*C_in, C_out)``; backward
     computes ``dW = cols^T dy``, ``db = sum dy`` and ``dx = col2im(dy W2^T)``. A
     :class:`tinyconv.workspace.ConvWorkspace` runs these GEMMs fast (kept buffers, chunks),
-    and computes ``y`` and ``dx`` of a large enough 3x3, stride-1 layer by Winograd's F(2x2,
-    3x3) (:func:`tinyconv.workspace.winograd_applies`; Lavin & Gray 2016, §4.1).
+    and computes ``y`` of a large enough 3x3 or 5x5, stride-1 layer by Winograd's F(2x2, 3x3)
+    or F(2x2, 5x5), and ``dx`` of a 3x3 one (:func:`tinyconv.workspace.winograd_applies`;
+    Lavin & Gray 2016, §4 and §4.1).
 
     Parameters
     ----------
@@ -148,9 +150,13 @@ class Conv2D(Layer):
         (pt, _), (pl, _) = self.pads(H, W)
         return Im2colArgs(*self.kernel, *self.stride, *self.dilation, pt, pl, H_out, W_out)
 
-    def forward(self, x, check=True):
+    def forward(self, x, check=True, param_grads=False):
         """``y_(l) = conv(y_(l-1), W) + b``:
-        ``(N, H_in, W_in, C_in) -> (N, H_out, W_out, C_out)``."""
+        ``(N, H_in, W_in, C_in) -> (N, H_out, W_out, C_out)``.
+
+        ``param_grads``: True when a backward pass for the weight gradient follows (a
+        training step, :meth:`tinyconv.model.Sequential.forward`); it changes only how ``y``
+        is computed (:func:`tinyconv.workspace.winograd_applies`), not what."""
         if check:
             x = check_array(x, "x", ndim=4, shape=(None, None, None, self.in_channels))
         x = np.ascontiguousarray(self._cast(x))
@@ -161,8 +167,9 @@ class Conv2D(Layer):
         # cols = im2col(x): one row per output location (n, oh, ow), one column per kernel
         # tap (i, j, c): (N*H_out*W_out, kh*kw*C_in); then one GEMM, and the bias:
         # y = cols @ W2 + b: (N*H_out*W_out, C_out)
-        if winograd_applies(args, self.in_channels, self.out_channels):
-            # the same numbers up to rounding, with 2.25 times fewer multiplications
+        if winograd_applies(args, self.in_channels, self.out_channels, param_grads):
+            # the same numbers up to rounding, with 2.25 (3x3) or 2.78 (5x5) times fewer
+            # multiplications
             y = self._workspace.winograd_gemm(x, args, self.params["W"], b)
         else:
             y = self._workspace.im2col_gemm(x, args, W2, b)
@@ -171,9 +178,9 @@ class Conv2D(Layer):
 
     def backward(self, dy, rule="gradient", check=True, input_grad=True):
         """Transposed convolution: ``dx = col2im(dy W2^T)`` (or, for a 3x3 stride-1 layer that
-        Winograd suits, ``dy`` convolved with the flipped filters); with ``rule="gradient"`` also
-        ``dW = cols^T dy`` and ``db = sum dy``. ``(N, H_out, W_out, C_out) -> (N, H_in, W_in,
-        C_in)``; ``input_grad=False`` skips ``dx`` and returns None.
+        Winograd suits, ``dy`` convolved with the flipped filters); with
+        ``rule="gradient"`` also ``dW = cols^T dy`` and ``db = sum dy``. ``(N, H_out, W_out,
+        C_out) -> (N, H_in, W_in, C_in)``; ``input_grad=False`` skips ``dx`` and returns None.
         """
         self._need_cache("_x")
         x = self._x

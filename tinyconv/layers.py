@@ -161,8 +161,9 @@ class Dense(Layer):
     def geometry(self, in_shape):
         return None
 
-    def forward(self, x, check=True):
-        """``(N, in) -> (N, out)``."""
+    def forward(self, x, check=True, param_grads=False):
+        """``(N, in) -> (N, out)``. (``param_grads``, a training step's hint to the layers
+        with parameters, changes nothing here.)"""
         if check:
             x = check_array(x, "x", ndim=2, shape=(None, self.in_features))
         x = self._cast(x)

@@ -255,13 +255,18 @@ class Sequential:
             self._reached, self._began, self._owner = upto, 0, threading.get_ident()
         return ys
 
-    def forward(self, x, upto=None, start=0):
+    def forward(self, x, upto=None, start=0, param_grads=False):
         """``y_(L)`` (or ``y_(upto)``) for input ``x`` of shape ``(N, H, W, C_0)``.
 
         ``start = l`` takes ``x`` for ``y_(l)``, shaped ``(N, *output_shapes[l])``, and runs
         layers ``l + 1 …`` only: a technique that has ``y_(l)`` already (Integrated Gradients
         computes it without the layers below, see :func:`tinyconv.gradient_sums.affine_prefix`). A
         backward pass after it goes down to ``y_(l)`` at most (``stop=l``).
+
+        ``param_grads=True`` says that a backward pass for the parameter gradients follows (a
+        training step): the layers with parameters are told, and may compute ``y`` the way
+        that leaves what their weight gradient reuses (Conv2D: by im2col, not Winograd, for a
+        5x5 kernel). It changes speed only; the backward is right either way.
         """
         upto = len(self.layers) if upto is None else self.index(upto)
         start = self.index(start)
@@ -270,7 +275,10 @@ class Sequential:
         y = self._check_input(x, start)
         with self._exclusive("forward"):
             for layer in self.layers[start:upto]:
-                y = layer.forward(y, check=False)
+                if param_grads and layer.params:
+                    y = layer.forward(y, check=False, param_grads=True)
+                else:
+                    y = layer.forward(y, check=False)
             self._reached, self._began, self._owner = upto, start, threading.get_ident()
         return y
 

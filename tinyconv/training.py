@@ -66,7 +66,7 @@ def train_step(model, optimizer, xb, yb):
 
     Returns ``(loss, number of correct predictions)``.
     """
-    logits = model.forward(xb)
+    logits = model.forward(xb, param_grads=True)
     # weights that are huge but finite overflow here first: report the divergence, not the
     # non-finite logits that cross_entropy would reject as bad input
     if not np.isfinite(logits).all():

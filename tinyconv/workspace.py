@@ -21,11 +21,12 @@ owns every trick that makes them fast:
   ``(dy^T [cols, 1])^T``;
 - **dcols in pieces**: ``dcols = dy W2^T`` and its col2im run a few examples at a time
   (:data:`DX_CHUNK_BYTES`), so that col2im reads dcols from the cache;
-- **Winograd for 3x3**: a 3x3, stride-1 forward with enough channels and locations
-  (:func:`winograd_applies`), and the backward's ``dx`` of one (a 3x3 convolution of ``dy``,
-  :func:`transposed_args`), go by Winograd's F(2x2, 3x3) instead
-  (:meth:`ConvWorkspace.winograd_gemm`, :mod:`tinyconv.kernels.winograd`): 16 GEMMs on
-  transformed tiles, 2.25 times fewer multiplications, the same numbers up to rounding.
+- **Winograd for 3x3 and 5x5**: a 3x3 or 5x5, stride-1 forward with enough channels and
+  locations (:func:`winograd_applies`), and the backward's ``dx`` of a 3x3 one (a 3x3
+  convolution of ``dy``, :func:`transposed_args`), go by Winograd's F(2x2, 3x3) or
+  F(2x2, 5x5) instead (:meth:`ConvWorkspace.winograd_gemm`, :mod:`tinyconv.kernels.winograd`):
+  16 or 36 GEMMs on transformed tiles, 2.25 or 2.78 times fewer multiplications, the same
+  numbers up to rounding.
 
 Why each one pays, with the figures measured when it was added: ``docs/speed.md``.
 
@@ -68,17 +69,25 @@ class Im2colArgs(NamedTuple):
     W_out: int
 
 
-#: Winograd for a 3x3 convolution needs at least this many input and output channels and output
-#: rows and columns (``docs/speed.md``: with fewer it was measured slower than im2col + GEMM).
-WINOGRAD_MIN_CHANNELS, WINOGRAD_MIN_SIDE = 8, 14
+#: Winograd computes a 3x3 or 5x5 convolution with at least this many input and output channels
+#: (by filter size) and output rows and columns (``docs/speed.md``: with fewer it was measured
+#: slower than im2col + GEMM).
+WINOGRAD_MIN_CHANNELS = {3: 8, 5: 16}
+WINOGRAD_MIN_SIDE = 14
 
 
-def winograd_applies(args, C_in, C_out):
-    """Whether :meth:`ConvWorkspace.winograd_gemm` computes this convolution: a 3x3 kernel,
-    stride and dilation 1, at least :data:`WINOGRAD_MIN_CHANNELS` input and output channels and
-    an output of at least :data:`WINOGRAD_MIN_SIDE` rows and columns."""
-    return ((args.kh, args.kw, args.sh, args.sw, args.dh, args.dw) == (3, 3, 1, 1, 1, 1)
-            and min(C_in, C_out) >= WINOGRAD_MIN_CHANNELS
+def winograd_applies(args, C_in, C_out, param_grads=False):
+    """Whether :meth:`ConvWorkspace.winograd_gemm` computes this convolution: a 3x3 or 5x5
+    kernel, stride and dilation 1, at least :data:`WINOGRAD_MIN_CHANNELS` input and output
+    channels and an output of at least :data:`WINOGRAD_MIN_SIDE` rows and columns; and, when
+    the pass is for a weight gradient (``param_grads``), not a 5x5 one. Winograd's forward
+    leaves no im2col matrix for ``dW = cols^T dy`` to reuse, and for a 5x5 layer unfolding it
+    again in the backward cost more than Winograd saved (``docs/speed.md``)."""
+    if param_grads and args.kh == 5:
+        return False
+    return (args.kh == args.kw and args.kh in WINOGRAD_MIN_CHANNELS
+            and (args.sh, args.sw, args.dh, args.dw) == (1, 1, 1, 1)
+            and min(C_in, C_out) >= WINOGRAD_MIN_CHANNELS[args.kh]
             and min(args.H_out, args.W_out) >= WINOGRAD_MIN_SIDE)
 
 
@@ -89,8 +98,9 @@ WINOGRAD_WEIGHTS_MIN_CHANNELS = 64
 
 def winograd_weights_apply(args, C_in, C_out):
     """Whether :meth:`ConvWorkspace.winograd_weight_gemm` computes this layer's weight gradient:
-    :func:`winograd_applies`, and at least :data:`WINOGRAD_WEIGHTS_MIN_CHANNELS` channels."""
-    return (winograd_applies(args, C_in, C_out)
+    :func:`winograd_applies` to a 3x3 kernel, and at least
+    :data:`WINOGRAD_WEIGHTS_MIN_CHANNELS` channels."""
+    return (winograd_applies(args, C_in, C_out) and args.kh == 3
             and min(C_in, C_out) >= WINOGRAD_WEIGHTS_MIN_CHANNELS)
 
 
@@ -112,8 +122,12 @@ def transposed_args(args, H_in, W_in):
 
 def winograd_dx_args(args, H_in, W_in, C_in, C_out):
     """The window arguments of ``dx`` when :meth:`ConvWorkspace.winograd_gemm` computes it
-    (:func:`transposed_args` of a layer with ``C_in -> C_out`` channels for which
-    :func:`winograd_applies`, the channels the other way round), else None."""
+    (:func:`transposed_args` of a 3x3 layer with ``C_in -> C_out`` channels for which
+    :func:`winograd_applies`, the channels the other way round), else None. A 5x5 layer's
+    ``dx`` stays ``col2im(dy W2^T)``: by Winograd it was measured 1.1 to 1.6 times slower
+    (``docs/speed.md``)."""
+    if args.kh != 3:
+        return None
     dx_args = transposed_args(args, H_in, W_in)
     return dx_args if dx_args is not None and winograd_applies(dx_args, C_out, C_in) else None
 
@@ -274,50 +288,55 @@ class ConvWorkspace:
         """The transformed tiles of ``x``, a chunk of examples at a time.
 
         Per chunk: the input zero-padded into a kept buffer, then its tiles ``V = B^T d B``
-        (:mod:`tinyconv.kernels.winograd`). A chunk holds at most
-        :data:`WINOGRAD_CHUNK_BYTES` of ``V`` and of one array beside it. ``tag`` names the
-        kept buffers, so that the forward's, ``dx``'s (whose channels are the other way round)
-        and the weight gradient's are kept apart.
+        (:mod:`tinyconv.kernels.winograd`; ``(r + 1) x (r + 1)`` tiles for an ``r x r``
+        kernel). A chunk holds at most :data:`WINOGRAD_CHUNK_BYTES` of ``V`` and of one array
+        beside it. ``tag`` names the kept buffers, so that the forward's, ``dx``'s (whose
+        channels are the other way round) and the weight gradient's are kept apart.
 
         Yields
         ------
-        ``(n0, n1, V, beside)``: ``V`` (16, T, C_in) the tiles of examples ``n0 … n1 - 1``
-        (``T`` tiles), ``beside`` a (16, T, C_out) array to compute into.
+        ``(n0, n1, V, beside)``: ``V`` ((r + 1)^2, T, C_in) the tiles of examples ``n0 … n1 - 1``
+        (``T`` tiles), ``beside`` a ((r + 1)^2, T, C_out) array to compute into.
         """
         N, H_in, W_in, C_in = x.shape
+        r = args.kh
+        planes = (r + 1) ** 2
         th, tw = (args.H_out + 1) // 2, (args.W_out + 1) // 2      # tiles per column, row
-        # per example: 16 th tw numbers of V for each input channel, of beside for each output
-        ranges = example_ranges(N, 16 * th * tw * (C_in + C_out) * x.itemsize,
+        # per example: planes th tw numbers of V for each input channel, of beside for each
+        # output channel
+        ranges = example_ranges(N, planes * th * tw * (C_in + C_out) * x.itemsize,
                                 WINOGRAD_CHUNK_BYTES)
         n = largest(ranges)                                        # examples per chunk
-        # the padded chunk: (n, 2 th + 2, 2 tw + 2, C_in), zero where no input is copied (the
-        # border is cleared on every call: another input size can share the buffer's shape)
+        # the padded chunk: (n, 2 th + r - 1, 2 tw + r - 1, C_in), zero where no input is
+        # copied (the border is cleared on every call: another input size can share the
+        # buffer's shape)
         pt, pl = args.pad_top, args.pad_left
-        padded = self.buffer(f"padded {tag}", (n, 2 * th + 2, 2 * tw + 2, C_in), x.dtype)
-        flat_V = self.buffer(f"V {tag}", (16 * n * th * tw * C_in,), x.dtype)
-        flat_beside = self.buffer(f"M {tag}", (16 * n * th * tw * C_out,), x.dtype)
+        padded = self.buffer(f"padded {tag}", (n, 2 * th + r - 1, 2 * tw + r - 1, C_in),
+                             x.dtype)
+        flat_V = self.buffer(f"V {tag}", (planes * n * th * tw * C_in,), x.dtype)
+        flat_beside = self.buffer(f"M {tag}", (planes * n * th * tw * C_out,), x.dtype)
         padded[:, :pt] = padded[:, pt + H_in:] = 0
         padded[:, :, :pl] = padded[:, :, pl + W_in:] = 0
         for n0, n1 in ranges:
             m, T = n1 - n0, (n1 - n0) * th * tw
             padded[:m, pt:pt + H_in, pl:pl + W_in] = x[n0:n1]
-            V = _kernels().winograd_tiles(padded[:m], th, tw,
-                                          out=flat_V[:16 * T * C_in].reshape(16, T, C_in))
-            yield n0, n1, V, flat_beside[:16 * T * C_out].reshape(16, T, C_out)
+            V = _kernels().winograd_tiles(padded[:m], th, tw, r=r,
+                                          out=flat_V[:planes * T * C_in].reshape(planes, T, C_in))
+            yield n0, n1, V, flat_beside[:planes * T * C_out].reshape(planes, T, C_out)
 
     def winograd_gemm(self, x, args, W, b, tag="forward"):
-        """``conv(x, W) + b`` of a 3x3, stride-1 layer by Winograd's F(2x2, 3x3)
-        (:mod:`tinyconv.kernels.winograd`), a chunk of examples at a time: per chunk the
-        transformed tiles ``V`` (16, T, C_in), the 16 GEMMs ``M[ab] = V[ab] @ U[ab]``
-        (16, T, C_out), the outputs. The transforms subtract inputs, so an inf in a tile gives
-        NaN where the direct sum gives inf, and inputs near the dtype's largest value may
-        overflow where the direct sum does not.
+        """``conv(x, W) + b`` of a 3x3 or 5x5, stride-1 layer by Winograd's F(2x2, 3x3) or
+        F(2x2, 5x5) (:mod:`tinyconv.kernels.winograd`), a chunk of examples at a time: per
+        chunk the transformed tiles ``V`` ((r + 1)^2, T, C_in), the ``(r + 1)^2`` GEMMs
+        ``M[ab] = V[ab] @ U[ab]`` ((r + 1)^2, T, C_out), the outputs. The transforms subtract
+        inputs, so an inf in a tile gives NaN where the direct sum gives inf, and inputs near
+        the dtype's largest value may overflow where the direct sum does not.
 
         Parameters
         ----------
         x : (N, H_in, W_in, C_in) C-contiguous input.
-        args : :class:`Im2colArgs` (``kh = kw = 3``, stride and dilation 1).
-        W : (3, 3, C_in, C_out) HWIO weights.
+        args : :class:`Im2colArgs` (``kh = kw``, 3 or 5, stride and dilation 1).
+        W : (r, r, C_in, C_out) HWIO weights.
         b : (C_out,) bias, or None.
         tag : names the kept buffers (see :meth:`_winograd_chunks`).
 
@@ -328,7 +347,7 @@ class ConvWorkspace:
         k = _kernels()
         N, C_out, H_out, W_out = len(x), W.shape[3], args.H_out, args.W_out
         th, tw = (H_out + 1) // 2, (W_out + 1) // 2
-        U = k.winograd_weights(W)                                  # (16, C_in, C_out)
+        U = k.winograd_weights(W)                                  # ((r + 1)^2, C_in, C_out)
         b = np.zeros(C_out, x.dtype) if b is None else b
         y = np.empty((N, H_out, W_out, C_out), dtype=x.dtype)
         # the forward leaves no im2col matrix behind: the backward's reuse test must not find

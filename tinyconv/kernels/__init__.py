@@ -1,6 +1,6 @@
 """The hot loops: im2col / col2im (:mod:`.conv`), max-pooling with switches and unpooling
 (:mod:`.pool`), pasting patches into blocks (:mod:`.blocks`), Winograd's tile transforms for
-3x3 convolutions (:mod:`.winograd`), and what they share (:mod:`._runtime`).
+3x3 and 5x5 convolutions (:mod:`.winograd`), and what they share (:mod:`._runtime`).
 
 This package holds the only numba code. Every kernel takes arrays and ints only (padding
 amounts, strides, output sizes are computed by the layers in Python) and stands beside a

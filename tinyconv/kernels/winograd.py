@@ -1,33 +1,43 @@
-"""Winograd's minimal filtering F(2x2, 3x3): a 3x3 convolution with 2.25 times fewer
-multiplications (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", CVPR 2016,
-§4 and §4.1).
+"""Winograd's minimal filtering F(2x2, 3x3) and F(2x2, 5x5): a 3x3 convolution with 2.25 times
+fewer multiplications, a 5x5 one with 2.78 times fewer (Lavin & Gray, "Fast Algorithms for
+Convolutional Neural Networks", CVPR 2016, §4 and §4.1).
 
-Cut the zero-padded input into 4x4 *tiles* that overlap by 2: tile ``t = (n, ti, tj)`` covers
-padded rows ``2 ti … 2 ti + 3`` and columns ``2 tj … 2 tj + 3``, and gives the 2x2 outputs
-``y[n, 2 ti + (0, 1), 2 tj + (0, 1), :]``. For one channel ``c`` and one 3x3 filter ``g``
-(eq. 8):
+For an ``r x r`` filter, cut the zero-padded input into ``n x n`` *tiles*, ``n = r + 1``, that
+overlap by ``r - 1``: tile ``t = (n, ti, tj)`` covers padded rows ``2 ti … 2 ti + n - 1`` and
+columns ``2 tj … 2 tj + n - 1``, and gives the 2x2 outputs
+``y[n, 2 ti + (0, 1), 2 tj + (0, 1), :]``.
+For one channel ``c`` and one filter ``g`` (eq. 8):
 
     y_tile = A^T [ (G g G^T) ⊙ (B^T d B) ] A
 
-with the constant matrices :data:`BT` (4x4), :data:`G` (4x3) and :data:`AT` (2x4) below. Summed
-over channels, the 16 elementwise products become 16 matrix products, one per position
-``(a, b)`` of the 4x4 transformed tile (eq. 12):
+with the constant matrices of :data:`MATRICES`: for 3x3, :data:`BT` (4x4), :data:`G` (4x3) and
+:data:`AT` (2x4); for 5x5, :data:`BT5` (6x6), :data:`G5` (6x5) and :data:`AT5` (2x6). Summed
+over channels, the ``n^2`` elementwise products become ``n^2`` matrix products, one per
+position ``(a, b)`` of the transformed tile (eq. 12):
 
     M[ab] = V[ab] @ U[ab],   V[ab] (T, C_in) the transformed tiles, U[ab] (C_in, C_out) the
                              transformed filters,
 
-so a 2x2 output tile costs 16 multiplications per channel pair instead of 36. The transforms
-are additions only (and halves, in ``G``, applied once to the weights). The results are the
-convolution's up to rounding: the additions come in another order.
+so a 2x2 output tile costs ``n^2`` multiplications per channel pair instead of ``4 r^2``: 16
+instead of 36 for 3x3, 36 instead of 100 for 5x5. The 3x3 transforms are additions only (and
+halves, in ``G``, applied once to the weights); the 5x5 ones also multiply by 2, 4 and 5. The
+results are the convolution's up to rounding: the sums come in another order (and, for 5x5,
+through intermediate values up to about 100 times the inputs, so float32 keeps about 1e-6 of
+the output's scale where 3x3 keeps 1e-7).
 
-The weight gradient follows the same maps backwards: ``y = A^T M A`` sends ``dy`` back as
-``dM = A dy A^T`` (:func:`winograd_signal_tiles`), ``M[ab] = V[ab] @ U[ab]`` gives ``dU[ab] =
-V[ab]^T @ dM[ab]``, and ``U = G g G^T`` gives ``dg = G^T dU G``
+Where the matrices come from (Toom-Cook, Lavin & Gray §4): the two outputs of a row are the
+coefficients of a product of polynomials, evaluated at ``n - 1`` points and at infinity (0, 1
+and -1 for 3x3; 0, ±1 and ±2 for 5x5); ``B^T`` and ``G`` evaluate, the product is pointwise, and
+``A^T`` interpolates. ``tests/test_winograd.py`` checks each family on the definition.
+
+The weight gradient of a 3x3 layer follows the same maps backwards: ``y = A^T M A`` sends ``dy``
+back as ``dM = A dy A^T`` (:func:`winograd_signal_tiles`), ``M[ab] = V[ab] @ U[ab]`` gives
+``dU[ab] = V[ab]^T @ dM[ab]``, and ``U = G g G^T`` gives ``dg = G^T dU G``
 (:func:`winograd_weights_gradient`).
 
 Kernels here: :func:`winograd_tiles` (``V`` from the padded input), :func:`winograd_untiles`
-(the outputs from ``M``) and :func:`winograd_signal_tiles` (``dM`` from ``dy``), each beside its
-``*_reference`` of the same signature, and :func:`winograd_weights` and
+(the outputs from ``M``) and :func:`winograd_signal_tiles` (``dM`` from ``dy``, 3x3 only), each
+beside its ``*_reference`` of the same signature, and :func:`winograd_weights` and
 :func:`winograd_weights_gradient` (plain NumPy: they run once per call on the small weights).
 """
 
@@ -50,38 +60,76 @@ G = np.array([[1, 0, 0],
 AT = np.array([[1, 1, 1, 0],
                [0, 1, -1, -1]], dtype=np.float64)
 
+#: ``B^T`` of F(2x2, 5x5) (points 0, 1, -1, 2, -2 and infinity): ``V = B^T d B``.
+BT5 = np.array([[4, 0, -5, 0, 1, 0],
+                [0, -4, -4, 1, 1, 0],
+                [0, 4, -4, -1, 1, 0],
+                [0, -2, -1, 2, 1, 0],
+                [0, 2, -1, -2, 1, 0],
+                [0, 4, 0, -5, 0, 1]], dtype=np.float64)
+#: ``G`` of F(2x2, 5x5): ``U = G g G^T``.
+G5 = np.array([[1 / 4, 0, 0, 0, 0],
+               [-1 / 6, -1 / 6, -1 / 6, -1 / 6, -1 / 6],
+               [-1 / 6, 1 / 6, -1 / 6, 1 / 6, -1 / 6],
+               [1 / 24, 1 / 12, 1 / 6, 1 / 3, 2 / 3],
+               [1 / 24, -1 / 12, 1 / 6, -1 / 3, 2 / 3],
+               [0, 0, 0, 0, 1]], dtype=np.float64)
+#: ``A^T`` of F(2x2, 5x5): ``y = A^T M A``.
+AT5 = np.array([[1, 1, 1, 1, 1, 0],
+                [0, 1, -1, 2, -2, 1]], dtype=np.float64)
+
+#: ``(B^T, G, A^T)`` by filter size ``r``: the tiles are ``(r + 1) x (r + 1)``.
+MATRICES = {3: (BT, G, AT), 5: (BT5, G5, AT5)}
+
+
+def _filter_size(planes):
+    """``r`` from the ``(r + 1)^2`` planes of ``V``, ``M`` or ``dU`` (16 or 36)."""
+    n = int(round(planes ** 0.5))
+    if n * n != planes or n - 1 not in MATRICES:
+        raise ValueError(f"expected 16 or 36 planes (3x3 or 5x5 filters), got {planes}")
+    return n - 1
+
 
 def winograd_weights(W):
-    """``U = G g G^T`` of every filter: ``(3, 3, C_in, C_out)`` HWIO -> ``(16, C_in, C_out)``
-    (position ``a * 4 + b`` of the 4x4 transformed tile first), in ``W``'s dtype."""
-    U = np.einsum("ai,ijck,bj->abck", G, W.astype(np.float64), G)      # (4, 4, C_in, C_out)
-    return U.reshape(16, *W.shape[2:]).astype(W.dtype)
+    """``U = G g G^T`` of every filter: ``(r, r, C_in, C_out)`` HWIO, ``r`` 3 or 5 ->
+    ``((r + 1)^2, C_in, C_out)`` (position ``a * (r + 1) + b`` of the transformed tile first), in
+    ``W``'s dtype."""
+    G_r = MATRICES[W.shape[0]][1]
+    U = np.einsum("ai,ijck,bj->abck", G_r, W.astype(np.float64), G_r)  # (n, n, C_in, C_out)
+    return U.reshape(-1, *W.shape[2:]).astype(W.dtype)
 
 
 def winograd_weights_gradient(dU):
-    """``dg = G^T dU G`` of every filter: ``(16, C_in, C_out)`` -> ``(3, 3, C_in, C_out)``."""
-    dg = np.einsum("ai,abck,bj->ijck", G, dU.reshape(4, 4, *dU.shape[1:]).astype(np.float64), G)
+    """``dg = G^T dU G`` of every filter: ``((r + 1)^2, C_in, C_out)`` -> ``(r, r, C_in,
+    C_out)``."""
+    G_r = MATRICES[_filter_size(dU.shape[0])][1]
+    n = G_r.shape[0]
+    dg = np.einsum("ai,abck,bj->ijck", G_r, dU.reshape(n, n, *dU.shape[1:]).astype(np.float64),
+                   G_r)
     return dg.astype(dU.dtype)
 
 
-def winograd_tiles_reference(xp, th, tw, out=None):
+def winograd_tiles_reference(xp, th, tw, out=None, r=3):
     """The transformed tiles ``V = B^T d B`` (plain NumPy).
 
     Parameters
     ----------
-    xp : (N, 2 th + 2, 2 tw + 2, C) the zero-padded input (at least that large).
+    xp : (N, 2 th + r - 1, 2 tw + r - 1, C) the zero-padded input (at least that large).
     th, tw : tiles per column and per row.
-    out : optional (16, N th tw, C) array to write into.
+    out : optional ((r + 1)^2, N th tw, C) array to write into.
+    r : the filter size, 3 or 5 (tiles of ``r + 1``).
 
     Returns
     -------
-    V : (16, N th tw, C): ``V[a*4 + b, (n*th + ti)*tw + tj, c]``.
+    V : ((r + 1)^2, N th tw, C): ``V[a (r + 1) + b, (n th + ti) tw + tj, c]``.
     """
+    BT_r = MATRICES[r][0]
+    n = r + 1
     N, C = xp.shape[0], xp.shape[3]
-    d = np.lib.stride_tricks.sliding_window_view(xp, (4, 4), axis=(1, 2))
-    d = d[:, :2 * th:2, :2 * tw:2]                               # (N, th, tw, C, 4, 4)
-    V = np.einsum("ai,ntscij,bj->abntsc", BT, d, BT)              # (4, 4, N, th, tw, C)
-    return _into(out, V.reshape(16, N * th * tw, C).astype(xp.dtype))
+    d = np.lib.stride_tricks.sliding_window_view(xp, (n, n), axis=(1, 2))
+    d = d[:, :2 * th:2, :2 * tw:2]                               # (N, th, tw, C, n, n)
+    V = np.einsum("ai,ntscij,bj->abntsc", BT_r, d, BT_r)          # (n, n, N, th, tw, C)
+    return _into(out, V.reshape(n * n, N * th * tw, C).astype(xp.dtype))
 
 
 def winograd_untiles_reference(M, th, tw, b, H_out, W_out, out=None):
@@ -89,14 +137,17 @@ def winograd_untiles_reference(M, th, tw, b, H_out, W_out, out=None):
 
     Parameters
     ----------
-    M : (16, N th tw, C_out) the products ``M[ab] = V[ab] @ U[ab]``.
+    M : ((r + 1)^2, N th tw, C_out) the products ``M[ab] = V[ab] @ U[ab]`` (16 planes for 3x3
+        filters, 36 for 5x5).
     b : (C_out,) bias (zeros for none).
     out : optional (N, H_out, W_out, C_out) array to write into.
     """
+    AT_r = MATRICES[_filter_size(M.shape[0])][2]
+    n = AT_r.shape[1]
     T, K = M.shape[1:]
     N = T // (th * tw)
-    m = M.reshape(4, 4, N, th, tw, K)
-    y = np.einsum("ai,ijntsk,bj->ntasbk", AT, m, AT)              # (N, th, 2, tw, 2, K)
+    m = M.reshape(n, n, N, th, tw, K)
+    y = np.einsum("ai,ijntsk,bj->ntasbk", AT_r, m, AT_r)          # (N, th, 2, tw, 2, K)
     y = y.reshape(N, 2 * th, 2 * tw, K)[:, :H_out, :W_out] + b
     return _into(out, y.astype(M.dtype))
 
@@ -216,6 +267,124 @@ def _signal_tiles(dy, th, tw, dM):
                 dM[14, tile, k], dM[15, tile, k] = f0 - f1, -f1
 
 
+@njit(inline="always")
+def _bt5(d0, d1, d2, d3, d4, d5, two, four, five):
+    """``B^T d`` of F(2x2, 5x5) for one column (or row) of six values: :data:`BT5`'s rows."""
+    return (four * d0 - five * d2 + d4,
+            d3 + d4 - four * (d1 + d2),
+            d4 - d3 + four * (d1 - d2),
+            d4 - d2 + two * (d3 - d1),
+            d4 - d2 - two * (d3 - d1),
+            four * d1 - five * d3 + d5)
+
+
+@njit(inline="always")
+def _bt5_column(xp, n, r, q, c, two, four, five):
+    """:func:`_bt5` of the six padded rows ``r … r + 5`` of column ``q``, channel ``c``."""
+    return _bt5(xp[n, r, q, c], xp[n, r + 1, q, c], xp[n, r + 2, q, c], xp[n, r + 3, q, c],
+                xp[n, r + 4, q, c], xp[n, r + 5, q, c], two, four, five)
+
+
+@njit(inline="always")
+def _put_row(s, tj, i, c, v):
+    """Row ``i`` (six values) of tile ``tj``'s transform, channel ``c``, into the scratch."""
+    s[tj, 6 * i, c], s[tj, 6 * i + 1, c], s[tj, 6 * i + 2, c] = v[0], v[1], v[2]
+    s[tj, 6 * i + 3, c], s[tj, 6 * i + 4, c], s[tj, 6 * i + 5, c] = v[3], v[4], v[5]
+
+
+#: What the 5x5 kernels let LLVM do: reorder and fuse the sums and ignore the sign of zero (no
+#: assumption about inf or NaN). Without it numba vectorises neither kernel's channel loop
+#: (docs/speed.md).
+_REORDER = {"reassoc", "contract", "nsz"}
+
+
+@njit(cache=True, parallel=True, fastmath=_REORDER)
+def _tiles5(xp, th, tw, consts, V):
+    N, _, _, C = xp.shape
+    two, four, five = consts[0], consts[1], consts[2]
+    for t in prange(N * th):                      # one row of tiles (n, ti) per task
+        n = t // th
+        r = 2 * (t - n * th)
+        # the row's tiles tile by tile first, 36 values of a tile side by side: written
+        # straight into 36 planes of V, numba does not vectorise the channel loop
+        s = np.empty((tw, 36, C), xp.dtype)
+        for tj in range(tw):
+            q = 2 * tj
+            for c in range(C):                    # innermost and contiguous: vectorised
+                # B^T d: each column's six rows combined
+                a0 = _bt5_column(xp, n, r, q, c, two, four, five)
+                a1 = _bt5_column(xp, n, r, q + 1, c, two, four, five)
+                a2 = _bt5_column(xp, n, r, q + 2, c, two, four, five)
+                a3 = _bt5_column(xp, n, r, q + 3, c, two, four, five)
+                a4 = _bt5_column(xp, n, r, q + 4, c, two, four, five)
+                a5 = _bt5_column(xp, n, r, q + 5, c, two, four, five)
+                # (.) B: the same combination of each row's six columns
+                _put_row(s, tj, 0, c, _bt5(a0[0], a1[0], a2[0], a3[0], a4[0], a5[0],
+                                           two, four, five))
+                _put_row(s, tj, 1, c, _bt5(a0[1], a1[1], a2[1], a3[1], a4[1], a5[1],
+                                           two, four, five))
+                _put_row(s, tj, 2, c, _bt5(a0[2], a1[2], a2[2], a3[2], a4[2], a5[2],
+                                           two, four, five))
+                _put_row(s, tj, 3, c, _bt5(a0[3], a1[3], a2[3], a3[3], a4[3], a5[3],
+                                           two, four, five))
+                _put_row(s, tj, 4, c, _bt5(a0[4], a1[4], a2[4], a3[4], a4[4], a5[4],
+                                           two, four, five))
+                _put_row(s, tj, 5, c, _bt5(a0[5], a1[5], a2[5], a3[5], a4[5], a5[5],
+                                           two, four, five))
+        for p in range(36):
+            for tj in range(tw):
+                for c in range(C):
+                    V[p, t * tw + tj, c] = s[tj, p, c]
+
+
+@njit(inline="always")
+def _at5(m0, m1, m2, m3, m4, m5):
+    """``A^T m`` of F(2x2, 5x5) for six values: :data:`AT5`'s two rows (``2 e`` as ``e + e``,
+    the same number, so that the kernel only adds)."""
+    e = m3 - m4
+    return m0 + m1 + m2 + m3 + m4, m1 - m2 + (e + e) + m5
+
+
+@njit(inline="always")
+def _at5_column(M, j, tile, k):
+    """:func:`_at5` of column ``j`` of a product tile (planes ``j, j + 6, …, j + 30``)."""
+    return _at5(M[j, tile, k], M[j + 6, tile, k], M[j + 12, tile, k], M[j + 18, tile, k],
+                M[j + 24, tile, k], M[j + 30, tile, k])
+
+
+@njit(cache=True, parallel=True, fastmath=_REORDER)
+def _untiles5(M, th, tw, b, y):
+    N, H_out, W_out, K = y.shape
+    for t in prange(N * th):
+        n = t // th
+        r = 2 * (t - n * th)
+        for tj in range(tw):
+            tile = t * tw + tj
+            q = 2 * tj
+            for k in range(K):
+                # A^T m: each column's six rows combined into two
+                c0, c1, c2 = (_at5_column(M, 0, tile, k), _at5_column(M, 1, tile, k),
+                              _at5_column(M, 2, tile, k))
+                c3, c4, c5 = (_at5_column(M, 3, tile, k), _at5_column(M, 4, tile, k),
+                              _at5_column(M, 5, tile, k))
+                # (.) A, cut at the map's edge (an odd H_out or W_out)
+                y00, y01 = _at5(c0[0], c1[0], c2[0], c3[0], c4[0], c5[0])
+                y10, y11 = _at5(c0[1], c1[1], c2[1], c3[1], c4[1], c5[1])
+                y[n, r, q, k] = y00 + b[k]
+                if q + 1 < W_out:
+                    y[n, r, q + 1, k] = y01 + b[k]
+                if r + 1 < H_out:
+                    y[n, r + 1, q, k] = y10 + b[k]
+                    if q + 1 < W_out:
+                        y[n, r + 1, q + 1, k] = y11 + b[k]
+
+
+def _constants(dtype):
+    """2, 4 and 5 in the data's dtype: the 5x5 kernels multiply by them, and a Python number
+    would make numba compute in float64 (and not vectorise)."""
+    return np.array([2, 4, 5], dtype=dtype)
+
+
 @_wraps(_signal_tiles)
 def winograd_signal_tiles(dy, th, tw, out=None):
     """numba twin of :func:`winograd_signal_tiles_reference` (same signature, same numbers)."""
@@ -225,21 +394,31 @@ def winograd_signal_tiles(dy, th, tw, out=None):
     return dM
 
 
-@_wraps(_tiles)
-def winograd_tiles(xp, th, tw, out=None):
+@_wraps(_tiles, _tiles5)
+def winograd_tiles(xp, th, tw, out=None, r=3):
     """numba twin of :func:`winograd_tiles_reference` (same signature, same numbers up to
     rounding)."""
+    if r not in MATRICES:
+        raise ValueError(f"r: expected 3 or 5, got {r!r}")
     xp = np.ascontiguousarray(xp)
-    V = _output(out, (16, xp.shape[0] * th * tw, xp.shape[3]), xp.dtype)
-    _run(_tiles, V.size, xp, th, tw, V)
+    V = _output(out, ((r + 1) ** 2, xp.shape[0] * th * tw, xp.shape[3]), xp.dtype)
+    if r == 3:
+        _run(_tiles, V.size, xp, th, tw, V)
+    else:
+        _run(_tiles5, V.size, xp, th, tw, _constants(xp.dtype), V)
     return V
 
 
-@_wraps(_untiles)
+@_wraps(_untiles, _untiles5)
 def winograd_untiles(M, th, tw, b, H_out, W_out, out=None):
     """numba twin of :func:`winograd_untiles_reference` (same signature, same numbers up to
     rounding)."""
+    r = _filter_size(M.shape[0])
     M = np.ascontiguousarray(M)
     y = _output(out, (M.shape[1] // (th * tw), H_out, W_out, M.shape[2]), M.dtype)
-    _run(_untiles, y.size, M, th, tw, np.ascontiguousarray(b, dtype=M.dtype), y)
+    b = np.ascontiguousarray(b, dtype=M.dtype)
+    if r == 3:
+        _run(_untiles, y.size, M, th, tw, b, y)
+    else:
+        _run(_untiles5, y.size, M, th, tw, b, y)
     return y
