@@ -236,15 +236,15 @@ def phase_timings(layer, x, dy, quick):
         "Winograd dW": None,
         "Winograd dx": None,
     }
-    # a 3x3 layer may compute y and dx by Winograd's F(2x2, 3x3) instead (Conv2D.forward,
-    # .backward): then those are its steps, timed through its own workspace
+    # a 3x3 or 5x5 layer may compute y (and a 3x3 one dx) by Winograd instead
+    # (Conv2D.forward, .backward): then those are its steps, timed through its own workspace
     ws = workspace.ConvWorkspace()
-    if workspace.winograd_applies(args, C, C_out):
+    if workspace.winograd_applies(args, C, C_out, N):
         phases["Winograd y"] = m(lambda: ws.winograd_gemm(x, args, layer.params["W"],
                                                           layer.params["b"]))
-    if workspace.winograd_weights_apply(args, C, C_out):
+    if workspace.winograd_weights_apply(args, C, C_out, N):
         phases["Winograd dW"] = m(lambda: ws.winograd_weight_gemm(x, args, dy, True))
-    dx_args = workspace.winograd_dx_args(args, H, W, C, C_out)
+    dx_args = workspace.winograd_dx_args(args, H, W, C, C_out, N)
     if dx_args is not None:
         flipped = workspace.transposed_filters(layer.params["W"])
         phases["Winograd dx"] = m(lambda: ws.winograd_gemm(dy, dx_args, flipped, None,

@@ -19,6 +19,14 @@ from tinyconv.workspace import (
 )
 
 TILES = [kernels.winograd_tiles, kernels.winograd_tiles_reference]
+MIN_TILES = dict(workspace.WINOGRAD_MIN_TILES)
+
+
+@pytest.fixture(autouse=True)
+def small_batches_go_by_winograd(monkeypatch):
+    """The batches here are a few examples, too few tiles for the layer to choose Winograd
+    (workspace.WINOGRAD_MIN_TILES): lift the minimum, so that they test it."""
+    monkeypatch.setattr(workspace, "WINOGRAD_MIN_TILES", {3: 0, 5: 0})
 UNTILES = [kernels.winograd_untiles, kernels.winograd_untiles_reference]
 
 
@@ -313,3 +321,22 @@ def test_train_step_tells_the_layers_a_weight_gradient_follows(monkeypatch):
     tc.training.train_step(model, opt, x, np.array([1, 2]))
     model.forward(x)
     assert seen == [True, True, False, False]
+
+
+@pytest.mark.parametrize("r, C, examples, applies", [
+    (3, 8, 8, False), (3, 8, 9, True), (5, 16, 30, False), (5, 16, 31, True)])
+def test_a_batch_of_too_few_tiles_goes_by_im2col(monkeypatch, r, C, examples, applies):
+    # a 14 x 14 output is 49 tiles an example: 400 tiles are 9 examples for 3x3, 1500 are
+    # 31 for 5x5
+    monkeypatch.setattr(workspace, "WINOGRAD_MIN_TILES", MIN_TILES)
+    layer = tc.Conv2D(C, C, r, padding="same", rng=0)
+    args = args_of(layer, 14, 14)
+    assert workspace.winograd_tiles(args, examples) == 49 * examples
+    assert winograd_applies(args, C, C)                 # whatever the batch
+    assert winograd_applies(args, C, C, examples) is applies
+    x = np.random.default_rng(13).standard_normal((examples, 14, 14, C)).astype(np.float32)
+    y = layer.forward(x)
+    monkeypatch.setattr(tc.conv, "winograd_applies", lambda *args: False)
+    by_im2col = layer.forward(x)
+    assert np.array_equal(y, by_im2col) is not applies  # Winograd rounds otherwise
+    assert_close(y, by_im2col)

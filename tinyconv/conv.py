@@ -167,7 +167,7 @@ class Conv2D(Layer):
         # cols = im2col(x): one row per output location (n, oh, ow), one column per kernel
         # tap (i, j, c): (N*H_out*W_out, kh*kw*C_in); then one GEMM, and the bias:
         # y = cols @ W2 + b: (N*H_out*W_out, C_out)
-        if winograd_applies(args, self.in_channels, self.out_channels, param_grads):
+        if winograd_applies(args, self.in_channels, self.out_channels, N, param_grads):
             # the same numbers up to rounding, with 2.25 (3x3) or 2.78 (5x5) times fewer
             # multiplications
             y = self._workspace.winograd_gemm(x, args, self.params["W"], b)
@@ -192,7 +192,7 @@ class Conv2D(Layer):
         # dy2: (N*H_out*W_out, C_out), one row per output location, as the rows of cols
         if rule == "gradient":
             # dW2 = cols^T dy2: (kh*kw*C_in, C_out); db = dy2 summed over rows: (C_out,)
-            if winograd_weights_apply(args, self.in_channels, self.out_channels):
+            if winograd_weights_apply(args, self.in_channels, self.out_channels, len(x)):
                 # the same numbers up to rounding, through Winograd's transforms
                 dW2, db = self._workspace.winograd_weight_gemm(
                     x, args, dy2.reshape(dy.shape), self.bias)
@@ -205,7 +205,7 @@ class Conv2D(Layer):
             return None
         # dx is the transposed convolution; for a 3x3, stride-1 layer it is a convolution too
         dx_args = winograd_dx_args(args, x.shape[1], x.shape[2], self.in_channels,
-                                   self.out_channels)
+                                   self.out_channels, len(x))
         if dx_args is not None:
             # the same numbers up to rounding: dx = dy convolved with the flipped filters,
             # (3, 3, C_out, C_in), by Winograd's F(2x2, 3x3)

@@ -70,25 +70,36 @@ class Im2colArgs(NamedTuple):
 
 
 #: Winograd computes a 3x3 or 5x5 convolution with at least this many input and output channels
-#: (by filter size) and output rows and columns (``docs/speed.md``: with fewer it was measured
-#: slower than im2col + GEMM).
+#: (by filter size) and output rows and columns, and a batch of at least this many tiles
+#: (``docs/speed.md``: with fewer it was measured slower than im2col + GEMM; a small batch makes
+#: its 16 or 36 GEMMs too short to pay for the transforms).
 WINOGRAD_MIN_CHANNELS = {3: 8, 5: 16}
 WINOGRAD_MIN_SIDE = 14
+WINOGRAD_MIN_TILES = {3: 400, 5: 1500}
 
 
-def winograd_applies(args, C_in, C_out, param_grads=False):
-    """Whether :meth:`ConvWorkspace.winograd_gemm` computes this convolution: a 3x3 or 5x5
-    kernel, stride and dilation 1, at least :data:`WINOGRAD_MIN_CHANNELS` input and output
-    channels and an output of at least :data:`WINOGRAD_MIN_SIDE` rows and columns; and, when
-    the pass is for a weight gradient (``param_grads``), not a 5x5 one. Winograd's forward
-    leaves no im2col matrix for ``dW = cols^T dy`` to reuse, and for a 5x5 layer unfolding it
-    again in the backward cost more than Winograd saved (``docs/speed.md``)."""
+def winograd_tiles(args, examples):
+    """How many 4x4 or 6x6 tiles Winograd cuts ``examples`` examples into: one per 2x2
+    outputs."""
+    return examples * ((args.H_out + 1) // 2) * ((args.W_out + 1) // 2)
+
+
+def winograd_applies(args, C_in, C_out, examples=None, param_grads=False):
+    """Whether :meth:`ConvWorkspace.winograd_gemm` computes this convolution of ``examples``
+    examples (None: whatever the batch): a 3x3 or 5x5 kernel, stride and dilation 1, at least
+    :data:`WINOGRAD_MIN_CHANNELS` input and output channels, an output of at least
+    :data:`WINOGRAD_MIN_SIDE` rows and columns and at least :data:`WINOGRAD_MIN_TILES` tiles;
+    and, when the pass is for a weight gradient (``param_grads``), not a 5x5 one. Winograd's
+    forward leaves no im2col matrix for ``dW = cols^T dy`` to reuse, and for a 5x5 layer
+    unfolding it again in the backward cost more than Winograd saved (``docs/speed.md``)."""
     if param_grads and args.kh == 5:
         return False
     return (args.kh == args.kw and args.kh in WINOGRAD_MIN_CHANNELS
             and (args.sh, args.sw, args.dh, args.dw) == (1, 1, 1, 1)
             and min(C_in, C_out) >= WINOGRAD_MIN_CHANNELS[args.kh]
-            and min(args.H_out, args.W_out) >= WINOGRAD_MIN_SIDE)
+            and min(args.H_out, args.W_out) >= WINOGRAD_MIN_SIDE
+            and (examples is None
+                 or winograd_tiles(args, examples) >= WINOGRAD_MIN_TILES[args.kh]))
 
 
 #: ... and its weight gradient at least this many input and output channels (with 32 -> 64 it
@@ -96,11 +107,11 @@ def winograd_applies(args, C_in, C_out, param_grads=False):
 WINOGRAD_WEIGHTS_MIN_CHANNELS = 64
 
 
-def winograd_weights_apply(args, C_in, C_out):
+def winograd_weights_apply(args, C_in, C_out, examples=None):
     """Whether :meth:`ConvWorkspace.winograd_weight_gemm` computes this layer's weight gradient:
     :func:`winograd_applies` to a 3x3 kernel, and at least
     :data:`WINOGRAD_WEIGHTS_MIN_CHANNELS` channels."""
-    return (winograd_applies(args, C_in, C_out) and args.kh == 3
+    return (winograd_applies(args, C_in, C_out, examples) and args.kh == 3
             and min(C_in, C_out) >= WINOGRAD_WEIGHTS_MIN_CHANNELS)
 
 
@@ -120,7 +131,7 @@ def transposed_args(args, H_in, W_in):
                          pad_left=args.kw - 1 - args.pad_left, H_out=H_in, W_out=W_in)
 
 
-def winograd_dx_args(args, H_in, W_in, C_in, C_out):
+def winograd_dx_args(args, H_in, W_in, C_in, C_out, examples=None):
     """The window arguments of ``dx`` when :meth:`ConvWorkspace.winograd_gemm` computes it
     (:func:`transposed_args` of a 3x3 layer with ``C_in -> C_out`` channels for which
     :func:`winograd_applies`, the channels the other way round), else None. A 5x5 layer's
@@ -129,7 +140,9 @@ def winograd_dx_args(args, H_in, W_in, C_in, C_out):
     if args.kh != 3:
         return None
     dx_args = transposed_args(args, H_in, W_in)
-    return dx_args if dx_args is not None and winograd_applies(dx_args, C_out, C_in) else None
+    if dx_args is None or not winograd_applies(dx_args, C_out, C_in, examples):
+        return None
+    return dx_args
 
 
 def transposed_filters(W):
