@@ -331,7 +331,7 @@ def test_a_batch_of_too_few_tiles_goes_by_im2col(monkeypatch, r, C, examples, ap
     monkeypatch.setattr(workspace, "WINOGRAD_MIN_TILES", MIN_TILES)
     layer = tc.Conv2D(C, C, r, padding="same", rng=0)
     args = args_of(layer, 14, 14)
-    assert workspace.winograd_tiles(args, examples) == 49 * examples
+    assert workspace.winograd_tile_count(args, examples) == 49 * examples
     assert winograd_applies(args, C, C)                 # whatever the batch
     assert winograd_applies(args, C, C, examples) is applies
     x = np.random.default_rng(13).standard_normal((examples, 14, 14, C)).astype(np.float32)

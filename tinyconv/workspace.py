@@ -78,7 +78,7 @@ WINOGRAD_MIN_SIDE = 14
 WINOGRAD_MIN_TILES = {3: 400, 5: 1500}
 
 
-def winograd_tiles(args, examples):
+def winograd_tile_count(args, examples):
     """How many 4x4 or 6x6 tiles Winograd cuts ``examples`` examples into: one per 2x2
     outputs."""
     return examples * ((args.H_out + 1) // 2) * ((args.W_out + 1) // 2)
@@ -99,7 +99,7 @@ def winograd_applies(args, C_in, C_out, examples=None, param_grads=False):
             and min(C_in, C_out) >= WINOGRAD_MIN_CHANNELS[args.kh]
             and min(args.H_out, args.W_out) >= WINOGRAD_MIN_SIDE
             and (examples is None
-                 or winograd_tiles(args, examples) >= WINOGRAD_MIN_TILES[args.kh]))
+                 or winograd_tile_count(args, examples) >= WINOGRAD_MIN_TILES[args.kh]))
 
 
 #: ... and its weight gradient at least this many input and output channels (with 32 -> 64 it
