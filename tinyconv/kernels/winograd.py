@@ -207,9 +207,23 @@ def _tiles(xp, th, tw, V):
                 V[14, tile, c], V[15, tile, c] = f2 - f1, f1 - f3
 
 
+@njit(inline="always")
+def _put_outputs(y, n, r, q, k, y00, y01, y10, y11, bias):
+    """A tile's 2x2 outputs plus the bias into ``y[n, r:r + 2, q:q + 2, k]``, cut at the map's
+    edge (an odd ``H_out`` or ``W_out``)."""
+    H_out, W_out = y.shape[1], y.shape[2]
+    y[n, r, q, k] = y00 + bias
+    if q + 1 < W_out:
+        y[n, r, q + 1, k] = y01 + bias
+    if r + 1 < H_out:
+        y[n, r + 1, q, k] = y10 + bias
+        if q + 1 < W_out:
+            y[n, r + 1, q + 1, k] = y11 + bias
+
+
 @njit(cache=True, parallel=True)
 def _untiles(M, th, tw, b, y):
-    N, H_out, W_out, K = y.shape
+    N, K = y.shape[0], y.shape[3]
     for t in prange(N * th):
         n = t // th
         r = 2 * (t - n * th)
@@ -226,14 +240,9 @@ def _untiles(M, th, tw, b, y):
                 u1 = M[5, tile, k] - M[9, tile, k] - M[13, tile, k]
                 u2 = M[6, tile, k] - M[10, tile, k] - M[14, tile, k]
                 u3 = M[7, tile, k] - M[11, tile, k] - M[15, tile, k]
-                # (.) A, cut at the map's edge (an odd H_out or W_out)
-                y[n, r, q, k] = s0 + s1 + s2 + b[k]
-                if q + 1 < W_out:
-                    y[n, r, q + 1, k] = s1 - s2 - s3 + b[k]
-                if r + 1 < H_out:
-                    y[n, r + 1, q, k] = u0 + u1 + u2 + b[k]
-                    if q + 1 < W_out:
-                        y[n, r + 1, q + 1, k] = u1 - u2 - u3 + b[k]
+                # (.) A
+                _put_outputs(y, n, r, q, k, s0 + s1 + s2, s1 - s2 - s3, u0 + u1 + u2,
+                             u1 - u2 - u3, b[k])
 
 
 @njit(cache=True, parallel=True)
@@ -354,7 +363,7 @@ def _at5_column(M, j, tile, k):
 
 @njit(cache=True, parallel=True, fastmath=_REORDER)
 def _untiles5(M, th, tw, b, y):
-    N, H_out, W_out, K = y.shape
+    N, K = y.shape[0], y.shape[3]
     for t in prange(N * th):
         n = t // th
         r = 2 * (t - n * th)
@@ -367,21 +376,15 @@ def _untiles5(M, th, tw, b, y):
                               _at5_column(M, 2, tile, k))
                 c3, c4, c5 = (_at5_column(M, 3, tile, k), _at5_column(M, 4, tile, k),
                               _at5_column(M, 5, tile, k))
-                # (.) A, cut at the map's edge (an odd H_out or W_out)
+                # (.) A
                 y00, y01 = _at5(c0[0], c1[0], c2[0], c3[0], c4[0], c5[0])
                 y10, y11 = _at5(c0[1], c1[1], c2[1], c3[1], c4[1], c5[1])
-                y[n, r, q, k] = y00 + b[k]
-                if q + 1 < W_out:
-                    y[n, r, q + 1, k] = y01 + b[k]
-                if r + 1 < H_out:
-                    y[n, r + 1, q, k] = y10 + b[k]
-                    if q + 1 < W_out:
-                        y[n, r + 1, q + 1, k] = y11 + b[k]
+                _put_outputs(y, n, r, q, k, y00, y01, y10, y11, b[k])
 
 
 def _constants(dtype):
-    """2, 4 and 5 in the data's dtype: the 5x5 kernels multiply by them, and a Python number
-    would make numba compute in float64 (and not vectorise)."""
+    """2, 4 and 5 in the data's dtype: the 5x5 tile kernel multiplies by them, and a Python
+    number would make numba compute in float64 (and not vectorise)."""
     return np.array([2, 4, 5], dtype=dtype)
 
 
