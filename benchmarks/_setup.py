@@ -407,7 +407,29 @@ def layer_passes(layer, x, dy):
     return {"forward": forward, "fwd+bwd": forward_backward}
 
 
-def compare_passes(script, make, keys, args, layouts=("NCHW", "channels_last")):
+#: torch's two memory layouts of an NCHW tensor. Every reference run by torch is timed in
+#: both, and a ratio is against the faster one (by median).
+TORCH_LAYOUTS = ("NCHW", "channels_last")
+
+
+def torch_format(torch, layout):
+    """The ``torch.memory_format`` of a layout of :data:`TORCH_LAYOUTS`."""
+    return {"NCHW": torch.contiguous_format, "channels_last": torch.channels_last}[layout]
+
+
+def nchw(torch, a, layout):
+    """The NHWC NumPy array ``a`` as an NCHW tensor (a copy) with the strides of ``layout``.
+
+    The strides are set explicitly: a view of the transpose (or ``np.ascontiguousarray`` of
+    it) picks the layout by accident. With one channel, NHWC strides ``(HW, 1, W, 1)`` are
+    channels_last's too, torch's convolutions then run channels_last, and the shipped model's
+    forward at batch 64 takes about two thirds of its NCHW time.
+    """
+    return torch.from_numpy(a).permute(0, 3, 1, 2).clone(memory_format=torch_format(torch,
+                                                                                    layout))
+
+
+def compare_passes(script, make, keys, args, layouts=TORCH_LAYOUTS):
     """Each pass of tinyconv against the same pass of torch in every layout, by :func:`compare`.
 
     ``make(side, case)`` gets ``case = f"{key}|{pass}|{layout}"`` (tinyconv's layout is

@@ -15,15 +15,21 @@ The shipped MNIST CNN (``tc.pretrained("mnist")``, float32) and its torch copy
   ``tc.grad_cam`` against ``LayerGradCam(relu_attributions=True)`` +
   ``LayerAttribution.interpolate(..., "bilinear")``.
 
-The parent never imports NumPy or torch. Each round it starts one fresh worker per library
-(alternating which goes first), with ``OPENBLAS_CORETYPE`` and ``OPENBLAS_L2_SIZE`` removed
-from the child's environment and every thread pool pinned to ``--threads``; a worker warms
-each task up once, times it ``--repeats`` times and prints its timings as JSON. The parent
-reports the best and the median over all rounds, the ratio tinyconv / Captum of each, and
-the median of the per-round ratios (each round's two medians, measured minutes apart, so a
-change of the machine's load between rounds cancels). The 1-minute load average is printed
-before and after: on a shared machine, single times swing by a third or more; the ratios are
-what counts.
+Captum runs in both of torch's layouts, NCHW and channels_last, the network and its inputs
+converted explicitly (``_setup.nchw``: with one input channel a view of the NHWC digits has
+channels_last strides, and torch's layout would be an accident of the conversion). Each layout
+has a worker of its own; the ratios are against the faster layout of each task by median, and
+both layouts' times are printed.
+
+The parent never imports NumPy or torch. Each round it starts one fresh worker per contender
+(tinyconv, Captum NCHW, Captum channels_last; the order reversed every other round), with
+``OPENBLAS_CORETYPE`` and ``OPENBLAS_L2_SIZE`` removed from the child's environment and every
+thread pool pinned to ``--threads``; a worker warms each task up once, times it ``--repeats``
+times and prints its timings as JSON. The parent reports the best and the median over all
+rounds, the ratio tinyconv / Captum of each, and the median of the per-round ratios (each
+round's medians, measured minutes apart, so a change of the machine's load between rounds
+cancels). The 1-minute load average is printed before and after: on a shared machine, single
+times swing by a third or more; the ratios are what counts.
 
     python benchmarks/bench_after_zf.py [--rounds 5] [--repeats 5] [--threads 2] [--batch 64]
                                         [--quick]
@@ -40,6 +46,8 @@ import time
 import _setup  # first: re-executes without OPENBLAS_* variables before NumPy loads
 
 TASKS = ("IG", "SmoothGrad", "Grad-CAM")
+#: Each in a fresh worker every round: tinyconv, then Captum in each of torch's layouts.
+CONTENDERS = ("tinyconv", *_setup.TORCH_LAYOUTS)
 
 
 def tinyconv_tasks(model, X, batch):
@@ -52,7 +60,7 @@ def tinyconv_tasks(model, X, batch):
     }
 
 
-def captum_tasks(model, X, threads, batch):
+def captum_tasks(model, X, threads, batch, layout):
     import torch
     from captum.attr import (
         IntegratedGradients,
@@ -64,8 +72,8 @@ def captum_tasks(model, X, threads, batch):
 
     import tinyconv as tc
     torch.set_num_threads(threads)
-    net = tc.to_torch(model)
-    x = torch.from_numpy(X.transpose(0, 3, 1, 2).copy())          # NHWC -> NCHW
+    net = tc.to_torch(model).to(memory_format=_setup.torch_format(torch, layout))
+    x = _setup.nchw(torch, X, layout)
     x16, x64 = x[:16], x[:64]
     ig, tunnel, cam = IntegratedGradients(net), NoiseTunnel(Saliency(net)), LayerGradCam(
         net, net.relu3)
@@ -85,7 +93,7 @@ def captum_tasks(model, X, threads, batch):
     }
 
 
-def worker(library, repeats, threads, batch):
+def worker(contender, repeats, threads, batch):
     """Time each task in this process; print ``{task: [seconds, ...]}`` as one JSON line."""
     from threadpoolctl import threadpool_limits
 
@@ -94,8 +102,8 @@ def worker(library, repeats, threads, batch):
     model = tc.pretrained("mnist")
     images, _ = tc.load_mnist("bundled-test")
     X = tc.to_float(images[:64])
-    tasks = (tinyconv_tasks(model, X, batch) if library == "tinyconv"
-             else captum_tasks(model, X, threads, batch))
+    tasks = (tinyconv_tasks(model, X, batch) if contender == "tinyconv"
+             else captum_tasks(model, X, threads, batch, contender))
     times = {}
     for name, run in tasks.items():
         run()                                                     # warm-up: compile, allocate
@@ -116,45 +124,51 @@ def main(argv=None):
                         help="images per forward/backward pass in IG and SmoothGrad")
     parser.add_argument("--quick", action="store_true", help="1 round of 1 repeat")
     parser.add_argument("--markdown", metavar="PATH", help="also write the table to PATH")
-    parser.add_argument("--worker", choices=("tinyconv", "captum"), help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=CONTENDERS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.repeats = 1, 1
     if args.worker:
         return worker(args.worker, args.repeats, args.threads, args.batch)
-    times = {lib: {t: [] for t in TASKS} for lib in ("tinyconv", "captum")}
-    round_ratios = {t: [] for t in TASKS}
+    times = {c: {t: [] for t in TASKS} for c in CONTENDERS}
+    medians = {c: {t: [] for t in TASKS} for c in CONTENDERS}       # one per round
     load0 = os.getloadavg()[0]
     for r in range(args.rounds):
-        medians = {}
-        order = ("tinyconv", "captum") if r % 2 == 0 else ("captum", "tinyconv")
-        for lib in order:
+        for who in (CONTENDERS if r % 2 == 0 else CONTENDERS[::-1]):
             done = subprocess.run(
-                [sys.executable, __file__, "--worker", lib, "--repeats", str(args.repeats),
+                [sys.executable, __file__, "--worker", who, "--repeats", str(args.repeats),
                  "--threads", str(args.threads), "--batch", str(args.batch)],
                 env=_setup.thread_env(args.threads), capture_output=True, text=True)
             if done.returncode != 0:
-                sys.exit(f"{lib} worker failed:\n{done.stderr}")
+                sys.exit(f"{who} worker failed:\n{done.stderr}")
             for task, ts in json.loads(done.stdout.strip().splitlines()[-1]).items():
-                times[lib][task] += ts
-                medians[lib, task] = statistics.median(ts)
-        for task in TASKS:
-            round_ratios[task].append(medians["tinyconv", task] / medians["captum", task])
+                times[who][task] += ts
+                medians[who][task].append(statistics.median(ts))
     lines = []
     lines.append(f"{args.rounds} rounds x {args.repeats} repeats, {args.threads} threads per "
                  f"process, batch {args.batch}, "
-          f"load average (1 min) {load0:.1f} before, {os.getloadavg()[0]:.1f} after, "
-          f"{os.cpu_count()} cores")
-    lines.append(f"{'task':<11} {'tinyconv best/median (ms)':>26} {'Captum best/median (ms)':>25} "
-          f"{'ratio best':>10} {'ratio median':>12} {'per-round ratios (median)':>26}")
+                 f"load average (1 min) {load0:.1f} before, {os.getloadavg()[0]:.1f} after, "
+                 f"{os.cpu_count()} cores")
+    lines.append("best / median ms; Captum in each of torch's layouts; the ratios are "
+                 "tinyconv / Captum in its faster layout (by median)")
+    lines.append(f"{'task':<11} {'tinyconv':>15} {'Captum NCHW':>15} {'Captum ch-last':>15} "
+                 f"{'faster':>13} {'ratio best':>10} {'ratio median':>12} "
+                 f"{'per-round ratios (median)':>26}")
+
+    def cell(ts):
+        return f"{min(ts) * 1e3:6.1f} / {statistics.median(ts) * 1e3:6.1f}"
     for task in TASKS:
-        ours, theirs = times["tinyconv"][task], times["captum"][task]
-        b0, m0 = min(ours) * 1e3, statistics.median(ours) * 1e3
-        b1, m1 = min(theirs) * 1e3, statistics.median(theirs) * 1e3
-        lines.append(f"{task:<11} {b0:>12.1f} / {m0:>11.1f} {b1:>11.1f} / {m1:>11.1f} "
-              f"{b0 / b1:>10.2f} {m0 / m1:>12.2f}   "
-              f"{' '.join(f'{q:.2f}' for q in round_ratios[task])} "
-              f"({statistics.median(round_ratios[task]):.2f})")
+        ours = times["tinyconv"][task]
+        layout = min(CONTENDERS[1:], key=lambda c: statistics.median(times[c][task]))
+        theirs = times[layout][task]
+        per_round = [a / b for a, b in zip(medians["tinyconv"][task], medians[layout][task],
+                                           strict=True)]
+        lines.append(f"{task:<11} {cell(ours):>15} {cell(times['NCHW'][task]):>15} "
+                     f"{cell(times['channels_last'][task]):>15} {layout:>13} "
+                     f"{min(ours) / min(theirs):>10.2f} "
+                     f"{statistics.median(ours) / statistics.median(theirs):>12.2f}   "
+                     f"{' '.join(f'{q:.2f}' for q in per_round)} "
+                     f"({statistics.median(per_round):.2f})")
     text = "\n".join(lines)
     sys.stdout.write(text + "\n")
     if args.markdown:

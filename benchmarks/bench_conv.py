@@ -128,8 +128,8 @@ def torch_passes(s, layer, x, dy):
     dy_nchw = torch.from_numpy(dy).permute(0, 3, 1, 2)
 
     passes = {}
-    for layout, fmt in (("NCHW", torch.contiguous_format), ("channels_last",
-                                                            torch.channels_last)):
+    for layout in _setup.TORCH_LAYOUTS:
+        fmt = _setup.torch_format(torch, layout)
         xt = x_nchw.clone(memory_format=fmt).requires_grad_(True)
         wt = w_oihw.clone(memory_format=fmt).requires_grad_(True)
         bt = b.clone().requires_grad_(True)

@@ -1,7 +1,9 @@
 """Interpretation methods: tinyconv against Captum on the same numbers (the model's torch copy).
 
 The shipped MNIST CNN (``tc.pretrained("mnist")``), float32, bundled held-out digits scaled by
-``tc.to_float``; Captum runs on ``tc.to_torch(model)`` (same weights, NCHW input). Both libraries
+``tc.to_float``; Captum runs on ``tc.to_torch(model)`` (same weights), the network and its NCHW
+input in torch's channels_last layout, set explicitly (``_setup.nchw``; ``bench_model.py``
+times both of torch's layouts, and channels_last is the faster on this model). Both libraries
 get the same thread count.
 
 - **Projections** of the class logit ``y_(L),k`` on a batch of 64 digits:
@@ -74,12 +76,21 @@ def _captum():
     return torch, captum.attr
 
 
+#: torch's layout for Captum's network and inputs (see the module's docstring).
+LAYOUT = "channels_last"
+
+
+def _torch_copy(torch, model):
+    """``tc.to_torch(model)`` in :data:`LAYOUT`."""
+    return tc.to_torch(model).to(memory_format=_setup.torch_format(torch, LAYOUT))
+
+
 def _occlude_captum(model, x, c, baseline, ppe):
     """Captum's occlusion of ``x`` on the torch copy followed by a softmax."""
     torch, captum = _captum()
-    probs = torch.nn.Sequential(tc.to_torch(model), torch.nn.Softmax(dim=1)).eval()
+    probs = torch.nn.Sequential(_torch_copy(torch, model), torch.nn.Softmax(dim=1)).eval()
     explainer = captum.Occlusion(probs)
-    xt = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1))[None])
+    xt = _setup.nchw(torch, x[None], LAYOUT)
 
     def run():
         with torch.no_grad():
@@ -91,9 +102,8 @@ def _occlude_captum(model, x, c, baseline, ppe):
 
 def _project_captum(model, X, k, method):
     torch, captum = _captum()
-    net = tc.to_torch(model)
-    xt = torch.from_numpy(np.ascontiguousarray(X.transpose(0, 3, 1, 2)))
-    xt.requires_grad_(True)          # as a user would; Captum warns otherwise
+    net = _torch_copy(torch, model)
+    xt = _setup.nchw(torch, X, LAYOUT).requires_grad_(True)  # as a user would; Captum warns
     explainer = getattr(captum, method)(net)
     kwargs = {"abs": False} if method == "Saliency" else {}
     return lambda: explainer.attribute(xt, target=k, **kwargs)
@@ -282,7 +292,8 @@ def main(argv=None):
              "Captum min": "{:.1f}", "tinyconv/Captum": "{:.2f}", "ratio of minima": "{:.2f}",
              "max rel. diff": "{:.1e}", "tie-free": "{:.1e}"},
         notes=["tinyconv: tc.project(model, x, 'logits', k, rule) (forward + backward with "
-               "that ReLU rule); Captum on tc.to_torch(model), input (N, 1, 28, 28) with "
+               "that ReLU rule); Captum on tc.to_torch(model), input (N, 1, 28, 28) in "
+               f"{LAYOUT}, with "
                "requires_grad, target=k; Saliency with abs=False. Each library ran in its own "
                "worker process, the two taking turns (see the mode line). Command: python "
                "benchmarks/bench_methods.py",

@@ -22,8 +22,11 @@ bundled digits scaled by ``tc.to_float`` — the same seeded numbers on both sid
 
 Each library runs in a fresh worker process of its own, with every thread pool pinned and the
 OpenBLAS overrides removed; the two take turns for several rounds (``_setup.compare``; the
-header shows what each worker runs on). Every ratio is tinyconv's time over the reference's:
-below 1, tinyconv is faster. Each method pair is also checked for agreement in one process.
+header shows what each worker runs on). The reference runs in both of torch's layouts, NCHW
+and channels_last, each with the network and its inputs converted explicitly
+(``_setup.nchw``), and the faster by median is the one reported. Every ratio is tinyconv's
+time over the reference's: below 1, tinyconv is faster. Each method pair is also checked for
+agreement in one process.
 
 Run ``python benchmarks/bench_model.py [--quick] [--markdown PATH] [--threads 2] [--rounds 5]
 [--in-process]``.
@@ -127,10 +130,6 @@ def batches(n, batch, seed=0):
             for i in range(0, len(X), batch)]
 
 
-def nchw(torch, X):
-    return torch.from_numpy(np.ascontiguousarray(X.transpose(0, 3, 1, 2)))
-
-
 def to_nhwc(a):
     """A Captum attribution (N, C, H, W) as a NumPy (N, H, W, C) array."""
     a = a.detach().numpy()
@@ -180,13 +179,18 @@ def _tinyconv(kind, args):
     raise ValueError(f"unknown case {kind!r}")
 
 
-def _torch(kind, args):
+def _torch(kind, args, layout):
+    """The reference's callable of a case, with the network and its inputs in ``layout``
+    (:data:`_setup.TORCH_LAYOUTS`)."""
     import torch
     import torch.nn.functional as F
 
-    net = tc.to_torch(tc.pretrained("mnist"))
+    def nchw(X):
+        return _setup.nchw(torch, X, layout)
+
+    net = tc.to_torch(tc.pretrained("mnist")).to(memory_format=_setup.torch_format(torch, layout))
     if kind == "forward":
-        xt = nchw(torch, digits("bundled-test", int(args[0]))[0])
+        xt = nchw(digits("bundled-test", int(args[0]))[0])
 
         def forward():
             with torch.no_grad():
@@ -195,7 +199,7 @@ def _torch(kind, args):
     if kind in ("step", "epoch"):
         n, batch = (int(args[0]), int(args[0])) if kind == "step" else (int(args[0]),
                                                                          STEP_BATCH)
-        data = [(nchw(torch, x), torch.from_numpy(y))
+        data = [(nchw(x), torch.from_numpy(y))
                 for x, y in batches(n if kind == "epoch" else 4 * batch, batch)]
         net.train()
         opt = torch.optim.SGD(net.parameters(), lr=LR, momentum=MOMENTUM)
@@ -219,14 +223,14 @@ def _torch(kind, args):
         import captum.attr as captum
         method = next(m for m in METHODS if m.name == args[0])
         X, labels = digits("bundled-test", int(args[1]))
-        xt = nchw(torch, X).requires_grad_(True)       # as a user would; Captum warns otherwise
+        xt = nchw(X).requires_grad_(True)       # as a user would; Captum warns otherwise
         return lambda: method.theirs(net, xt, int(labels[0]), captum)
     if kind == "occlusion":
         import captum.attr as captum
         x, labels = digits("bundled-test", 1)
         probs = torch.nn.Sequential(net, torch.nn.Softmax(dim=1)).eval()
         explainer = captum.Occlusion(probs)
-        xt = nchw(torch, x)
+        xt = nchw(x)
         base = GREY if args[0] == "grey" else 0.0
 
         def occlude(ppe=int(args[1])):
@@ -236,7 +240,7 @@ def _torch(kind, args):
                     baselines=base, target=int(labels[0]), perturbations_per_eval=ppe)
         return occlude
     if kind == "maxact":
-        Xt = nchw(torch, digits("bundled", int(args[0]))[0])
+        Xt = nchw(digits("bundled", int(args[0]))[0])
         upto = net[:list(net._modules).index("conv2") + 1]
 
         def maxact(top=9, batch=256):
@@ -261,19 +265,21 @@ def agreement(kind, args):
         X, labels = digits("bundled-test", int(args[1]))
         k = int(labels[0])
         ours = method.ours(model, X, k)
-        return rel_diff(ours, to_nhwc(method.theirs(net, nchw(torch, X).requires_grad_(True),
-                                                    k, captum)))
+        xt = _setup.nchw(torch, X, "NCHW").requires_grad_(True)
+        return rel_diff(ours, to_nhwc(method.theirs(net, xt, k, captum)))
     ours = _tinyconv(kind, args)().pixels
-    return rel_diff(ours, to_nhwc(_torch(kind, [args[0], 625])()))
+    return rel_diff(ours, to_nhwc(_torch(kind, [args[0], 625], "NCHW")()))
 
 
 def make(side, case):
-    """A worker's callable for ``case = "kind|arg|..."``; ``"check|kind|..."`` is the
-    agreement probe of a method case."""
+    """A worker's callable for ``case = "kind|arg|..."`` (tinyconv) or ``"kind|arg|...|layout"``
+    (the reference); ``"check|kind|..."`` is the agreement probe of a method case."""
     kind, *args = case.split("|")
     if kind == "check":
         return lambda: agreement(args[0], args[1:])
-    return (_tinyconv if side == "tinyconv" else _torch)(kind, args)
+    if side == "tinyconv":
+        return _tinyconv(kind, args)
+    return _torch(kind, args[:-1], args[-1])
 
 
 # --------------------------------------------------------------------------- main
@@ -281,7 +287,9 @@ def make(side, case):
 
 def cases(quick):
     """``[(section, row label, tinyconv case, [reference cases], target or None)]``; a row
-    with several reference cases reports the fastest (Captum's perturbations_per_eval)."""
+    with several reference cases reports the fastest: each reference runs in both of torch's
+    layouts (:data:`_setup.TORCH_LAYOUTS`), occlusion also with each of Captum's
+    perturbations_per_eval settings."""
     out = []
     for b in QUICK_FORWARD_BATCHES if quick else FORWARD_BATCHES:
         out.append(("forward", f"forward, batch {b}", f"forward|{b}", [f"forward|{b}"],
@@ -305,7 +313,8 @@ def cases(quick):
                     TARGETS.get(f"occlusion {base}")))
     n = QUICK_MAXACT_DIGITS if quick else MAXACT_DIGITS
     out.append(("methods", f"MaxAct conv2, {n} digits", f"maxact|{n}", [f"maxact|{n}"], None))
-    return out
+    return [(section, label, ours, [f"{c}|{lay}" for c in theirs for lay in _setup.TORCH_LAYOUTS],
+             target) for section, label, ours, theirs, target in out]
 
 
 def main(argv=None):
@@ -340,8 +349,8 @@ def main(argv=None):
         tables[section] = _setup.Table(
             f"{title}: tinyconv vs {'Captum' if section == 'methods' else 'torch'}",
             ["case", "tinyconv ms", "tinyconv best", "reference ms", "reference best",
-             "tinyconv/ref (median)", "tinyconv/ref (best)", "first call tinyconv s",
-             "first call ref s", "max rel. diff"],
+             "reference layout", "tinyconv/ref (median)", "tinyconv/ref (best)",
+             "first call tinyconv s", "first call ref s", "max rel. diff"],
             fmt={"tinyconv ms": "{:.2f}", "tinyconv best": "{:.2f}", "reference ms": "{:.2f}",
                  "reference best": "{:.2f}", "tinyconv/ref (median)": "{:.2f}",
                  "tinyconv/ref (best)": "{:.2f}", "first call tinyconv s": "{:.2f}",
@@ -356,8 +365,9 @@ def main(argv=None):
         refs = [(c, results[("torch", c)]) for c in theirs if ("torch", c) in results]
         timed = [(c, r) for c, r in refs if r.timing is not None]
         best_c, ref = min(timed, key=lambda cr: cr[1].timing.median) if timed else (None, None)
-        if len(theirs) > 1 and best_c:
-            label += f" (Captum best: perturbations_per_eval={best_c.split('|')[-1]})"
+        layout = best_c.split("|")[-1] if best_c else None
+        if best_c and ours.startswith("occlusion"):
+            label += f" (Captum best: perturbations_per_eval={best_c.split('|')[-2]})"
         check = results.get(("probe", "torch", "check|" + ours), {})
         diff = check.get("value")
         ot = o.timing
@@ -366,7 +376,7 @@ def main(argv=None):
         tables[section].add(
             label, ot.ms if ot else o.error, 1e3 * ot.min if ot else None,
             rt.ms if rt else (refs[0][1].error if refs else "skipped"),
-            1e3 * rt.min if rt else None, *ratio, o.first, ref.first if ref else None, diff)
+            1e3 * rt.min if rt else None, layout, *ratio, o.first, ref.first if ref else None, diff)
         if target is not None and ratio[1] is not None:
             target_t.add(label, target, *ratio, "yes" if ratio[1] <= target else "no")
     tables["methods"].notes += skipped + [
@@ -377,7 +387,8 @@ def main(argv=None):
     for t in tables.values():
         t.notes.append("ms = median, best = minimum over all timed calls of all rounds; "
                        "first call = the first call in the fresh worker (numba compile or "
-                       "cache load; torch's lazy set-up), timed apart. Command: "
+                       "cache load; torch's lazy set-up), timed apart; reference layout = "
+                       "torch's faster layout (NCHW or channels_last) for this case. Command: "
                        "python benchmarks/bench_model.py" + (" --quick" if args.quick else ""))
 
     header.append(monitor.line())

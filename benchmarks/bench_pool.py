@@ -67,11 +67,9 @@ def torch_passes(s, x, dy):
 
     _, _, _, _, k, stride = s
     passes = {}
-    for layout, fmt in (("NCHW", torch.contiguous_format),
-                        ("channels_last", torch.channels_last)):
-        xt = torch.from_numpy(x).permute(0, 3, 1, 2).clone(memory_format=fmt)
-        xt.requires_grad_(True)
-        dyt = torch.from_numpy(dy).permute(0, 3, 1, 2).clone(memory_format=fmt)
+    for layout in _setup.TORCH_LAYOUTS:
+        xt = _setup.nchw(torch, x, layout).requires_grad_(True)
+        dyt = _setup.nchw(torch, dy, layout)
 
         def fwd(xt=xt):
             with torch.no_grad():

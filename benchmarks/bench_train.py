@@ -60,17 +60,16 @@ class Cycle:
         return self.step(x, y)
 
 
-def torch_setup(model, data, channels_last):
-    """``(step function over torch tensors, torch batches)`` for the model's torch copy."""
+def torch_setup(model, data, layout):
+    """``(step function over torch tensors, torch batches)`` for the model's torch copy, the
+    network and the batches in ``layout`` (:data:`_setup.TORCH_LAYOUTS`)."""
     import torch
     import torch.nn.functional as F
 
     net = tc.to_torch(model).train()
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    net = net.to(memory_format=fmt)
+    net = net.to(memory_format=_setup.torch_format(torch, layout))
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    tdata = [(torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(memory_format=fmt),
-              torch.from_numpy(y)) for x, y in data]
+    tdata = [(_setup.nchw(torch, x, layout), torch.from_numpy(y)) for x, y in data]
 
     def step(x, y):
         opt.zero_grad(set_to_none=True)
@@ -94,7 +93,7 @@ def check_same_network(batch):
     x, y = data[0]
     loss, dlogits = cross_entropy(model.forward(x), y)
     model.backward(dlogits)
-    xt = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
+    xt = _setup.nchw(torch, x, "NCHW")
     loss_t = F.cross_entropy(net(xt), torch.from_numpy(y))
     loss_t.backward()
     conv1 = next(m for m in net.modules() if isinstance(m, torch.nn.Conv2d))
@@ -116,7 +115,7 @@ def make(side, case):
     if side == "tinyconv":
         opt = tc.Adam(model)
         return Cycle(data, lambda x, y: train_step(model, opt, x, y))
-    _, step, tdata = torch_setup(model, data, layout[0] == "channels_last")
+    _, step, tdata = torch_setup(model, data, layout[0])
     return Cycle(tdata, step)
 
 
@@ -161,7 +160,7 @@ def main(argv=None):
     mode = "quick (fewer runs)" if args.quick else "full"
     monitor = _setup.start_run(header, f"{mode}; batch {args.batch}")
     header.append(_setup.run_mode(args))
-    layouts = ("NCHW", "channels_last")
+    layouts = _setup.TORCH_LAYOUTS
     jobs = [("tinyconv", f"step|{args.batch}|NHWC"),
             *(("torch", f"step|{args.batch}|{lay}") for lay in layouts)]
     results, lines = _setup.compare(__file__, make, [jobs], args,
