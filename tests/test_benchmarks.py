@@ -42,6 +42,8 @@ RUNS = {
     "model bare": ["bench_model.py"],
     "methods bare": ["bench_methods.py"],
     "train bare": ["bench_train.py"],
+    # Captum in both of torch's layouts, each in its own worker: needs torch and captum
+    **({"after zf": ["bench_after_zf.py"]} if HAVE_CAPTUM else {}),
 }
 
 
@@ -171,7 +173,24 @@ def test_model(started):
         assert row in out, row
     if HAVE_CAPTUM:
         assert "worker torch (pid" in out and "max rel. diff" in out
+        # the reference is timed in both of torch's layouts and the faster one is named
+        assert "reference layout" in out
+        assert "channels_last" in out or "NCHW " in out
     assert "| case |" in (started[1] / "model.md").read_text()
+
+
+@pytest.mark.skipif(not HAVE_CAPTUM, reason="bench_after_zf.py compares with Captum: "
+                    "pip install torch==2.13.0 captum")
+def test_after_zf_times_captum_in_both_layouts(started):
+    out = finished(started, "after zf")
+    assert "Captum NCHW" in out and "Captum ch-last" in out
+    rows = [line.split() for line in out.splitlines()
+            if line.startswith(("IG ", "SmoothGrad ", "Grad-CAM "))]
+    assert len(rows) == 3
+    for row in rows:
+        # the faster layout is named, then the ratios, which are positive numbers
+        assert row[10] in ("NCHW", "channels_last"), row
+        assert float(row[11]) > 0 and float(row[12]) > 0, row
 
 
 def test_model_in_process_says_so(started):
