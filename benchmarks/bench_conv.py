@@ -122,18 +122,15 @@ def torch_passes(s, layer, x, dy):
     import torch.nn.functional as F
 
     _, _, _, _, _, _, stride, pad = s
-    x_nchw = torch.from_numpy(x).permute(0, 3, 1, 2)                  # a view: NHWC strides
     w_oihw = torch.from_numpy(layer.params["W"]).permute(3, 2, 0, 1)  # HWIO -> OIHW
     b = torch.from_numpy(layer.params["b"]).clone()
-    dy_nchw = torch.from_numpy(dy).permute(0, 3, 1, 2)
 
     passes = {}
     for layout in _setup.TORCH_LAYOUTS:
-        fmt = _setup.torch_format(torch, layout)
-        xt = x_nchw.clone(memory_format=fmt).requires_grad_(True)
-        wt = w_oihw.clone(memory_format=fmt).requires_grad_(True)
+        xt = _setup.nchw(torch, x, layout).requires_grad_(True)
+        wt = w_oihw.clone(memory_format=_setup.torch_format(torch, layout)).requires_grad_(True)
         bt = b.clone().requires_grad_(True)
-        dyt = dy_nchw.clone(memory_format=fmt)
+        dyt = _setup.nchw(torch, dy, layout)
 
         def fwd(xt=xt, wt=wt, bt=bt):
             with torch.no_grad():
