@@ -94,16 +94,23 @@ def captum_tasks(model, X, threads, batch, layout):
 
 
 def worker(contender, repeats, threads, batch):
-    """Time each task in this process; print ``{task: [seconds, ...]}`` as one JSON line."""
-    from threadpoolctl import threadpool_limits
-
+    """Time each task in this process; print ``{task: [seconds, ...]}`` as one JSON line
+    (``{"missing": name}`` if torch or Captum is not installed)."""
     import tinyconv as tc
-    threadpool_limits(threads)
+    try:
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(threads)
+    except ImportError:         # the pools keep the thread counts of the worker's environment
+        pass
     model = tc.pretrained("mnist")
     images, _ = tc.load_mnist("bundled-test")
     X = tc.to_float(images[:64])
-    tasks = (tinyconv_tasks(model, X, batch) if contender == "tinyconv"
-             else captum_tasks(model, X, threads, batch, contender))
+    try:
+        tasks = (tinyconv_tasks(model, X, batch) if contender == "tinyconv"
+                 else captum_tasks(model, X, threads, batch, contender))
+    except ImportError as e:                 # torch or Captum not installed
+        print(json.dumps({"missing": e.name or str(e)}))
+        return
     times = {}
     for name, run in tasks.items():
         run()                                                     # warm-up: compile, allocate
@@ -130,18 +137,26 @@ def main(argv=None):
         args.rounds, args.repeats = 1, 1
     if args.worker:
         return worker(args.worker, args.repeats, args.threads, args.batch)
+    contenders = list(CONTENDERS)
+    missing = None          # what a Captum worker could not import: then only tinyconv runs
     times = {c: {t: [] for t in TASKS} for c in CONTENDERS}
     medians = {c: {t: [] for t in TASKS} for c in CONTENDERS}       # one per round
     load0 = os.getloadavg()[0]
     for r in range(args.rounds):
-        for who in (CONTENDERS if r % 2 == 0 else CONTENDERS[::-1]):
+        for who in (contenders if r % 2 == 0 else contenders[::-1]):
+            if who not in contenders:
+                continue
             done = subprocess.run(
                 [sys.executable, __file__, "--worker", who, "--repeats", str(args.repeats),
                  "--threads", str(args.threads), "--batch", str(args.batch)],
                 env=_setup.thread_env(args.threads), capture_output=True, text=True)
             if done.returncode != 0:
                 sys.exit(f"{who} worker failed:\n{done.stderr}")
-            for task, ts in json.loads(done.stdout.strip().splitlines()[-1]).items():
+            reply = json.loads(done.stdout.strip().splitlines()[-1])
+            if "missing" in reply:
+                missing, contenders = reply["missing"], ["tinyconv"]
+                continue
+            for task, ts in reply.items():
                 times[who][task] += ts
                 medians[who][task].append(statistics.median(ts))
     lines = []
@@ -159,6 +174,9 @@ def main(argv=None):
         return f"{min(ts) * 1e3:6.1f} / {statistics.median(ts) * 1e3:6.1f}"
     for task in TASKS:
         ours = times["tinyconv"][task]
+        if missing:
+            lines.append(f"{task:<11} {cell(ours):>15} {'skipped':>15} {'skipped':>15}")
+            continue
         layout = min(CONTENDERS[1:], key=lambda c: statistics.median(times[c][task]))
         theirs = times[layout][task]
         per_round = [a / b for a, b in zip(medians["tinyconv"][task], medians[layout][task],
@@ -169,6 +187,9 @@ def main(argv=None):
                      f"{statistics.median(ours) / statistics.median(theirs):>12.2f}   "
                      f"{' '.join(f'{q:.2f}' for q in per_round)} "
                      f"({statistics.median(per_round):.2f})")
+    if missing:
+        lines.append(f"Captum: {missing} not installed: skipped "
+                     "(pip install torch==2.13.0 captum; README says how to get the CPU build)")
     text = "\n".join(lines)
     sys.stdout.write(text + "\n")
     if args.markdown:

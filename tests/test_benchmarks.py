@@ -44,6 +44,7 @@ RUNS = {
     "train bare": ["bench_train.py"],
     # Captum in both of torch's layouts, each in its own worker: needs torch and captum
     **({"after zf": ["bench_after_zf.py"]} if HAVE_CAPTUM else {}),
+    "after zf bare": ["bench_after_zf.py"],
 }
 
 
@@ -213,6 +214,16 @@ def test_runs_without_the_optional_packages(started, name):
     assert "threadpoolctl not installed" in out
     assert "torch not installed" in out
     assert "Traceback" not in out
+
+
+def test_after_zf_without_torch_times_tinyconv_and_says_why(started):
+    out = finished(started, "after zf bare")
+    assert "Traceback" not in out
+    assert "Captum: torch not installed: skipped" in out
+    rows = [line.split() for line in out.splitlines()
+            if line.startswith(("IG ", "SmoothGrad ", "Grad-CAM "))]
+    assert len(rows) == 3 and all(row[-2:] == ["skipped", "skipped"] for row in rows)
+    assert all(float(row[1]) > 0 for row in rows)            # tinyconv's best, in ms
 
 
 def test_hidden_packages_really_are_hidden(tmp_path):
