@@ -2,9 +2,10 @@
 
 The shipped MNIST CNN (``tc.pretrained("mnist")``), float32, bundled held-out digits scaled by
 ``tc.to_float``; Captum runs on ``tc.to_torch(model)`` (same weights), the network and its NCHW
-input in torch's channels_last layout, set explicitly (``_setup.nchw``; ``bench_model.py``
-times both of torch's layouts, and channels_last is the faster on this model). Both libraries
-get the same thread count.
+input in torch's channels_last layout, set explicitly (``_setup.nchw``). Only that layout:
+``bench_model.py`` times both of torch's layouts and reports the faster, which was
+channels_last in every row of its full runs (not in every row of its ``--quick`` runs). Both
+libraries get the same thread count.
 
 - **Projections** of the class logit ``y_(L),k`` on a batch of 64 digits:
   ``tc.project(model, x, "logits", k, rule=...)`` for ``"guided"``, ``"deconvnet"`` and

@@ -386,9 +386,11 @@ def main(argv=None):
         "bench_methods.py separates that from float32 rounding."]
     for t in tables.values():
         t.notes.append("ms = median, best = minimum over all timed calls of all rounds; "
-                       "first call = the first call in the fresh worker (numba compile or "
-                       "cache load; torch's lazy set-up), timed apart; reference layout = "
-                       "torch's faster layout (NCHW or channels_last) for this case. Command: "
+                       "first call = the case's first call in its worker (numba compile or "
+                       "cache load; torch's lazy set-up), timed apart (the torch worker runs "
+                       "a case in NCHW first, so its channels_last first call comes after "
+                       "the NCHW one's set-up); reference layout = torch's faster layout "
+                       "(NCHW or channels_last) for this case. Command: "
                        "python benchmarks/bench_model.py" + (" --quick" if args.quick else ""))
 
     header.append(monitor.line())
