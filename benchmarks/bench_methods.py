@@ -2,10 +2,8 @@
 
 The shipped MNIST CNN (``tc.pretrained("mnist")``), float32, bundled held-out digits scaled by
 ``tc.to_float``; Captum runs on ``tc.to_torch(model)`` (same weights), the network and its NCHW
-input in torch's channels_last layout, set explicitly (``_setup.nchw``). Only that layout:
-``bench_model.py`` times both of torch's layouts and reports the faster, which was
-channels_last in every row of its full runs (not in every row of its ``--quick`` runs). Both
-libraries get the same thread count.
+input in each of torch's layouts, NCHW and channels_last, set explicitly (``_setup.nchw``);
+each row reports the faster by median and names it. Both libraries get the same thread count.
 
 - **Projections** of the class logit ``y_(L),k`` on a batch of 64 digits:
   ``tc.project(model, x, "logits", k, rule=...)`` for ``"guided"``, ``"deconvnet"`` and
@@ -77,21 +75,18 @@ def _captum():
     return torch, captum.attr
 
 
-#: torch's layout for Captum's network and inputs (see the module's docstring).
-LAYOUT = "channels_last"
+def _torch_copy(torch, model, layout):
+    """``tc.to_torch(model)`` in ``layout`` (one of :data:`_setup.TORCH_LAYOUTS`)."""
+    return tc.to_torch(model).to(memory_format=_setup.torch_format(torch, layout))
 
 
-def _torch_copy(torch, model):
-    """``tc.to_torch(model)`` in :data:`LAYOUT`."""
-    return tc.to_torch(model).to(memory_format=_setup.torch_format(torch, LAYOUT))
-
-
-def _occlude_captum(model, x, c, baseline, ppe):
+def _occlude_captum(model, x, c, baseline, ppe, layout="NCHW"):
     """Captum's occlusion of ``x`` on the torch copy followed by a softmax."""
     torch, captum = _captum()
-    probs = torch.nn.Sequential(_torch_copy(torch, model), torch.nn.Softmax(dim=1)).eval()
+    probs = torch.nn.Sequential(_torch_copy(torch, model, layout),
+                                torch.nn.Softmax(dim=1)).eval()
     explainer = captum.Occlusion(probs)
-    xt = _setup.nchw(torch, x[None], LAYOUT)
+    xt = _setup.nchw(torch, x[None], layout)
 
     def run():
         with torch.no_grad():
@@ -101,10 +96,10 @@ def _occlude_captum(model, x, c, baseline, ppe):
     return run
 
 
-def _project_captum(model, X, k, method):
+def _project_captum(model, X, k, method, layout="NCHW"):
     torch, captum = _captum()
-    net = _torch_copy(torch, model)
-    xt = _setup.nchw(torch, X, LAYOUT).requires_grad_(True)  # as a user would; Captum warns
+    net = _torch_copy(torch, model, layout)
+    xt = _setup.nchw(torch, X, layout).requires_grad_(True)  # as a user would; Captum warns
     explainer = getattr(captum, method)(net)
     kwargs = {"abs": False} if method == "Saliency" else {}
     return lambda: explainer.attribute(xt, target=k, **kwargs)
@@ -138,12 +133,14 @@ def make(side, case):
     """A worker's callable for one case, from the same digits on both sides:
     ``"project|rule|quick"`` (tinyconv's rule or Captum's method), ``"occ|setting|quick"``
     (tinyconv: ``fast=True``, ``fast=False``, ``grey``; Captum: a perturbations_per_eval),
-    ``"check|project|rule|quick"`` and ``"check|occ|quick"`` (agreement, in the torch worker).
+    ``"check|project|rule|quick"`` and ``"check|occ|quick"`` (agreement, in the torch worker,
+    in NCHW). A case of Captum's ends with its layout, one of :data:`_setup.TORCH_LAYOUTS`.
     """
     kind, *rest = case.split("|")
     check = kind == "check"
     if check:
         kind, *rest = rest
+    layout = rest.pop() if side == "torch" and not check else "NCHW"
     quick = rest[-1] == "quick"
     model, X, k, x, c = load_case(quick)
     if kind == "project":
@@ -153,7 +150,7 @@ def make(side, case):
             return lambda: agreement_project(model, X, k, rule, method)
         if side == "tinyconv":
             return lambda: tc.project(model, X, "logits", k, rule=rule)
-        return _project_captum(model, X, k, method)
+        return _project_captum(model, X, k, method, layout)
     if check:
         return lambda: agreement_occlusion(model, x, c, captum_ppe(quick))
     setting = rest[0]
@@ -162,7 +159,7 @@ def make(side, case):
         fast = setting != "fast=False"
         return lambda: tc.occlusion(model, x, c, WINDOW, fast=fast, baseline=base,
                                     progress=False)
-    return _occlude_captum(model, x, c, 0, int(setting))
+    return _occlude_captum(model, x, c, 0, int(setting), layout)
 
 
 def fast_vs_full(model, x, c):
@@ -179,6 +176,17 @@ def captum_ppe(quick):
     return CAPTUM_PPE[1:] if quick else CAPTUM_PPE
 
 
+def faster(results, case):
+    """Captum's ``case`` in the faster of torch's layouts by median: ``(layout, Result)``; if
+    neither layout was timed, ``(None, the first layout's Result)`` (it says why), or ``(None,
+    None)`` without a torch worker."""
+    found = [(lay, results.get(("torch", f"{case}|{lay}"))) for lay in _setup.TORCH_LAYOUTS]
+    timed = [(lay, r) for lay, r in found if r is not None and r.timing is not None]
+    if timed:
+        return min(timed, key=lambda lr: lr[1].timing.median)
+    return None, found[0][1]
+
+
 # --------------------------------------------------------------------------- projections
 
 
@@ -188,7 +196,7 @@ def projection_rows(results, q, captum_reason):
     rows, guided = [], None
     for label, rule, method in RULES:
         ours = results[("tinyconv", f"project|{rule}|{q}")]
-        theirs = results.get(("torch", f"project|{rule}|{q}"))
+        layout, theirs = faster(results, f"project|{rule}|{q}")
         t = ours.timing
         if theirs is None or theirs.timing is None:
             why = captum_reason if theirs is None else theirs.error
@@ -197,7 +205,7 @@ def projection_rows(results, q, captum_reason):
         tt = theirs.timing
         diff = results.get(("probe", "torch", f"check|project|{rule}|{q}"), {})
         diffs = diff.get("value", [None, None])
-        rows.append((label, t.ms, 1e3 * t.min, method, tt.ms, 1e3 * tt.min,
+        rows.append((label, t.ms, 1e3 * t.min, f"{method} ({layout})", tt.ms, 1e3 * tt.min,
                      t.median / tt.median, t.min / tt.min, *diffs))
         if rule == "guided":
             guided = (t.median / tt.median, t.min / tt.min)
@@ -239,14 +247,14 @@ def occlusion_rows(results, q, quick, captum_reason, ours):
     timed = []
     for ppe in CAPTUM_PPE:
         setting = f"perturbations_per_eval={ppe}"
-        r = results.get(("torch", f"occ|{ppe}|{q}"))
+        layout, r = faster(results, f"occ|{ppe}|{q}")
         if ppe == 1 and quick:
             rows.append(("Captum", setting + " (skipped in --quick)", None, None))
         elif r is None or r.timing is None:
             rows.append(("Captum", setting + f" ({captum_reason if r is None else r.error})",
                          None, None))
         else:
-            rows.append(("Captum", setting, r.timing, check.get(setting)))
+            rows.append(("Captum", f"{setting}, {layout}", r.timing, check.get(setting)))
             timed.append((str(ppe), r.timing))
     best = None if not timed else {"median": min(timed, key=lambda r: r[1].median),
                                    "min": min(timed, key=lambda r: r[1].min)}
@@ -270,18 +278,21 @@ def main(argv=None):
     monitor = _setup.start_run(header, mode)
     header.append(_setup.run_mode(args))
     q = "quick" if args.quick else "full"
-    groups = [[("tinyconv", f"project|{rule}|{q}"), ("torch", f"project|{rule}|{q}")]
+    layouts = _setup.TORCH_LAYOUTS
+    groups = [[("tinyconv", f"project|{rule}|{q}"),
+               *(("torch", f"project|{rule}|{q}|{lay}") for lay in layouts)]
               for _, rule, _ in RULES]
     groups.append([("tinyconv", f"occ|{s}|{q}") for s in ("fast=True", "fast=False", "grey")]
-                  + [("torch", f"occ|{p}|{q}") for p in captum_ppe(args.quick) if p != 1])
+                  + [("torch", f"occ|{p}|{q}|{lay}") for p in captum_ppe(args.quick) if p != 1
+                     for lay in layouts])
     if 1 in captum_ppe(args.quick):      # seconds per call: a group of its own, few rounds
-        groups.append([("torch", f"occ|1|{q}")])
+        groups.append([("torch", f"occ|1|{q}|{lay}") for lay in layouts])
     probes = [("torch", f"check|project|{rule}|{q}") for _, rule, _ in RULES]
     probes.append(("torch", f"check|occ|{q}"))
     print("[bench_methods] tinyconv and Captum, each in its own worker ...", file=sys.stderr,
           flush=True)
     results, lines = _setup.compare(__file__, make, groups, args, probes=probes,
-                                    long={f"occ|1|{q}"})
+                                    long={f"occ|1|{q}|{lay}" for lay in layouts})
     header += lines
     captum = "--no-torch: skipped" if args.no_torch else "torch / captum not installed: skipped"
 
@@ -293,8 +304,8 @@ def main(argv=None):
              "Captum min": "{:.1f}", "tinyconv/Captum": "{:.2f}", "ratio of minima": "{:.2f}",
              "max rel. diff": "{:.1e}", "tie-free": "{:.1e}"},
         notes=["tinyconv: tc.project(model, x, 'logits', k, rule) (forward + backward with "
-               "that ReLU rule); Captum on tc.to_torch(model), input (N, 1, 28, 28) in "
-               f"{LAYOUT}, with "
+               "that ReLU rule); Captum on tc.to_torch(model), input (N, 1, 28, 28) in the "
+               "faster of torch's layouts (named), with "
                "requires_grad, target=k; Saliency with abs=False. Each library ran in its own "
                "worker process, the two taking turns (see the mode line). Command: python "
                "benchmarks/bench_methods.py",

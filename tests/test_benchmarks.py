@@ -113,6 +113,9 @@ def test_methods(started):
                   "Occlusion of one digit", "Targets")
     if HAVE_CAPTUM:
         assert "GuidedBackprop" in out and "perturbations_per_eval=625" in out
+        # Captum in both of torch's layouts: each row names the faster
+        assert re.search(r"GuidedBackprop \((NCHW|channels_last)\)", out), out
+        assert re.search(r"perturbations_per_eval=625, (NCHW|channels_last)", out), out
     else:
         assert "not installed: skipped" in out
 
