@@ -429,6 +429,27 @@ def nchw(torch, a, layout):
                                                                                     layout))
 
 
+def torch_copy(model, layout):
+    """``tc.to_torch(model)`` with its weights in ``layout`` (one of :data:`TORCH_LAYOUTS`),
+    the network for inputs made by :func:`nchw` in that layout."""
+    import torch
+
+    import tinyconv
+    return tinyconv.to_torch(model).to(memory_format=torch_format(torch, layout))
+
+
+def faster_layout(results, case, layouts=TORCH_LAYOUTS):
+    """The reference's ``case`` in the faster of ``layouts`` by median, from
+    :func:`compare`'s results (whose torch cases are ``f"{case}|{layout}"``):
+    ``(layout, Result)``; if no layout was timed, ``(None, the first layout's Result)`` (its
+    error says why), or ``(None, None)`` without a torch worker."""
+    found = [(lay, results.get(("torch", f"{case}|{lay}"))) for lay in layouts]
+    timed = [(lay, r) for lay, r in found if r is not None and r.timing is not None]
+    if timed:
+        return min(timed, key=lambda lr: lr[1].timing.median)
+    return None, found[0][1]
+
+
 def compare_passes(script, make, keys, args, layouts=TORCH_LAYOUTS):
     """Each pass of tinyconv against the same pass of torch in every layout, by :func:`compare`.
 
@@ -448,13 +469,8 @@ def compare_passes(script, make, keys, args, layouts=TORCH_LAYOUTS):
     for key in keys:
         for p in ("forward", "fwd+bwd"):
             ours = results[("tinyconv", f"{key}|{p}|NHWC")]
-            timed = [(lay, results.get(("torch", f"{key}|{p}|{lay}"))) for lay in layouts]
-            timed = [(lay, r) for lay, r in timed if r is not None and r.timing is not None]
-            if not timed:
-                out[key, p] = (ours, None, None)
-                continue
-            lay, best = min(timed, key=lambda lr: lr[1].timing.median)
-            out[key, p] = (ours, best, lay)
+            lay, best = faster_layout(results, f"{key}|{p}", layouts)
+            out[key, p] = (ours, best, lay) if lay is not None else (ours, None, None)
     return out, lines
 
 

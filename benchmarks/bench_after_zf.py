@@ -70,9 +70,8 @@ def captum_tasks(model, X, threads, batch, layout):
         Saliency,
     )
 
-    import tinyconv as tc
     torch.set_num_threads(threads)
-    net = tc.to_torch(model).to(memory_format=_setup.torch_format(torch, layout))
+    net = _setup.torch_copy(model, layout)
     x = _setup.nchw(torch, X, layout)
     x16, x64 = x[:16], x[:64]
     ig, tunnel, cam = IntegratedGradients(net), NoiseTunnel(Saliency(net)), LayerGradCam(

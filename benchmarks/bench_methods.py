@@ -75,15 +75,10 @@ def _captum():
     return torch, captum.attr
 
 
-def _torch_copy(torch, model, layout):
-    """``tc.to_torch(model)`` in ``layout`` (one of :data:`_setup.TORCH_LAYOUTS`)."""
-    return tc.to_torch(model).to(memory_format=_setup.torch_format(torch, layout))
-
-
 def _occlude_captum(model, x, c, baseline, ppe, layout="NCHW"):
     """Captum's occlusion of ``x`` on the torch copy followed by a softmax."""
     torch, captum = _captum()
-    probs = torch.nn.Sequential(_torch_copy(torch, model, layout),
+    probs = torch.nn.Sequential(_setup.torch_copy(model, layout),
                                 torch.nn.Softmax(dim=1)).eval()
     explainer = captum.Occlusion(probs)
     xt = _setup.nchw(torch, x[None], layout)
@@ -98,7 +93,7 @@ def _occlude_captum(model, x, c, baseline, ppe, layout="NCHW"):
 
 def _project_captum(model, X, k, method, layout="NCHW"):
     torch, captum = _captum()
-    net = _torch_copy(torch, model, layout)
+    net = _setup.torch_copy(model, layout)
     xt = _setup.nchw(torch, X, layout).requires_grad_(True)  # as a user would; Captum warns
     explainer = getattr(captum, method)(net)
     kwargs = {"abs": False} if method == "Saliency" else {}
@@ -176,17 +171,6 @@ def captum_ppe(quick):
     return CAPTUM_PPE[1:] if quick else CAPTUM_PPE
 
 
-def faster(results, case):
-    """Captum's ``case`` in the faster of torch's layouts by median: ``(layout, Result)``; if
-    neither layout was timed, ``(None, the first layout's Result)`` (it says why), or ``(None,
-    None)`` without a torch worker."""
-    found = [(lay, results.get(("torch", f"{case}|{lay}"))) for lay in _setup.TORCH_LAYOUTS]
-    timed = [(lay, r) for lay, r in found if r is not None and r.timing is not None]
-    if timed:
-        return min(timed, key=lambda lr: lr[1].timing.median)
-    return None, found[0][1]
-
-
 # --------------------------------------------------------------------------- projections
 
 
@@ -196,7 +180,7 @@ def projection_rows(results, q, captum_reason):
     rows, guided = [], None
     for label, rule, method in RULES:
         ours = results[("tinyconv", f"project|{rule}|{q}")]
-        layout, theirs = faster(results, f"project|{rule}|{q}")
+        layout, theirs = _setup.faster_layout(results, f"project|{rule}|{q}")
         t = ours.timing
         if theirs is None or theirs.timing is None:
             why = captum_reason if theirs is None else theirs.error
@@ -247,7 +231,7 @@ def occlusion_rows(results, q, quick, captum_reason, ours):
     timed = []
     for ppe in CAPTUM_PPE:
         setting = f"perturbations_per_eval={ppe}"
-        layout, r = faster(results, f"occ|{ppe}|{q}")
+        layout, r = _setup.faster_layout(results, f"occ|{ppe}|{q}")
         if ppe == 1 and quick:
             rows.append(("Captum", setting + " (skipped in --quick)", None, None))
         elif r is None or r.timing is None:

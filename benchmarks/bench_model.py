@@ -188,7 +188,7 @@ def _torch(kind, args, layout):
     def nchw(X):
         return _setup.nchw(torch, X, layout)
 
-    net = tc.to_torch(tc.pretrained("mnist")).to(memory_format=_setup.torch_format(torch, layout))
+    net = _setup.torch_copy(tc.pretrained("mnist"), layout)
     if kind == "forward":
         xt = nchw(digits("bundled-test", int(args[0]))[0])
 

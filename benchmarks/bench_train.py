@@ -66,8 +66,7 @@ def torch_setup(model, data, layout):
     import torch
     import torch.nn.functional as F
 
-    net = tc.to_torch(model).train()
-    net = net.to(memory_format=_setup.torch_format(torch, layout))
+    net = _setup.torch_copy(model, layout).train()
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     tdata = [(_setup.nchw(torch, x, layout), torch.from_numpy(y)) for x, y in data]
 
