@@ -340,3 +340,32 @@ def test_a_batch_of_too_few_tiles_goes_by_im2col(monkeypatch, r, C, examples, ap
     by_im2col = layer.forward(x)
     assert np.array_equal(y, by_im2col) is not applies  # Winograd rounds otherwise
     assert_close(y, by_im2col)
+
+
+@pytest.mark.parametrize("r, C", [(3, 8), (5, 16)])
+def test_transformed_filters_are_kept_until_the_filters_change(r, C):
+    # U = G g G^T is kept from call to call; an update in place (an optimizer's step), a new
+    # filter array or NaN must each give the filters' own U, never the kept one of older filters
+    layer, x = layer_case(C, C, 14, 16, "same", np.float64, r=r)
+    y = layer.forward(x)
+    ws = layer._workspace
+    kept = ws.buffers["U forward"]
+    layer.forward(x)
+    assert ws.buffers["U forward"] is kept                       # the same filters: not redone
+
+    def definition():
+        return reference.conv2d(x, layer.params["W"], layer.params["b"], (1, 1),
+                                layer.pads(14, 16), (1, 1))
+
+    layer.params["W"] *= 0.5                                     # in place
+    assert_close(layer.forward(x), definition())
+    assert ws.buffers["U forward"] is not kept
+    np.testing.assert_allclose(layer.forward(x), 0.5 * (y - layer.params["b"])
+                               + layer.params["b"], rtol=1e-12, atol=1e-12)
+    layer.params["W"] = np.random.default_rng(8).standard_normal(layer.params["W"].shape)
+    assert_close(layer.forward(x), definition())                 # a new array
+    layer.params["W"][0, 0, 0, 0] = np.nan
+    first = layer.forward(x)
+    assert np.isnan(first).any()
+    layer.params["W"][0, 0, 0, 0] = 1.0                          # NaN gone again
+    assert_close(layer.forward(x), definition())

@@ -214,8 +214,10 @@ class ConvWorkspace:
     buffers : dict name -> array, the calling thread's kept arrays: ``"cols"`` (``[cols, 1]``,
         or ``cols`` without bias), ``"dcols"`` (1-D: the storage of the largest piece of
         dcols) and, for Winograd, ``"padded <tag>"``, ``"V <tag>"`` and ``"M <tag>"`` (tag
-        ``forward`` or ``dx``; V and M 1-D, the storage of the largest chunk). Each thread
-        has its own; a copy of the workspace starts with none.
+        ``forward`` or ``dx``; V and M 1-D, the storage of the largest chunk), and ``"U
+        <tag>"``, the transformed filters, beside ``"W <tag>"``, the filters they came from
+        (:meth:`winograd_filters`). Each thread has its own; a copy of the workspace starts
+        with none.
     """
 
     def __init__(self):
@@ -337,6 +339,21 @@ class ConvWorkspace:
                                           out=flat_V[:planes * T * C_in].reshape(planes, T, C_in))
             yield n0, n1, V, flat_beside[:planes * T * C_out].reshape(planes, T, C_out)
 
+    def winograd_filters(self, W, tag):
+        """The transformed filters ``U = G g G^T`` of ``W`` (:func:`tinyconv.kernels.
+        winograd_weights`: ``(r, r, C_in, C_out)`` -> ``((r + 1)^2, C_in, C_out)``), kept with
+        a copy of the ``W`` they came from and transformed again only when ``W`` differs from
+        that copy. The filters of a model that is not being trained are the same from call to
+        call, and comparing them costs far less than transforming them (``docs/speed.md``);
+        an update in place, or NaN in ``W`` (never equal to itself), makes new ones. ``tag``
+        keeps the forward's and ``dx``'s apart (their filters differ)."""
+        kept, U = self.buffers.get(f"W {tag}"), self.buffers.get(f"U {tag}")
+        if (kept is None or kept.shape != W.shape or kept.dtype != W.dtype
+                or not np.array_equal(kept, W)):
+            U = _kernels().winograd_weights(W)
+            self.buffers[f"W {tag}"], self.buffers[f"U {tag}"] = W.copy(), U
+        return U
+
     def winograd_gemm(self, x, args, W, b, tag="forward"):
         """``conv(x, W) + b`` of a 3x3 or 5x5, stride-1 layer by Winograd's F(2x2, 3x3) or
         F(2x2, 5x5) (:mod:`tinyconv.kernels.winograd`), a chunk of examples at a time: per
@@ -360,7 +377,7 @@ class ConvWorkspace:
         k = _kernels()
         N, C_out, H_out, W_out = len(x), W.shape[3], args.H_out, args.W_out
         th, tw = (H_out + 1) // 2, (W_out + 1) // 2
-        U = k.winograd_weights(W)                                  # ((r + 1)^2, C_in, C_out)
+        U = self.winograd_filters(W, tag)                          # ((r + 1)^2, C_in, C_out)
         b = np.zeros(C_out, x.dtype) if b is None else b
         y = np.empty((N, H_out, W_out, C_out), dtype=x.dtype)
         # the forward leaves no im2col matrix behind: the backward's reuse test must not find
