@@ -93,6 +93,38 @@ def test_backward_is_the_chain_of_layer_backwards(model, rng):
     np.testing.assert_array_equal(model.backward(dy, start=0), dy)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_forward_runs_a_relu_and_the_pool_above_it_as_one_pass(model, rng, monkeypatch, dtype):
+    # forward() hands relu1's input to pool1 (rectify=True) instead of writing relu1's output;
+    # activations() runs every layer alone. The two must agree bit for bit, switches too (a
+    # window of negatives only ties at 0), and so must every rule's backward after them.
+    model.astype(dtype)
+    x = rng.standard_normal((3, 8, 10, 2)).astype(dtype)
+    relu, pool = model.layers[1], model.layers[2]
+    rectified, relu_calls = [], []
+    pool_forward, relu_forward = pool.forward, relu.forward
+    monkeypatch.setattr(pool, "forward", lambda y, check=True, rectify=False: (
+        rectified.append(rectify), pool_forward(y, check, rectify))[1])
+    monkeypatch.setattr(relu, "forward", lambda y, check=True: (
+        relu_calls.append(1), relu_forward(y, check))[1])
+    ys = model.activations(x)
+    switches = pool.switches
+    assert rectified == [False] and len(relu_calls) == 1
+    for rule in ("gradient", "deconvnet", "guided"):
+        dy = rng.standard_normal(ys[-1].shape).astype(dtype)
+        model.activations(x)
+        want = model.backward(dy, rule=rule)
+        y = model.forward(x)
+        np.testing.assert_array_equal(y, ys[-1])
+        np.testing.assert_array_equal(pool.switches, switches)
+        np.testing.assert_array_equal(model.backward(dy, rule=rule), want)
+    assert rectified[1:] == [False, True] * 3 and len(relu_calls) == 4   # fused in forward()
+    # a forward that stops at the ReLU, or starts at the pool, has nothing to fuse
+    np.testing.assert_array_equal(model.forward(x, upto=2), ys[2])
+    np.testing.assert_array_equal(model.forward(ys[2], start=2, upto=3), ys[3])
+    assert rectified[-1] is False
+
+
 def test_backward_without_input_grad_stops_at_the_lowest_parameters(model, rng):
     """Training's backward: the same parameter gradients, no dx, nothing below conv1 run."""
     model.astype(np.float64)

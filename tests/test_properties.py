@@ -271,19 +271,24 @@ def test_im2col_and_col2im_equal_their_references(case, dtype, parallel, order, 
 
 
 @given(window_cases(dilation=False, pads_below_window=True),
-       st.sampled_from([np.float64, np.float32]), st.booleans(), st.booleans())
-def test_maxpool_and_unpool_equal_their_references(case, dtype, with_ties, parallel):
+       st.sampled_from([np.float64, np.float32]), st.booleans(), st.booleans(), st.booleans())
+def test_maxpool_and_unpool_equal_their_references(case, dtype, with_ties, parallel, rectify):
     (N, H, W, C), (kh, kw, sh, sw, _, _, top, left, H_out, W_out), seed = case
     rng = np.random.default_rng(seed)
-    # few distinct values make ties common: both must pick the first maximum
+    # few distinct values make ties common: both must pick the first maximum (with rectify,
+    # every negative value ties at 0)
     x = (rng.integers(-2, 3, (N, H, W, C)) if with_ties
          else rng.standard_normal((N, H, W, C))).astype(dtype)
     args = (kh, kw, sh, sw, top, left, H_out, W_out)
     with threads(parallel):
-        y, s = kernels.maxpool(x, *args)
-    y_ref, s_ref = kernels.maxpool_reference(x, *args)
+        y, s = kernels.maxpool(x, *args, rectify=rectify)
+    y_ref, s_ref = kernels.maxpool_reference(x, *args, rectify=rectify)
     assert_same(y, y_ref, dtype)
     np.testing.assert_array_equal(s, s_ref)
+    if rectify:             # a ReLU and the pool in one pass: the pool of the ReLU's output
+        y_relu, s_relu = kernels.maxpool(np.maximum(x, 0), *args)
+        np.testing.assert_array_equal(y, y_relu)
+        np.testing.assert_array_equal(s, s_relu)
     assert s.min() >= 0          # every window holds a real pixel
     dy = rng.standard_normal(y.shape).astype(dtype)
     with threads(parallel):

@@ -26,6 +26,8 @@ Every layer follows one protocol (:class:`Layer` gives the defaults)::
                                            # IG sum gradients above such layers (a
                                            # subclass that adds a nonlinearity sets
                                            # it to False)
+    rectifier, takes_rectifier             # a ReLU and a max-pool above it run as one
+                                           # pass (the same numbers): see Layer
     init_params(rng)                       # (re)draw the parameters
     astype(dtype)                          # cast params and grads in place; returns self
     config()                               # constructor arguments (JSON-able), for
@@ -151,6 +153,14 @@ class Layer:
     #: ``(kh, kw, C_in, C_out)`` weights when the layer is a convolution ``y = conv(x, W) + b``
     #: (linear in ``x`` up to a constant), else None
     conv_kernel = None
+    #: whether the layer is ``y = max(x, 0)`` and has ``keep(x)``, which caches ``x`` for the
+    #: backward without computing ``y`` (ReLU; a subclass that changes the forward sets it to
+    #: False)
+    rectifier = False
+    #: whether ``forward(x, check, rectify=True)`` computes the layer on ``max(x, 0)`` in one
+    #: pass (MaxPool2D): :class:`tinyconv.model.Sequential` then runs a rectifier below it
+    #: and the layer together
+    takes_rectifier = False
 
     def forward_unpadded(self, x):
         """The layer on an input that is already padded (with :attr:`pad_value`): as

@@ -71,6 +71,7 @@ class ReLU(Layer):
         self._x = None
 
     pointwise = True
+    rectifier = True
 
     def forward_unpadded(self, x):
         """``max(x, 0)``, nothing cached."""
@@ -80,8 +81,13 @@ class ReLU(Layer):
         """``(N, ...) -> (N, ...)``; caches the input for the backward masks."""
         if check:
             x = check_array(x, "x")
-        self._x = x
+        self.keep(x)
         return np.maximum(x, 0)
+
+    def keep(self, x):
+        """Cache ``x`` for the backward masks without computing ``max(x, 0)``: the layer
+        above computes it in its own pass (:attr:`Layer.takes_rectifier`)."""
+        self._x = x
 
     def backward(self, dy, rule="gradient", check=True):
         """See :func:`relu_backward`."""

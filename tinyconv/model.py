@@ -274,11 +274,23 @@ class Sequential:
             raise ValueError(f"start: expected a layer at or below upto ({upto}), got {start}")
         y = self._check_input(x, start)
         with self._exclusive("forward"):
-            for layer in self.layers[start:upto]:
+            layers = self.layers[start:upto]
+            i = 0
+            while i < len(layers):
+                layer = layers[i]
+                above = layers[i + 1] if i + 1 < len(layers) else None
+                if layer.rectifier and above is not None and above.takes_rectifier:
+                    # a ReLU and the max-pool above it in one pass, the same numbers: the
+                    # ReLU keeps its input for its backward, the pool takes max(y, 0) itself
+                    layer.keep(y)
+                    y = above.forward(y, check=False, rectify=True)
+                    i += 2
+                    continue
                 if param_grads and layer.params:
                     y = layer.forward(y, check=False, param_grads=True)
                 else:
                     y = layer.forward(y, check=False)
+                i += 1
             self._reached, self._began, self._owner = upto, start, threading.get_ident()
         return y
 

@@ -79,14 +79,22 @@ class MaxPool2D(Layer):
             np.maximum(y, x[:, i:H_out * sh:sh, j:W_out * sw:sw], out=y)
         return y
 
-    def forward(self, x, check=True):
-        """``y[n, oh, ow, c]`` = max over the window; records ``self.switches``."""
+    #: forward(x, rectify=True) pools max(x, 0): a ReLU below it need not write its output
+    takes_rectifier = True
+
+    def forward(self, x, check=True, rectify=False):
+        """``y[n, oh, ow, c]`` = max over the window; records ``self.switches``.
+
+        ``rectify``: ``x`` is the input of the ReLU below (:attr:`Layer.rectifier`), and the
+        pool takes the max of ``max(x, 0)`` in the same pass: the numbers and switches of
+        this layer on the ReLU's output, bit for bit, without that output in memory."""
         if check:
             x = check_array(x, "x", ndim=4)
         N, H, W, C = x.shape
         H_out, W_out, _ = self.output_shape((H, W, C))
         (pt, _), (pl, _) = self.pads(H, W)
-        y, self.switches = _kernels().maxpool(x, *self.size, *self.stride, pt, pl, H_out, W_out)
+        y, self.switches = _kernels().maxpool(x, *self.size, *self.stride, pt, pl, H_out, W_out,
+                                              rectify=rectify)
         self._in_shape = x.shape
         return y
 

@@ -10,7 +10,7 @@ from numba import njit, prange
 from ._runtime import _run, _wraps
 
 
-def maxpool_reference(x, kh, kw, sh, sw, pad_top, pad_left, H_out, W_out):
+def maxpool_reference(x, kh, kw, sh, sw, pad_top, pad_left, H_out, W_out, rectify=False):
     """Max-pool and record the switches (plain NumPy).
 
     Parameters
@@ -19,6 +19,8 @@ def maxpool_reference(x, kh, kw, sh, sw, pad_top, pad_left, H_out, W_out):
     kh, kw, sh, sw : window size and stride per axis.
     pad_top, pad_left : padding before each axis; padded cells never win (they are -inf).
     H_out, W_out : output size.
+    rectify : pool ``max(x, 0)`` instead of ``x``: a ReLU and the pool above it in one pass
+        (the numbers, switches included, of the pool of ``np.maximum(x, 0)``).
 
     Returns
     -------
@@ -26,6 +28,8 @@ def maxpool_reference(x, kh, kw, sh, sw, pad_top, pad_left, H_out, W_out):
     switches : (N, H_out, W_out, C) int64, flat position ``row * W + col`` in ``x`` of that
         max. Ties go to the first maximum in row-major window order.
     """
+    if rectify:
+        x = np.maximum(x, 0)
     N, H, W, C = x.shape
     y = np.full((N, H_out, W_out, C), -np.inf, dtype=x.dtype)
     switches = np.full((N, H_out, W_out, C), -1, dtype=np.int64)
@@ -45,8 +49,18 @@ def maxpool_reference(x, kh, kw, sh, sw, pad_top, pad_left, H_out, W_out):
     return y, switches
 
 
+@njit(inline="always")
+def _read(x, n, r, c, ch, rectify, low):
+    """``x[n, r, c, ch]``, or ``max(x[n, r, c, ch], 0)`` with ``rectify`` (``low``: 0 in
+    ``x``'s dtype; NaN stays NaN, as in ``np.maximum``)."""
+    v = x[n, r, c, ch]
+    if rectify and v < low:
+        v = low
+    return v
+
+
 @njit(cache=True, parallel=True)
-def _maxpool(x, kh, kw, sh, sw, pad_top, pad_left, H_out, W_out, y, switches):
+def _maxpool(x, kh, kw, sh, sw, pad_top, pad_left, H_out, W_out, rectify, low, y, switches):
     N, H, W, C = x.shape
     for t in prange(N * H_out):                   # one output row (n, oh) per task
         n = t // H_out
@@ -68,26 +82,28 @@ def _maxpool(x, kh, kw, sh, sw, pad_top, pad_left, H_out, W_out, y, switches):
             # and the two selects run on whole vectors of channels.
             pos = (r0 + i0) * W + c0 + j0
             for ch in range(C):
-                y[n, oh, ow, ch] = x[n, r0 + i0, c0 + j0, ch]
+                y[n, oh, ow, ch] = _read(x, n, r0 + i0, c0 + j0, ch, rectify, low)
                 switches[n, oh, ow, ch] = pos
             for i in range(i0, i1):
                 for j in range(j0, j1):
                     pos = (r0 + i) * W + c0 + j
                     for ch in range(C):
-                        v = x[n, r0 + i, c0 + j, ch]
+                        v = _read(x, n, r0 + i, c0 + j, ch, rectify, low)
                         better = v > y[n, oh, ow, ch]
                         y[n, oh, ow, ch] = v if better else y[n, oh, ow, ch]
                         switches[n, oh, ow, ch] = pos if better else switches[n, oh, ow, ch]
 
 
 @_wraps(_maxpool)
-def maxpool(x, kh, kw, sh, sw, pad_top, pad_left, H_out, W_out):
+def maxpool(x, kh, kw, sh, sw, pad_top, pad_left, H_out, W_out, rectify=False):
     """numba twin of :func:`maxpool_reference` (same signature, same result)."""
     x = np.ascontiguousarray(x)
     N, _, _, C = x.shape
     y = np.empty((N, H_out, W_out, C), dtype=x.dtype)
     switches = np.empty((N, H_out, W_out, C), dtype=np.int64)
-    _run(_maxpool, y.size, x, kh, kw, sh, sw, pad_top, pad_left, H_out, W_out, y, switches)
+    low = x.dtype.type(0)           # 0 in x's dtype: a Python 0 would make numba mix in float64
+    _run(_maxpool, y.size, x, kh, kw, sh, sw, pad_top, pad_left, H_out, W_out, bool(rectify),
+         low, y, switches)
     return y, switches
 
 
