@@ -27,6 +27,10 @@ import _setup  # first: re-executes without OPENBLAS_* variables before NumPy lo
 # isort: split
 from bench_model import EPOCH_DIGITS, QUICK_EPOCH_DIGITS, make
 
+#: torch's layout for its epoch: channels_last, the faster of the two on this model's training
+#: step in every bench_model run (benchmarks/README.md); the ratio here is torch's own busy / idle
+TORCH_LAYOUT = "channels_last"
+
 TARGET = 2.0                  # busy / idle epoch time, tinyconv
 NEIGHBOUR_SECONDS = 120       # the neighbour stops on its own after this, whatever happens
 
@@ -112,7 +116,6 @@ def main(argv=None):
                   f"with NumPy in a loop (OpenBLAS' default threads), stopped after each busy "
                   f"measurement and never older than {args.neighbour_seconds:g} s")
     n = QUICK_EPOCH_DIGITS if args.quick else EPOCH_DIGITS
-    case = f"epoch|{n}"
     rounds = 1 if args.quick else (args.rounds or _setup.LONG_ROUNDS)
 
     table = _setup.Table(
@@ -128,11 +131,13 @@ def main(argv=None):
                + (" --quick" if args.quick else "") + (" --investigate" if args.investigate
                                                         else "")])
     sides = ["tinyconv"] + ([] if args.no_torch else ["torch"])
-    runs = [(side, POLICIES[0][0] if side == "tinyconv" else "torch defaults, 2 threads", {})
-            for side in sides]
+    runs = [(side, POLICIES[0][0] if side == "tinyconv" else
+             f"torch defaults, 2 threads, {TORCH_LAYOUT}", {}) for side in sides]
     if args.investigate:
         runs += [("tinyconv", label, env) for label, env in POLICIES[1:]]
     for side, label, env in runs:
+        # bench_model's torch cases name the layout last (_setup.TORCH_LAYOUTS)
+        case = f"epoch|{n}" if side == "tinyconv" else f"epoch|{n}|{TORCH_LAYOUT}"
         print(f"[bench_contention] {side}: {label} ...", file=sys.stderr, flush=True)
         with _setup.Worker(__file__, side, args.threads, env) as w:
             if not w.ok():
