@@ -125,6 +125,35 @@ def test_forward_runs_a_relu_and_the_pool_above_it_as_one_pass(model, rng, monke
     assert rectified[-1] is False
 
 
+def test_a_relu_below_a_pool_masks_the_pools_new_array_in_place(model, rng, monkeypatch):
+    # backward() lets relu1 write into the array that pool1's backward just made; the result
+    # is the chain of the layers' own backwards (test above), and no array of the caller's is
+    # ever written: not dy at the top, not one that starts at the ReLU or the pool
+    relu, pool = model.layers[1], model.layers[2]
+    made, returned = [], []
+    pool_backward, relu_backward = pool.backward, relu.backward
+    monkeypatch.setattr(pool, "backward", lambda *a, **k: (
+        made.append(pool_backward(*a, **k)), made[-1])[1])
+    monkeypatch.setattr(relu, "backward", lambda *a, **k: (
+        returned.append(relu_backward(*a, **k)), returned[-1])[1])
+    x = rng.standard_normal((2, 8, 10, 2)).astype(np.float32)
+    ys = model.activations(x)
+    for rule in ("gradient", "deconvnet", "guided"):
+        dy = rng.standard_normal(ys[-1].shape).astype(np.float32)
+        kept = dy.copy()
+        model.backward(dy, rule=rule)
+        np.testing.assert_array_equal(dy, kept)
+        assert returned[-1] is made[-1]                 # masked in place: no new array
+        for start in (2, 3):        # the caller's dy goes into relu1 (2) or into pool1 (3)
+            dy = rng.standard_normal(ys[start].shape).astype(np.float32)
+            kept = dy.copy()
+            want = relu_backward(pool_backward(dy, rule) if start == 3 else dy.copy(), rule)
+            got = model.backward(dy, rule=rule, start=start, stop=1)     # the signal at y_(1)
+            np.testing.assert_array_equal(got, want)
+            np.testing.assert_array_equal(dy, kept)
+            assert (returned[-1] is made[-1]) == (start == 3)
+
+
 def test_backward_without_input_grad_stops_at_the_lowest_parameters(model, rng):
     """Training's backward: the same parameter gradients, no dx, nothing below conv1 run."""
     model.astype(np.float64)

@@ -154,12 +154,14 @@ class Layer:
     #: (linear in ``x`` up to a constant), else None
     conv_kernel = None
     #: whether the layer is ``y = max(x, 0)`` and has ``keep(x)``, which caches ``x`` for the
-    #: backward without computing ``y`` (ReLU; a subclass that changes the forward sets it to
-    #: False)
+    #: backward without computing ``y``, and ``backward(..., overwrite=True)`` (ReLU; a subclass
+    #: that changes the forward or the backward sets it to False)
     rectifier = False
     #: whether ``forward(x, check, rectify=True)`` computes the layer on ``max(x, 0)`` in one
-    #: pass (MaxPool2D): :class:`tinyconv.model.Sequential` then runs a rectifier below it
-    #: and the layer together
+    #: pass, and ``backward`` returns a new array each time (MaxPool2D):
+    #: :class:`tinyconv.model.Sequential` then runs a rectifier below it and the layer together
+    #: on the way up, and lets the rectifier write its backward into that new array
+    #: (``overwrite=True``) on the way down
     takes_rectifier = False
 
     def forward_unpadded(self, x):

@@ -43,7 +43,7 @@ def softmax(z, axis=-1):
 # --------------------------------------------------------------------------- ReLU
 
 
-def relu_backward(dy, x, rule):
+def relu_backward(dy, x, rule, out=None):
     """The one place where the three backward rules differ.
 
     Parameters
@@ -53,6 +53,7 @@ def relu_backward(dy, x, rule):
     rule : ``"gradient"`` ``dy * (x > 0)`` (true derivative, ReLU'(0) = 0);
         ``"deconvnet"`` ``dy * (dy > 0)`` (Zeiler & Fergus: rectify the signal going back);
         ``"guided"`` ``dy * (x > 0) * (dy > 0)`` (Springenberg et al.: both masks).
+    out : optional array to write the result into (``dy`` itself may be it).
     """
     if rule == "gradient":
         mask = x > 0
@@ -60,7 +61,7 @@ def relu_backward(dy, x, rule):
         mask = dy > 0
     else:
         mask = (x > 0) & (dy > 0)
-    return dy * mask
+    return np.multiply(dy, mask, out=out)
 
 
 class ReLU(Layer):
@@ -89,13 +90,15 @@ class ReLU(Layer):
         above computes it in its own pass (:attr:`Layer.takes_rectifier`)."""
         self._x = x
 
-    def backward(self, dy, rule="gradient", check=True):
-        """See :func:`relu_backward`."""
+    def backward(self, dy, rule="gradient", check=True, overwrite=False):
+        """See :func:`relu_backward`. ``overwrite``: ``dy`` is a new array of this backward
+        pass that nothing else holds (the output of the max-pool above,
+        :attr:`Layer.takes_rectifier`), and the result is written into it."""
         self._need_cache("_x")
         if check:
             check_rule(rule)
             dy = check_array(dy, "dy", shape=self._x.shape)
-        return relu_backward(dy, self._x, rule)
+        return relu_backward(dy, self._x, rule, out=dy if overwrite else None)
 
 
 # --------------------------------------------------------------------------- Flatten

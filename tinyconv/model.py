@@ -364,5 +364,10 @@ class Sequential:
             if i == bottom and not input_grad:
                 layer.backward(dy, rule=layer_rule, check=i == start - 1, input_grad=False)
                 return None
+            if layer.rectifier and i + 1 < start and self.layers[i + 1].takes_rectifier:
+                # dy is the new array the max-pool above just made: the ReLU masks it in
+                # place instead of making another of its size
+                dy = layer.backward(dy, rule=layer_rule, check=False, overwrite=True)
+                continue
             dy = layer.backward(dy, rule=layer_rule, check=i == start - 1)
         return dy if input_grad else None
