@@ -109,6 +109,19 @@ def test_maxpool_channels_are_independent(maxpool):
     np.testing.assert_array_equal(s[0, 0, 0], [1 * 2 + 0, 0 * 2 + 1])
 
 
+@pytest.mark.parametrize("maxpool", MAXPOOL, ids=ids(MAXPOOL))
+def test_maxpool_of_a_rectified_window_is_the_pool_of_np_maximum_bit_for_bit(maxpool):
+    # a window whose best is -0.0 or negative: max(x, 0) is +0.0 there (np.maximum's zero),
+    # and the first cell keeps the switch, as in the pool of the ReLU's output
+    x = np.array([[-0.0, -1.0], [-2.0, -3.0]])[None, :, :, None]
+    x = np.concatenate([x, -x[:, ::-1]], axis=3)          # channel 1: 2, 3 over 0.0, 1
+    y, s = maxpool(x, 2, 2, 2, 2, 0, 0, 1, 1, rectify=True)
+    y_relu, s_relu = kernels.maxpool_reference(np.maximum(x, 0), 2, 2, 2, 2, 0, 0, 1, 1)
+    assert y.tobytes() == y_relu.tobytes() and not np.signbit(y).any()
+    np.testing.assert_array_equal(s, s_relu)
+    np.testing.assert_array_equal(s.ravel(), [0, 1])
+
+
 @pytest.mark.parametrize("unpool", UNPOOL, ids=ids(UNPOOL))
 def test_unpool_adds_where_overlapping_windows_share_a_maximum(unpool):
     # 1 x 3 input whose middle pixel is the max of both overlapping 1 x 2 windows

@@ -125,6 +125,42 @@ def test_forward_runs_a_relu_and_the_pool_above_it_as_one_pass(model, rng, monke
     assert rectified[-1] is False
 
 
+def test_subclasses_with_passes_of_their_own_run_alone(rng):
+    # a ReLU or pool subclass that defines its own forward or backward is not promised to be
+    # max(x, 0) or to take rectify= / overwrite=: the model runs it as it is, unless the
+    # subclass declares the fusion itself
+    class ReLU6(tc.ReLU):
+        def forward(self, x, check=True):
+            self.keep(x)
+            return np.minimum(np.maximum(x, 0), 6)
+
+    class Logging(tc.ReLU):
+        def backward(self, dy, rule="gradient", check=True):
+            return super().backward(dy, rule, check)
+
+    class LoggingPool(tc.MaxPool2D):
+        def forward(self, x, check=True):
+            return super().forward(x, check)
+
+    class Declared(tc.ReLU):
+        rectifier = True
+
+        def keep(self, x):
+            super().keep(x)
+
+    assert not ReLU6.rectifier and not Logging.rectifier and Declared.rectifier
+    assert not LoggingPool.takes_rectifier and tc.MaxPool2D.takes_rectifier
+    x = 10 * rng.standard_normal((2, 4, 4, 1)).astype(np.float32)
+    for relu, pool in [(ReLU6(), tc.MaxPool2D(2)), (Logging(), tc.MaxPool2D(2)),
+                       (tc.ReLU(), LoggingPool(2)), (Declared(), tc.MaxPool2D(2))]:
+        model = tc.Sequential([tc.Conv2D(1, 2, 3, padding="same", rng=0), relu, pool],
+                              input_shape=(4, 4, 1))
+        y = model.forward(x)
+        np.testing.assert_array_equal(y, model.activations(x)[-1])
+        dy = rng.standard_normal(y.shape).astype(np.float32)
+        np.testing.assert_array_equal(model.backward(dy), model.backward(dy))
+
+
 def test_a_relu_below_a_pool_masks_the_pools_new_array_in_place(model, rng, monkeypatch):
     # backward() lets relu1 write into the array that pool1's backward just made; the result
     # is the chain of the layers' own backwards (test above), and no array of the caller's is

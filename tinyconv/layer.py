@@ -155,13 +155,15 @@ class Layer:
     conv_kernel = None
     #: whether the layer is ``y = max(x, 0)`` and has ``keep(x)``, which caches ``x`` for the
     #: backward without computing ``y``, and ``backward(..., overwrite=True)`` (ReLU; a subclass
-    #: that changes the forward or the backward sets it to False)
+    #: that defines its own forward, backward or keep is taken to be something else, and runs
+    #: alone, unless it sets the attribute itself: :func:`own_passes_opt_out`)
     rectifier = False
     #: whether ``forward(x, check, rectify=True)`` computes the layer on ``max(x, 0)`` in one
     #: pass, and ``backward`` returns a new array each time (MaxPool2D):
     #: :class:`tinyconv.model.Sequential` then runs a rectifier below it and the layer together
     #: on the way up, and lets the rectifier write its backward into that new array
-    #: (``overwrite=True``) on the way down
+    #: (``overwrite=True``) on the way down (a subclass with its own forward or backward runs
+    #: alone, as above)
     takes_rectifier = False
 
     def forward_unpadded(self, x):
@@ -207,6 +209,14 @@ class Layer:
         args = ", ".join(f"{key}={value!r}" for key, value in self.config().items())
         return f"{type(self).__name__}({args})"
 
+
+def own_passes_opt_out(cls, flag, methods):
+    """For ``__init_subclass__`` of a layer that declares ``flag`` (``rectifier``,
+    ``takes_rectifier``): a subclass that defines any of ``methods`` itself computes something
+    the flag no longer promises (a ReLU6, a pool that logs), so the flag is False for it,
+    unless the subclass sets the flag in its own body."""
+    if flag not in cls.__dict__ and any(name in cls.__dict__ for name in methods):
+        setattr(cls, flag, False)
 
 def _he_normal(rng, shape, fan_in, dtype):
     """He et al. 2015 initialisation: N(0, 2 / fan_in), suited to ReLU networks."""

@@ -16,7 +16,15 @@ import numpy as np
 
 from .checks import check_array, check_dtype, check_int
 from .conv import Conv2D
-from .layer import RULES, Geometry, Layer, _he_normal, check_rule, resolve_padding
+from .layer import (
+    RULES,
+    Geometry,
+    Layer,
+    _he_normal,
+    check_rule,
+    own_passes_opt_out,
+    resolve_padding,
+)
 from .pool import MaxPool2D
 
 __all__ = ["LAYER_TYPES", "RULES", "Conv2D", "Dense", "Flatten", "Geometry", "Layer",
@@ -73,6 +81,10 @@ class ReLU(Layer):
 
     pointwise = True
     rectifier = True
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        own_passes_opt_out(cls, "rectifier", ("forward", "backward", "keep"))
 
     def forward_unpadded(self, x):
         """``max(x, 0)``, nothing cached."""

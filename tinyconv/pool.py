@@ -6,7 +6,15 @@ The loops that define it: :func:`tinyconv.reference.maxpool2d`.
 import numpy as np
 
 from .checks import check_array, check_pair
-from .layer import Layer, _kernels, _padding_arg, _window_out, check_rule, resolve_padding
+from .layer import (
+    Layer,
+    _kernels,
+    _padding_arg,
+    _window_out,
+    check_rule,
+    own_passes_opt_out,
+    resolve_padding,
+)
 
 
 class MaxPool2D(Layer):
@@ -81,6 +89,10 @@ class MaxPool2D(Layer):
 
     #: forward(x, rectify=True) pools max(x, 0): a ReLU below it need not write its output
     takes_rectifier = True
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        own_passes_opt_out(cls, "takes_rectifier", ("forward", "backward"))
 
     def forward(self, x, check=True, rectify=False):
         """``y[n, oh, ow, c]`` = max over the window; records ``self.switches``.

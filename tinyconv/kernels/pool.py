@@ -52,9 +52,9 @@ def maxpool_reference(x, kh, kw, sh, sw, pad_top, pad_left, H_out, W_out, rectif
 @njit(inline="always")
 def _read(x, n, r, c, ch, rectify, low):
     """``x[n, r, c, ch]``, or ``max(x[n, r, c, ch], 0)`` with ``rectify`` (``low``: 0 in
-    ``x``'s dtype; NaN stays NaN, as in ``np.maximum``)."""
+    ``x``'s dtype). As ``np.maximum(x, 0)``: NaN stays NaN, and -0.0 becomes +0.0."""
     v = x[n, r, c, ch]
-    if rectify and v < low:
+    if rectify and v <= low:
         v = low
     return v
 
