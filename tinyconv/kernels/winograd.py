@@ -287,20 +287,6 @@ def _bt5(d0, d1, d2, d3, d4, d5, two, four, five):
             four * d1 - five * d3 + d5)
 
 
-@njit(inline="always")
-def _bt5_column(xp, n, r, q, c, two, four, five):
-    """:func:`_bt5` of the six padded rows ``r … r + 5`` of column ``q``, channel ``c``."""
-    return _bt5(xp[n, r, q, c], xp[n, r + 1, q, c], xp[n, r + 2, q, c], xp[n, r + 3, q, c],
-                xp[n, r + 4, q, c], xp[n, r + 5, q, c], two, four, five)
-
-
-@njit(inline="always")
-def _put_row(s, tj, i, c, v):
-    """Row ``i`` (six values) of tile ``tj``'s transform, channel ``c``, into the scratch."""
-    s[tj, 6 * i, c], s[tj, 6 * i + 1, c], s[tj, 6 * i + 2, c] = v[0], v[1], v[2]
-    s[tj, 6 * i + 3, c], s[tj, 6 * i + 4, c], s[tj, 6 * i + 5, c] = v[3], v[4], v[5]
-
-
 #: What the 5x5 kernels let LLVM do: reorder and fuse the sums and ignore the sign of zero (no
 #: assumption about inf or NaN). Without it numba vectorises neither kernel's channel loop
 #: (docs/speed.md).
@@ -314,36 +300,25 @@ def _tiles5(xp, th, tw, consts, V):
     for t in prange(N * th):                      # one row of tiles (n, ti) per task
         n = t // th
         r = 2 * (t - n * th)
-        # the row's tiles tile by tile first, 36 values of a tile side by side: written
-        # straight into 36 planes of V, numba does not vectorise the channel loop
-        s = np.empty((tw, 36, C), xp.dtype)
+        u = np.empty((6, 6, C), xp.dtype)         # B^T d of one tile: u[i, j, c]
         for tj in range(tw):
             q = 2 * tj
-            for c in range(C):                    # innermost and contiguous: vectorised
-                # B^T d: each column's six rows combined
-                a0 = _bt5_column(xp, n, r, q, c, two, four, five)
-                a1 = _bt5_column(xp, n, r, q + 1, c, two, four, five)
-                a2 = _bt5_column(xp, n, r, q + 2, c, two, four, five)
-                a3 = _bt5_column(xp, n, r, q + 3, c, two, four, five)
-                a4 = _bt5_column(xp, n, r, q + 4, c, two, four, five)
-                a5 = _bt5_column(xp, n, r, q + 5, c, two, four, five)
-                # (.) B: the same combination of each row's six columns
-                _put_row(s, tj, 0, c, _bt5(a0[0], a1[0], a2[0], a3[0], a4[0], a5[0],
-                                           two, four, five))
-                _put_row(s, tj, 1, c, _bt5(a0[1], a1[1], a2[1], a3[1], a4[1], a5[1],
-                                           two, four, five))
-                _put_row(s, tj, 2, c, _bt5(a0[2], a1[2], a2[2], a3[2], a4[2], a5[2],
-                                           two, four, five))
-                _put_row(s, tj, 3, c, _bt5(a0[3], a1[3], a2[3], a3[3], a4[3], a5[3],
-                                           two, four, five))
-                _put_row(s, tj, 4, c, _bt5(a0[4], a1[4], a2[4], a3[4], a4[4], a5[4],
-                                           two, four, five))
-                _put_row(s, tj, 5, c, _bt5(a0[5], a1[5], a2[5], a3[5], a4[5], a5[5],
-                                           two, four, five))
-        for p in range(36):
-            for tj in range(tw):
+            tile = t * tw + tj
+            # two passes of short loops over the channels (innermost and contiguous: each one
+            # vectorised), each reading six numbers and writing six
+            for j in range(6):                    # B^T d: each column's six rows combined
                 for c in range(C):
-                    V[p, t * tw + tj, c] = s[tj, p, c]
+                    v = _bt5(xp[n, r, q + j, c], xp[n, r + 1, q + j, c], xp[n, r + 2, q + j, c],
+                             xp[n, r + 3, q + j, c], xp[n, r + 4, q + j, c],
+                             xp[n, r + 5, q + j, c], two, four, five)
+                    for i in range(6):
+                        u[i, j, c] = v[i]
+            for i in range(6):                    # (.) B: each row's six columns combined
+                for c in range(C):
+                    v = _bt5(u[i, 0, c], u[i, 1, c], u[i, 2, c], u[i, 3, c], u[i, 4, c],
+                             u[i, 5, c], two, four, five)
+                    for k in range(6):
+                        V[6 * i + k, tile, c] = v[k]
 
 
 @njit(inline="always")
