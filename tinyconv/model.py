@@ -255,6 +255,13 @@ class Sequential:
             self._reached, self._began, self._owner = upto, 0, threading.get_ident()
         return ys
 
+    def _rectifier_below_pool(self, i, end):
+        """Whether layer ``i`` is a rectifier and layer ``i + 1``, below ``end`` (the pass runs
+        layers ``… end - 1``), takes it into its own pass (:attr:`Layer.rectifier`,
+        :attr:`Layer.takes_rectifier`)."""
+        return (self.layers[i].rectifier and i + 1 < end
+                and self.layers[i + 1].takes_rectifier)
+
     def forward(self, x, upto=None, start=0, param_grads=False):
         """``y_(L)`` (or ``y_(upto)``) for input ``x`` of shape ``(N, H, W, C_0)``.
 
@@ -274,16 +281,14 @@ class Sequential:
             raise ValueError(f"start: expected a layer at or below upto ({upto}), got {start}")
         y = self._check_input(x, start)
         with self._exclusive("forward"):
-            layers = self.layers[start:upto]
-            i = 0
-            while i < len(layers):
-                layer = layers[i]
-                above = layers[i + 1] if i + 1 < len(layers) else None
-                if layer.rectifier and above is not None and above.takes_rectifier:
+            i = start
+            while i < upto:
+                layer = self.layers[i]
+                if self._rectifier_below_pool(i, upto):
                     # a ReLU and the max-pool above it in one pass, the same numbers: the
                     # ReLU keeps its input for its backward, the pool takes max(y, 0) itself
                     layer.keep(y)
-                    y = above.forward(y, check=False, rectify=True)
+                    y = self.layers[i + 1].forward(y, check=False, rectify=True)
                     i += 2
                     continue
                 if param_grads and layer.params:
@@ -364,7 +369,7 @@ class Sequential:
             if i == bottom and not input_grad:
                 layer.backward(dy, rule=layer_rule, check=i == start - 1, input_grad=False)
                 return None
-            if layer.rectifier and i + 1 < start and self.layers[i + 1].takes_rectifier:
+            if self._rectifier_below_pool(i, start):
                 # dy is the new array the max-pool above just made: the ReLU masks it in
                 # place instead of making another of its size
                 dy = layer.backward(dy, rule=layer_rule, check=False, overwrite=True)
