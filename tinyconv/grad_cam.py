@@ -135,8 +135,10 @@ def grad_cam(model, x, target=None, layer=None):
     """
     n_classes(model, "grad_cam")
     l = grad_cam_layer(model, layer)
-    ys = model.activations(x)                                     # caches for the backward
-    y, logits = ys[l], ys[-1]                                     # (N, H_l, W_l, C_l), (N, K)
+    # two passes that meet at y_(l) keep every layer's cache for the backward, as
+    # model.activations(x) would, without writing the activations below l that are not used
+    y = model.forward(x, upto=l)                                  # y_(l): (N, H_l, W_l, C_l)
+    logits = model.forward(y, start=l)                            # y_(L): (N, K)
     target = check_target(target, logits)
     dy = class_signal(logits, target)
     dy = model.backward(dy, stop=l, param_grads=False)            # d y_(L),c / d y_(l)
