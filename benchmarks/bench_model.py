@@ -17,8 +17,11 @@ bundled digits scaled by ``tc.to_float`` — the same seeded numbers on both sid
   / ``Occlusion`` on the network followed by a softmax, the best of its
   ``perturbations_per_eval`` settings); MaxAct of ``conv2`` over the 5,000 bundled digits
   (``tc.max_activating`` / a plain forward up to conv2 in batches of 256, the spatial maximum
-  and ``torch.topk``); and, where tinyconv has them, integrated gradients, SmoothGrad and
-  Grad-CAM.
+  and ``torch.topk``); and, where tinyconv has them, input x gradient (``InputXGradient``),
+  Grad-CAM on conv3 (``LayerGradCam`` and ``LayerAttribution.interpolate``) and guided
+  Grad-CAM (``GuidedGradCam``) at batch 1 and 64, integrated gradients (50 trapezoid steps)
+  and SmoothGrad (n = 50) at batch 1 and 16. Activation maximisation has no Captum
+  counterpart and is not timed here.
 
 Each library runs in a fresh worker process of its own, with every thread pool pinned and the
 OpenBLAS overrides removed; the two take turns for several rounds (``_setup.compare``; the
@@ -91,17 +94,26 @@ METHODS = [
     Method("guided backprop", lambda m, X, k: tc.project(m, X, "logits", k, rule="guided"),
            lambda net, xt, k, ca: ca.GuidedBackprop(net).attribute(xt, target=k)),
     # methods that arrive later: each entry runs once its function exists in tinyconv
+    Method("input x gradient", lambda m, X, k: tc.input_x_gradient(m, X, k),
+           lambda net, xt, k, ca: ca.InputXGradient(net).attribute(xt, target=k),
+           needs="input_x_gradient"),
+    # a batch of 16 digits is 800 passes already; batch 64 would be 3,200 per call
     Method("integrated gradients (50 steps)",
            lambda m, X, k: tc.integrated_gradients(m, X, k, steps=50).attributions,
            lambda net, xt, k, ca: ca.IntegratedGradients(net).attribute(
                xt, target=k, n_steps=50, method="riemann_trapezoid"),
-           batches=(16,), quick_batches=(2,), needs="integrated_gradients"),
+           batches=(1, 16), quick_batches=(2,), needs="integrated_gradients"),
     Method("SmoothGrad (n=50)", lambda m, X, k: tc.smoothgrad(m, X, k, n=50),
            lambda net, xt, k, ca: ca.NoiseTunnel(ca.Saliency(net)).attribute(
                xt, nt_type="smoothgrad", nt_samples=50, stdevs=0.15, target=k),
-           batches=(16,), quick_batches=(2,), needs="smoothgrad"),
+           batches=(1, 16), quick_batches=(2,), needs="smoothgrad"),
     Method("Grad-CAM (conv3)", lambda m, X, k: tc.grad_cam(m, X, k, layer="conv3").upsampled,
-           _interpolated_grad_cam, batches=(64,), quick_batches=(8,), needs="grad_cam"),
+           _interpolated_grad_cam, needs="grad_cam"),
+    Method("guided Grad-CAM (conv3)",
+           lambda m, X, k: tc.guided_grad_cam(m, X, k, layer="conv3"),
+           lambda net, xt, k, ca: ca.GuidedGradCam(net, net.conv3).attribute(
+               xt, target=k, interpolate_mode="bilinear"),
+           needs="guided_grad_cam"),
 ]
 
 
@@ -383,7 +395,9 @@ def main(argv=None):
         "max rel. diff = max |tinyconv - Captum| / max |Captum| on the same digits (occlusion: "
         "the per-pixel map against Captum's with perturbations_per_eval=625). Projections "
         "differ where a max-pool window holds equal maxima (each library picks one); "
-        "bench_methods.py separates that from float32 rounding."]
+        "bench_methods.py separates that from float32 rounding. SmoothGrad's noisy copies "
+        "are each library's own random draws, so its difference is the noise's, not an "
+        "error (tests/test_captum_methods.py compares the two on the same copies)."]
     for t in tables.values():
         t.notes.append("ms = median, best = minimum over all timed calls of all rounds; "
                        "first call = the case's first call in its worker (numba compile or "
