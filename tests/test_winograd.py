@@ -1,4 +1,4 @@
-"""Winograd's F(2x2, 3x3) and F(4x4, 5x5) (Lavin & Gray 2016): the matrices and the tile
+"""Winograd's F(2x2, 3x3) and F(2x2, 5x5) (Lavin & Gray 2016): the matrices and the tile
 transforms against their references and the definition of a convolution, when Conv2D uses them,
 and its gradients."""
 
@@ -41,28 +41,24 @@ def assert_close(actual, desired):
 
 
 @pytest.mark.parametrize("r", [3, 5])
-def test_the_matrices_compute_the_outputs_of_a_row(r):
-    # A^T [(G g) ⊙ (B^T d)] = the m outputs of correlating n = m + r - 1 inputs d with a
-    # filter g
+def test_the_matrices_compute_two_outputs_of_a_row(r):
+    # A^T [(G g) ⊙ (B^T d)] = the two outputs of correlating r + 1 inputs d with a filter g
     BT, G, AT = kernels.winograd.MATRICES[r]
-    n, m = kernels.winograd.tile_sizes(r)
-    assert (n, m) == {3: (4, 2), 5: (8, 4)}[r] and BT.shape == (n, n) and G.shape == (n, r)
     rng = np.random.default_rng(r)
     for _ in range(5):
-        d, g = rng.standard_normal(n), rng.standard_normal(r)
-        np.testing.assert_allclose(AT @ ((G @ g) * (BT @ d)), [d[i:i + r] @ g for i in range(m)],
+        d, g = rng.standard_normal(r + 1), rng.standard_normal(r)
+        np.testing.assert_allclose(AT @ ((G @ g) * (BT @ d)), [d[:r] @ g, d[1:] @ g],
                                    rtol=1e-13, atol=1e-13)
 
 
 def by_tiles(x, W, b, pads, tiles, untiles):
-    """The convolution as Winograd computes it: pad, tiles, n^2 GEMMs, outputs."""
+    """The convolution as Winograd computes it: pad, tiles, (r + 1)^2 GEMMs, outputs."""
     (pt, pb), (pl, pr) = pads
     r = W.shape[0]
-    _, m = kernels.winograd.tile_sizes(r)
     N, H, W_in, C = x.shape
     H_out, W_out = H + pt + pb - (r - 1), W_in + pl + pr - (r - 1)
-    th, tw = -(-H_out // m), -(-W_out // m)
-    xp = np.zeros((N, m * th + r - 1, m * tw + r - 1, C), x.dtype)
+    th, tw = (H_out + 1) // 2, (W_out + 1) // 2
+    xp = np.zeros((N, 2 * th + r - 1, 2 * tw + r - 1, C), x.dtype)
     xp[:, pt:pt + H, pl:pl + W_in] = x
     M = np.matmul(tiles(xp, th, tw, r=r), kernels.winograd_weights(W))
     return untiles(M, th, tw, b, H_out, W_out)
@@ -91,23 +87,18 @@ def test_winograd_is_the_convolution(dtype, tiles, untiles, shape, pads, r):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_the_kernels_equal_their_references_and_write_into_out(dtype, r, threads):
     rng = np.random.default_rng(2)
-    n, m = kernels.winograd.tile_sizes(r)
-    # 5 x 4 tiles, and one row and column more than they read
-    xp = rng.standard_normal((5, 5 * m + r, 4 * m + r, 9)).astype(dtype)
+    xp = rng.standard_normal((5, 10 + r, 8 + r, 9)).astype(dtype)
     V = kernels.winograd_tiles(xp, 5, 4, r=r)
-    assert V.shape == (n * n, 5 * 5 * 4, 9)
+    assert V.shape == ((r + 1) ** 2, 5 * 5 * 4, 9)
     assert_close(V, kernels.winograd_tiles_reference(xp, 5, 4, r=r))
     out = np.empty_like(V)
     assert kernels.winograd_tiles(xp, 5, 4, out=out, r=r) is out
-    M = rng.standard_normal((n * n, 5 * 5 * 4, 3)).astype(dtype)
+    M = rng.standard_normal(((r + 1) ** 2, 5 * 5 * 4, 3)).astype(dtype)
     b = rng.standard_normal(3).astype(dtype)
-    # outputs cut at the edge: the last row and column of tiles is partly outside
-    H_out, W_out = 5 * m - 1, 4 * m - 1
-    y = kernels.winograd_untiles(M, 5, 4, b, H_out, W_out)
-    assert_close(y, kernels.winograd_untiles_reference(M, 5, 4, b, H_out, W_out))
+    y = kernels.winograd_untiles(M, 5, 4, b, 9, 7)
+    assert_close(y, kernels.winograd_untiles_reference(M, 5, 4, b, 9, 7))
     with pytest.raises(ValueError, match="^out: expected"):
-        kernels.winograd_untiles(M, 5, 4, b, H_out, W_out,
-                                 out=np.empty((5, H_out, W_out + 1, 3), dtype))
+        kernels.winograd_untiles(M, 5, 4, b, 9, 7, out=np.empty((5, 9, 8, 3), dtype))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -122,17 +113,16 @@ def test_the_signal_tiles_equal_their_reference(dtype, threads):
 @pytest.mark.parametrize("r", [3, 5])
 def test_the_weights_transform_is_g_g_gt(r):
     W = np.random.default_rng(3).standard_normal((r, r, 2, 5))
-    n, _ = kernels.winograd.tile_sizes(r)
-    U = kernels.winograd_weights(W).reshape(n, n, 2, 5)
+    U = kernels.winograd_weights(W).reshape(r + 1, r + 1, 2, 5)
     G = kernels.winograd.MATRICES[r][1]
-    np.testing.assert_allclose(U[..., 1, 3], G @ W[..., 1, 3] @ G.T, rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(U[..., 1, 3], G @ W[..., 1, 3] @ G.T, rtol=1e-14)
 
 
 def test_a_filter_size_without_matrices_is_refused():
     xp = np.zeros((1, 8, 8, 2))
     with pytest.raises(ValueError, match="^r: expected 3 or 5, got 4"):
         kernels.winograd_tiles(xp, 2, 2, r=4)
-    with pytest.raises(ValueError, match="16 or 64 planes"):
+    with pytest.raises(ValueError, match="16 or 36 planes"):
         kernels.winograd_untiles(np.zeros((25, 4, 2)), 2, 2, np.zeros(2), 4, 4)
 
 
@@ -334,14 +324,14 @@ def test_train_step_tells_the_layers_a_weight_gradient_follows(monkeypatch):
 
 
 @pytest.mark.parametrize("r, C, examples, applies", [
-    (3, 8, 8, False), (3, 8, 9, True), (5, 16, 1, True)])
+    (3, 8, 8, False), (3, 8, 9, True), (5, 16, 30, False), (5, 16, 31, True)])
 def test_a_batch_of_too_few_tiles_goes_by_im2col(monkeypatch, r, C, examples, applies):
-    # a 14 x 14 output is 49 tiles of 2 x 2 outputs an example for 3x3: 400 tiles are 9
-    # examples; 16 tiles of 4 x 4 for 5x5, which has no minimum
+    # a 14 x 14 output is 49 tiles an example: 400 tiles are 9 examples for 3x3, 1500 are
+    # 31 for 5x5
     monkeypatch.setattr(workspace, "WINOGRAD_MIN_TILES", MIN_TILES)
     layer = tc.Conv2D(C, C, r, padding="same", rng=0)
     args = args_of(layer, 14, 14)
-    assert workspace.winograd_tile_count(args, examples) == {3: 49, 5: 16}[r] * examples
+    assert workspace.winograd_tile_count(args, examples) == 49 * examples
     assert winograd_applies(args, C, C)                 # whatever the batch
     assert winograd_applies(args, C, C, examples) is applies
     x = np.random.default_rng(13).standard_normal((examples, 14, 14, C)).astype(np.float32)

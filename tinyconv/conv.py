@@ -1,7 +1,7 @@
 """Conv2D: a convolution as im2col and one GEMM (Zeiler & Fergus 2014, §2).
 
 The loops that define it: :func:`tinyconv.reference.conv2d`; how its GEMMs are made fast, and
-when a 3x3 or 5x5 layer goes by Winograd's F(2x2, 3x3) or F(4x4, 5x5) instead (the same
+when a 3x3 or 5x5 layer goes by Winograd's F(2x2, 3x3) or F(2x2, 5x5) instead (the same
 numbers up to rounding):
 :mod:`tinyconv.workspace`.
 """
@@ -37,7 +37,7 @@ class Conv2D(Layer):
     computes ``dW = cols^T dy``, ``db = sum dy`` and ``dx = col2im(dy W2^T)``. A
     :class:`tinyconv.workspace.ConvWorkspace` runs these GEMMs fast (kept buffers, chunks),
     and computes ``y`` of a large enough 3x3 or 5x5, stride-1 layer by Winograd's F(2x2, 3x3)
-    or F(4x4, 5x5), and ``dx`` of a 3x3 one (:func:`tinyconv.workspace.winograd_applies`;
+    or F(2x2, 5x5), and ``dx`` of a 3x3 one (:func:`tinyconv.workspace.winograd_applies`;
     Lavin & Gray 2016, §4 and §4.1).
 
     Parameters
@@ -168,7 +168,7 @@ class Conv2D(Layer):
         # tap (i, j, c): (N*H_out*W_out, kh*kw*C_in); then one GEMM, and the bias:
         # y = cols @ W2 + b: (N*H_out*W_out, C_out)
         if winograd_applies(args, self.in_channels, self.out_channels, N, param_grads):
-            # the same numbers up to rounding, with 2.25 (3x3) or 6.25 (5x5) times fewer
+            # the same numbers up to rounding, with 2.25 (3x3) or 2.78 (5x5) times fewer
             # multiplications
             y = self._workspace.winograd_gemm(x, args, self.params["W"], b)
         else:

@@ -24,8 +24,8 @@ owns every trick that makes them fast:
 - **Winograd for 3x3 and 5x5**: a 3x3 or 5x5, stride-1 forward with enough channels and
   locations (:func:`winograd_applies`), and the backward's ``dx`` of a 3x3 one (a 3x3
   convolution of ``dy``, :func:`transposed_args`), go by Winograd's F(2x2, 3x3) or
-  F(4x4, 5x5) instead (:meth:`ConvWorkspace.winograd_gemm`, :mod:`tinyconv.kernels.winograd`):
-  16 or 64 GEMMs on transformed tiles, 2.25 or 6.25 times fewer multiplications, the same
+  F(2x2, 5x5) instead (:meth:`ConvWorkspace.winograd_gemm`, :mod:`tinyconv.kernels.winograd`):
+  16 or 36 GEMMs on transformed tiles, 2.25 or 2.78 times fewer multiplications, the same
   numbers up to rounding.
 
 Why each one pays, with the figures measured when it was added: ``docs/speed.md``.
@@ -72,25 +72,16 @@ class Im2colArgs(NamedTuple):
 #: Winograd computes a 3x3 or 5x5 convolution with at least this many input and output channels
 #: (by filter size) and output rows and columns, and a batch of at least this many tiles
 #: (``docs/speed.md``: with fewer it was measured slower than im2col + GEMM; a small batch makes
-#: its 16 GEMMs too short to pay for the transforms; F(4x4, 5x5) was no slower from one
-#: example on, so 5x5 has no minimum).
+#: its 16 or 36 GEMMs too short to pay for the transforms).
 WINOGRAD_MIN_CHANNELS = {3: 8, 5: 16}
 WINOGRAD_MIN_SIDE = 14
-WINOGRAD_MIN_TILES = {3: 400, 5: 0}
-
-
-def tiles_per_side(args):
-    """``(th, tw)``: Winograd's tiles per column and per row of the output map, one per
-    ``m x m`` outputs (``m`` = 2 for 3x3, 4 for 5x5; :func:`tinyconv.kernels.winograd.
-    tile_sizes`)."""
-    m = _kernels().winograd.tile_sizes(args.kh)[1]
-    return -(-args.H_out // m), -(-args.W_out // m)
+WINOGRAD_MIN_TILES = {3: 400, 5: 1500}
 
 
 def winograd_tile_count(args, examples):
-    """How many tiles Winograd cuts ``examples`` examples into (:func:`tiles_per_side`)."""
-    th, tw = tiles_per_side(args)
-    return examples * th * tw
+    """How many 4x4 or 6x6 tiles Winograd cuts ``examples`` examples into: one per 2x2
+    outputs."""
+    return examples * ((args.H_out + 1) // 2) * ((args.W_out + 1) // 2)
 
 
 def winograd_applies(args, C_in, C_out, examples=None, param_grads=False):
@@ -312,46 +303,45 @@ class ConvWorkspace:
         """The transformed tiles of ``x``, a chunk of examples at a time.
 
         Per chunk: the input zero-padded into a kept buffer, then its tiles ``V = B^T d B``
-        (:mod:`tinyconv.kernels.winograd`; ``n x n`` tiles for an ``r x r`` kernel, ``n`` = 4
-        or 8). A chunk holds at most :data:`WINOGRAD_CHUNK_BYTES` of ``V`` and of one array
+        (:mod:`tinyconv.kernels.winograd`; ``(r + 1) x (r + 1)`` tiles for an ``r x r``
+        kernel). A chunk holds at most :data:`WINOGRAD_CHUNK_BYTES` of ``V`` and of one array
         beside it. ``tag`` names the kept buffers, so that the forward's, ``dx``'s (whose
         channels are the other way round) and the weight gradient's are kept apart.
 
         Yields
         ------
-        ``(n0, n1, V, beside)``: ``V`` (n^2, T, C_in) the tiles of examples ``n0 … n1 - 1``
-        (``T`` tiles), ``beside`` a (n^2, T, C_out) array to compute into.
+        ``(n0, n1, V, beside)``: ``V`` ((r + 1)^2, T, C_in) the tiles of examples ``n0 … n1 - 1``
+        (``T`` tiles), ``beside`` a ((r + 1)^2, T, C_out) array to compute into.
         """
         N, H_in, W_in, C_in = x.shape
         r = args.kh
-        n, m = _kernels().winograd.tile_sizes(r)                  # tile side in, side out
-        planes = n * n
-        th, tw = tiles_per_side(args)                              # tiles per column, row
+        planes = (r + 1) ** 2
+        th, tw = (args.H_out + 1) // 2, (args.W_out + 1) // 2      # tiles per column, row
         # per example: planes th tw numbers of V for each input channel, of beside for each
         # output channel
         ranges = example_ranges(N, planes * th * tw * (C_in + C_out) * x.itemsize,
                                 WINOGRAD_CHUNK_BYTES)
-        # the padded chunk: (e, m th + r - 1, m tw + r - 1, C_in), zero where no input is
+        n = largest(ranges)                                        # examples per chunk
+        # the padded chunk: (n, 2 th + r - 1, 2 tw + r - 1, C_in), zero where no input is
         # copied (the border is cleared on every call: another input size can share the
         # buffer's shape)
-        e = largest(ranges)                                        # examples per chunk
         pt, pl = args.pad_top, args.pad_left
-        padded = self.buffer(f"padded {tag}", (e, m * th + r - 1, m * tw + r - 1, C_in),
+        padded = self.buffer(f"padded {tag}", (n, 2 * th + r - 1, 2 * tw + r - 1, C_in),
                              x.dtype)
-        flat_V = self.buffer(f"V {tag}", (planes * e * th * tw * C_in,), x.dtype)
-        flat_beside = self.buffer(f"M {tag}", (planes * e * th * tw * C_out,), x.dtype)
+        flat_V = self.buffer(f"V {tag}", (planes * n * th * tw * C_in,), x.dtype)
+        flat_beside = self.buffer(f"M {tag}", (planes * n * th * tw * C_out,), x.dtype)
         padded[:, :pt] = padded[:, pt + H_in:] = 0
         padded[:, :, :pl] = padded[:, :, pl + W_in:] = 0
         for n0, n1 in ranges:
-            k, T = n1 - n0, (n1 - n0) * th * tw
-            padded[:k, pt:pt + H_in, pl:pl + W_in] = x[n0:n1]
-            V = _kernels().winograd_tiles(padded[:k], th, tw, r=r,
+            m, T = n1 - n0, (n1 - n0) * th * tw
+            padded[:m, pt:pt + H_in, pl:pl + W_in] = x[n0:n1]
+            V = _kernels().winograd_tiles(padded[:m], th, tw, r=r,
                                           out=flat_V[:planes * T * C_in].reshape(planes, T, C_in))
             yield n0, n1, V, flat_beside[:planes * T * C_out].reshape(planes, T, C_out)
 
     def winograd_filters(self, W, tag):
         """The transformed filters ``U = G g G^T`` of ``W`` (:func:`tinyconv.kernels.
-        winograd_weights`: ``(r, r, C_in, C_out)`` -> ``(n^2, C_in, C_out)``), kept with
+        winograd_weights`: ``(r, r, C_in, C_out)`` -> ``((r + 1)^2, C_in, C_out)``), kept with
         a copy of the ``W`` they came from and transformed again only when ``W`` differs from
         that copy. The filters of a model that is not being trained are the same from call to
         call, and comparing them costs far less than transforming them (``docs/speed.md``);
@@ -366,11 +356,11 @@ class ConvWorkspace:
 
     def winograd_gemm(self, x, args, W, b, tag="forward"):
         """``conv(x, W) + b`` of a 3x3 or 5x5, stride-1 layer by Winograd's F(2x2, 3x3) or
-        F(4x4, 5x5) (:mod:`tinyconv.kernels.winograd`), a chunk of examples at a time: per
-        chunk the transformed tiles ``V`` (n^2, T, C_in), the ``n^2`` GEMMs ``M[ab] = V[ab] @
-        U[ab]`` (n^2, T, C_out), the outputs (``n`` = 4 or 8). The transforms subtract inputs,
-        so an inf in a tile gives NaN where the direct sum gives inf, and inputs near the
-        dtype's largest value may overflow where the direct sum does not.
+        F(2x2, 5x5) (:mod:`tinyconv.kernels.winograd`), a chunk of examples at a time: per
+        chunk the transformed tiles ``V`` ((r + 1)^2, T, C_in), the ``(r + 1)^2`` GEMMs
+        ``M[ab] = V[ab] @ U[ab]`` ((r + 1)^2, T, C_out), the outputs. The transforms subtract
+        inputs, so an inf in a tile gives NaN where the direct sum gives inf, and inputs near
+        the dtype's largest value may overflow where the direct sum does not.
 
         Parameters
         ----------
@@ -386,8 +376,8 @@ class ConvWorkspace:
         """
         k = _kernels()
         N, C_out, H_out, W_out = len(x), W.shape[3], args.H_out, args.W_out
-        th, tw = tiles_per_side(args)
-        U = self.winograd_filters(W, tag)                          # (n^2, C_in, C_out)
+        th, tw = (H_out + 1) // 2, (W_out + 1) // 2
+        U = self.winograd_filters(W, tag)                          # ((r + 1)^2, C_in, C_out)
         b = np.zeros(C_out, x.dtype) if b is None else b
         y = np.empty((N, H_out, W_out, C_out), dtype=x.dtype)
         # the forward leaves no im2col matrix behind: the backward's reuse test must not find
@@ -417,7 +407,7 @@ class ConvWorkspace:
         """
         k = _kernels()
         C_in, C_out = x.shape[3], dy.shape[3]
-        th, tw = tiles_per_side(args)
+        th, tw = (args.H_out + 1) // 2, (args.W_out + 1) // 2
         dU = np.zeros((16, C_in, C_out), dtype=dy.dtype)
         for n0, n1, V, dM in self._winograd_chunks(x, args, C_out, "dW"):
             k.winograd_signal_tiles(dy[n0:n1], th, tw, out=dM)

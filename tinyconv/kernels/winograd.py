@@ -1,36 +1,34 @@
-"""Winograd's minimal filtering F(2x2, 3x3) and F(4x4, 5x5): a 3x3 convolution with 2.25 times
-fewer multiplications, a 5x5 one with 6.25 times fewer (Lavin & Gray, "Fast Algorithms for
+"""Winograd's minimal filtering F(2x2, 3x3) and F(2x2, 5x5): a 3x3 convolution with 2.25 times
+fewer multiplications, a 5x5 one with 2.78 times fewer (Lavin & Gray, "Fast Algorithms for
 Convolutional Neural Networks", CVPR 2016, §4 and §4.1).
 
-For an ``r x r`` filter and ``m x m`` output tiles (``m`` = 2 for 3x3, 4 for 5x5), cut the
-zero-padded input into ``n x n`` *tiles*, ``n = m + r - 1`` (4 for 3x3, 8 for 5x5), that
-overlap by ``r - 1``: tile ``t = (n, ti, tj)`` covers padded rows ``m ti … m ti + n - 1`` and
-columns ``m tj … m tj + n - 1``, and gives the ``m x m`` outputs
-``y[n, m ti + (0 … m - 1), m tj + (0 … m - 1), :]``.
+For an ``r x r`` filter, cut the zero-padded input into ``n x n`` *tiles*, ``n = r + 1``, that
+overlap by ``r - 1``: tile ``t = (n, ti, tj)`` covers padded rows ``2 ti … 2 ti + n - 1`` and
+columns ``2 tj … 2 tj + n - 1``, and gives the 2x2 outputs
+``y[n, 2 ti + (0, 1), 2 tj + (0, 1), :]``.
 For one channel ``c`` and one filter ``g`` (eq. 8):
 
     y_tile = A^T [ (G g G^T) ⊙ (B^T d B) ] A
 
 with the constant matrices of :data:`MATRICES`: for 3x3, :data:`BT` (4x4), :data:`G` (4x3) and
-:data:`AT` (2x4); for 5x5, :data:`BT5` (8x8), :data:`G5` (8x5) and :data:`AT5` (4x8). Summed
+:data:`AT` (2x4); for 5x5, :data:`BT5` (6x6), :data:`G5` (6x5) and :data:`AT5` (2x6). Summed
 over channels, the ``n^2`` elementwise products become ``n^2`` matrix products, one per
 position ``(a, b)`` of the transformed tile (eq. 12):
 
     M[ab] = V[ab] @ U[ab],   V[ab] (T, C_in) the transformed tiles, U[ab] (C_in, C_out) the
                              transformed filters,
 
-so an ``m x m`` output tile costs ``n^2`` multiplications per channel pair instead of
-``m^2 r^2``: 16 instead of 36 for 3x3, 64 instead of 400 for 5x5. The 3x3 transforms are
-additions only (and halves, in ``G``, applied once to the weights); the 5x5 ones also multiply
-by constants from 1/8 to 21/4. The results are the convolution's up to rounding: the sums come
-in another order (and, for 5x5, through intermediate values up to about 100 times the inputs,
-so float32 keeps a few 1e-6 of the output's scale where 3x3 keeps 1e-7).
+so a 2x2 output tile costs ``n^2`` multiplications per channel pair instead of ``4 r^2``: 16
+instead of 36 for 3x3, 36 instead of 100 for 5x5. The 3x3 transforms are additions only (and
+halves, in ``G``, applied once to the weights); the 5x5 ones also multiply by 2, 4 and 5. The
+results are the convolution's up to rounding: the sums come in another order (and, for 5x5,
+through intermediate values up to about 100 times the inputs, so float32 keeps about 1e-6 of
+the output's scale where 3x3 keeps 1e-7).
 
-Where the matrices come from (Toom-Cook, Lavin & Gray §4): the ``m`` outputs of a row are the
+Where the matrices come from (Toom-Cook, Lavin & Gray §4): the two outputs of a row are the
 coefficients of a product of polynomials, evaluated at ``n - 1`` points and at infinity (0, 1
-and -1 for 3x3; 0, ±1, ±2 and ±1/2 for 5x5); ``B^T`` and ``G`` evaluate, the product is
-pointwise, and ``A^T`` interpolates. ``tests/test_winograd.py`` checks each family on the
-definition.
+and -1 for 3x3; 0, ±1 and ±2 for 5x5); ``B^T`` and ``G`` evaluate, the product is pointwise, and
+``A^T`` interpolates. ``tests/test_winograd.py`` checks each family on the definition.
 
 The weight gradient of a 3x3 layer follows the same maps backwards: ``y = A^T M A`` sends ``dy``
 back as ``dM = A dy A^T`` (:func:`winograd_signal_tiles`), ``M[ab] = V[ab] @ U[ab]`` gives
@@ -62,53 +60,39 @@ G = np.array([[1, 0, 0],
 AT = np.array([[1, 1, 1, 0],
                [0, 1, -1, -1]], dtype=np.float64)
 
-#: ``B^T`` of F(4x4, 5x5) (points 0, 1, -1, 1/2, -1/2, 2, -2 and infinity): ``V = B^T d B``.
-BT5 = np.array([[1, 0, -21 / 4, 0, 21 / 4, 0, -1, 0],
-                [0, 1, 1, -17 / 4, -17 / 4, 1, 1, 0],
-                [0, -1, 1, 17 / 4, -17 / 4, -1, 1, 0],
-                [0, 1 / 2, 1 / 4, -5 / 2, -5 / 4, 2, 1, 0],
-                [0, -1 / 2, 1 / 4, 5 / 2, -5 / 4, -2, 1, 0],
-                [0, 2, 4, -5 / 2, -5, 1 / 2, 1, 0],
-                [0, -2, 4, 5 / 2, -5, -1 / 2, 1, 0],
-                [0, -1, 0, 21 / 4, 0, -21 / 4, 0, 1]], dtype=np.float64)
-#: ``G`` of F(4x4, 5x5): ``U = G g G^T``.
-G5 = np.array([[1, 0, 0, 0, 0],
-               [-2 / 9, -2 / 9, -2 / 9, -2 / 9, -2 / 9],
-               [-2 / 9, 2 / 9, -2 / 9, 2 / 9, -2 / 9],
-               [1 / 90, 1 / 45, 2 / 45, 4 / 45, 8 / 45],
-               [1 / 90, -1 / 45, 2 / 45, -4 / 45, 8 / 45],
-               [32 / 45, 16 / 45, 8 / 45, 4 / 45, 2 / 45],
-               [32 / 45, -16 / 45, 8 / 45, -4 / 45, 2 / 45],
+#: ``B^T`` of F(2x2, 5x5) (points 0, 1, -1, 2, -2 and infinity): ``V = B^T d B``.
+BT5 = np.array([[4, 0, -5, 0, 1, 0],
+                [0, -4, -4, 1, 1, 0],
+                [0, 4, -4, -1, 1, 0],
+                [0, -2, -1, 2, 1, 0],
+                [0, 2, -1, -2, 1, 0],
+                [0, 4, 0, -5, 0, 1]], dtype=np.float64)
+#: ``G`` of F(2x2, 5x5): ``U = G g G^T``.
+G5 = np.array([[1 / 4, 0, 0, 0, 0],
+               [-1 / 6, -1 / 6, -1 / 6, -1 / 6, -1 / 6],
+               [-1 / 6, 1 / 6, -1 / 6, 1 / 6, -1 / 6],
+               [1 / 24, 1 / 12, 1 / 6, 1 / 3, 2 / 3],
+               [1 / 24, -1 / 12, 1 / 6, -1 / 3, 2 / 3],
                [0, 0, 0, 0, 1]], dtype=np.float64)
-#: ``A^T`` of F(4x4, 5x5): ``y = A^T M A``.
-AT5 = np.array([[1, 1, 1, 1, 1, 1, 1, 0],
-                [0, 1, -1, 2, -2, 1 / 2, -1 / 2, 0],
-                [0, 1, 1, 4, 4, 1 / 4, 1 / 4, 0],
-                [0, 1, -1, 8, -8, 1 / 8, -1 / 8, 1]], dtype=np.float64)
+#: ``A^T`` of F(2x2, 5x5): ``y = A^T M A``.
+AT5 = np.array([[1, 1, 1, 1, 1, 0],
+                [0, 1, -1, 2, -2, 1]], dtype=np.float64)
 
-#: ``(B^T, G, A^T)`` by filter size ``r``: tiles of ``n = len(B^T)`` give ``m = len(A^T)``
-#: outputs a side.
+#: ``(B^T, G, A^T)`` by filter size ``r``: the tiles are ``(r + 1) x (r + 1)``.
 MATRICES = {3: (BT, G, AT), 5: (BT5, G5, AT5)}
 
 
-def tile_sizes(r):
-    """``(n, m)`` for an ``r x r`` filter: the input tile's side (4 or 8) and the output tile's
-    (2 or 4)."""
-    BT_r, _, AT_r = MATRICES[r]
-    return BT_r.shape[0], AT_r.shape[0]
-
-
 def _filter_size(planes):
-    """``r`` from the ``n^2`` planes of ``V``, ``M`` or ``dU`` (16 or 64)."""
-    for r in MATRICES:
-        if tile_sizes(r)[0] ** 2 == planes:
-            return r
-    raise ValueError(f"expected 16 or 64 planes (3x3 or 5x5 filters), got {planes}")
+    """``r`` from the ``(r + 1)^2`` planes of ``V``, ``M`` or ``dU`` (16 or 36)."""
+    n = int(round(planes ** 0.5))
+    if n * n != planes or n - 1 not in MATRICES:
+        raise ValueError(f"expected 16 or 36 planes (3x3 or 5x5 filters), got {planes}")
+    return n - 1
 
 
 def winograd_weights(W):
     """``U = G g G^T`` of every filter: ``(r, r, C_in, C_out)`` HWIO, ``r`` 3 or 5 ->
-    ``(n^2, C_in, C_out)`` (position ``a * n + b`` of the transformed tile first, ``n`` 4 or 8), in
+    ``((r + 1)^2, C_in, C_out)`` (position ``a * (r + 1) + b`` of the transformed tile first), in
     ``W``'s dtype."""
     G_r = MATRICES[W.shape[0]][1]
     U = np.einsum("ai,ijck,bj->abck", G_r, W.astype(np.float64), G_r)  # (n, n, C_in, C_out)
@@ -116,7 +100,7 @@ def winograd_weights(W):
 
 
 def winograd_weights_gradient(dU):
-    """``dg = G^T dU G`` of every filter: ``(n^2, C_in, C_out)`` -> ``(r, r, C_in,
+    """``dg = G^T dU G`` of every filter: ``((r + 1)^2, C_in, C_out)`` -> ``(r, r, C_in,
     C_out)``."""
     G_r = MATRICES[_filter_size(dU.shape[0])][1]
     n = G_r.shape[0]
@@ -130,21 +114,20 @@ def winograd_tiles_reference(xp, th, tw, out=None, r=3):
 
     Parameters
     ----------
-    xp : (N, m th + r - 1, m tw + r - 1, C) the zero-padded input (at least that large), ``m``
-        the output tile's side (:func:`tile_sizes`).
+    xp : (N, 2 th + r - 1, 2 tw + r - 1, C) the zero-padded input (at least that large).
     th, tw : tiles per column and per row.
-    out : optional (n^2, N th tw, C) array to write into.
-    r : the filter size, 3 or 5 (tiles of ``n`` = 4 or 8).
+    out : optional ((r + 1)^2, N th tw, C) array to write into.
+    r : the filter size, 3 or 5 (tiles of ``r + 1``).
 
     Returns
     -------
-    V : (n^2, N th tw, C): ``V[a n + b, (n th + ti) tw + tj, c]``.
+    V : ((r + 1)^2, N th tw, C): ``V[a (r + 1) + b, (n th + ti) tw + tj, c]``.
     """
     BT_r = MATRICES[r][0]
-    n, m = tile_sizes(r)
+    n = r + 1
     N, C = xp.shape[0], xp.shape[3]
     d = np.lib.stride_tricks.sliding_window_view(xp, (n, n), axis=(1, 2))
-    d = d[:, :m * th:m, :m * tw:m]                               # (N, th, tw, C, n, n)
+    d = d[:, :2 * th:2, :2 * tw:2]                               # (N, th, tw, C, n, n)
     V = np.einsum("ai,ntscij,bj->abntsc", BT_r, d, BT_r)          # (n, n, N, th, tw, C)
     return _into(out, V.reshape(n * n, N * th * tw, C).astype(xp.dtype))
 
@@ -154,18 +137,18 @@ def winograd_untiles_reference(M, th, tw, b, H_out, W_out, out=None):
 
     Parameters
     ----------
-    M : (n^2, N th tw, C_out) the products ``M[ab] = V[ab] @ U[ab]`` (16 planes for 3x3
-        filters, 64 for 5x5).
+    M : ((r + 1)^2, N th tw, C_out) the products ``M[ab] = V[ab] @ U[ab]`` (16 planes for 3x3
+        filters, 36 for 5x5).
     b : (C_out,) bias (zeros for none).
     out : optional (N, H_out, W_out, C_out) array to write into.
     """
     AT_r = MATRICES[_filter_size(M.shape[0])][2]
-    m, n = AT_r.shape
+    n = AT_r.shape[1]
     T, K = M.shape[1:]
     N = T // (th * tw)
-    planes = M.reshape(n, n, N, th, tw, K)
-    y = np.einsum("ai,ijntsk,bj->ntasbk", AT_r, planes, AT_r)     # (N, th, m, tw, m, K)
-    y = y.reshape(N, m * th, m * tw, K)[:, :H_out, :W_out] + b
+    m = M.reshape(n, n, N, th, tw, K)
+    y = np.einsum("ai,ijntsk,bj->ntasbk", AT_r, m, AT_r)          # (N, th, 2, tw, 2, K)
+    y = y.reshape(N, 2 * th, 2 * tw, K)[:, :H_out, :W_out] + b
     return _into(out, y.astype(M.dtype))
 
 
@@ -294,17 +277,14 @@ def _signal_tiles(dy, th, tw, dM):
 
 
 @njit(inline="always")
-def _bt5(d0, d1, d2, d3, d4, d5, d6, d7, k):
-    """``B^T d`` of F(4x4, 5x5) for one column (or row) of eight values: :data:`BT5`'s rows,
-    in pairs ``a ± b`` (rows 1-2, 3-4, 5-6); ``k`` holds 1/4, 1/2, 2, 4, 5, 5/4, 5/2, 17/4
-    and 21/4 in the data's dtype (:func:`_constants`)."""
-    quarter, half, two, four, five = k[0], k[1], k[2], k[3], k[4]
-    five_4, five_2, seventeen_4, twentyone_4 = k[5], k[6], k[7], k[8]
-    a1, b1 = d2 + d6 - seventeen_4 * d4, d1 + d5 - seventeen_4 * d3
-    a3, b3 = quarter * d2 - five_4 * d4 + d6, half * d1 - five_2 * d3 + two * d5
-    a5, b5 = four * d2 - five * d4 + d6, two * d1 - five_2 * d3 + half * d5
-    return (d0 - d6 + twentyone_4 * (d4 - d2), a1 + b1, a1 - b1, a3 + b3, a3 - b3, a5 + b5,
-            a5 - b5, d7 - d1 + twentyone_4 * (d3 - d5))
+def _bt5(d0, d1, d2, d3, d4, d5, two, four, five):
+    """``B^T d`` of F(2x2, 5x5) for one column (or row) of six values: :data:`BT5`'s rows."""
+    return (four * d0 - five * d2 + d4,
+            d3 + d4 - four * (d1 + d2),
+            d4 - d3 + four * (d1 - d2),
+            d4 - d2 + two * (d3 - d1),
+            d4 - d2 - two * (d3 - d1),
+            four * d1 - five * d3 + d5)
 
 
 #: What the 5x5 kernels let LLVM do: reorder and fuse the sums and ignore the sign of zero (no
@@ -314,77 +294,73 @@ _REORDER = {"reassoc", "contract", "nsz"}
 
 
 @njit(cache=True, parallel=True, fastmath=_REORDER)
-def _tiles5(xp, th, tw, k, V):
+def _tiles5(xp, th, tw, consts, V):
     N, _, _, C = xp.shape
+    two, four, five = consts[0], consts[1], consts[2]
     for t in prange(N * th):                      # one row of tiles (n, ti) per task
         n = t // th
-        r = 4 * (t - n * th)
-        u = np.empty((8, 8, C), xp.dtype)         # B^T d of one tile: u[i, j, c]
+        r = 2 * (t - n * th)
+        u = np.empty((6, 6, C), xp.dtype)         # B^T d of one tile: u[i, j, c]
         for tj in range(tw):
-            q = 4 * tj
+            q = 2 * tj
             tile = t * tw + tj
             # two passes of short loops over the channels (innermost and contiguous: each one
-            # vectorised), each reading eight numbers and writing eight
-            for j in range(8):                    # B^T d: each column's eight rows combined
+            # vectorised), each reading six numbers and writing six
+            for j in range(6):                    # B^T d: each column's six rows combined
                 for c in range(C):
                     v = _bt5(xp[n, r, q + j, c], xp[n, r + 1, q + j, c], xp[n, r + 2, q + j, c],
                              xp[n, r + 3, q + j, c], xp[n, r + 4, q + j, c],
-                             xp[n, r + 5, q + j, c], xp[n, r + 6, q + j, c],
-                             xp[n, r + 7, q + j, c], k)
-                    for i in range(8):
+                             xp[n, r + 5, q + j, c], two, four, five)
+                    for i in range(6):
                         u[i, j, c] = v[i]
-            for i in range(8):                    # (.) B: each row's eight columns combined
+            for i in range(6):                    # (.) B: each row's six columns combined
                 for c in range(C):
                     v = _bt5(u[i, 0, c], u[i, 1, c], u[i, 2, c], u[i, 3, c], u[i, 4, c],
-                             u[i, 5, c], u[i, 6, c], u[i, 7, c], k)
-                    for b in range(8):
-                        V[8 * i + b, tile, c] = v[b]
+                             u[i, 5, c], two, four, five)
+                    for k in range(6):
+                        V[6 * i + k, tile, c] = v[k]
 
 
 @njit(inline="always")
-def _at5(m0, m1, m2, m3, m4, m5, m6, m7, k):
-    """``A^T m`` of F(4x4, 5x5) for eight values: :data:`AT5`'s four rows, from the sums and
-    differences of the pairs 1-2, 3-4 and 5-6; ``k`` holds 2, 4, 8, 1/2, 1/4 and 1/8 in the
-    data's dtype."""
-    s12, d12, s34, d34, s56, d56 = m1 + m2, m1 - m2, m3 + m4, m3 - m4, m5 + m6, m5 - m6
-    return (m0 + s12 + s34 + s56, d12 + k[0] * d34 + k[3] * d56,
-            s12 + k[1] * s34 + k[4] * s56, d12 + k[2] * d34 + k[5] * d56 + m7)
+def _at5(m0, m1, m2, m3, m4, m5):
+    """``A^T m`` of F(2x2, 5x5) for six values: :data:`AT5`'s two rows (``2 e`` as ``e + e``,
+    the same number, so that the kernel only adds)."""
+    e = m3 - m4
+    return m0 + m1 + m2 + m3 + m4, m1 - m2 + (e + e) + m5
+
+
+@njit(inline="always")
+def _at5_column(M, j, tile, k):
+    """:func:`_at5` of column ``j`` of a product tile (planes ``j, j + 6, …, j + 30``)."""
+    return _at5(M[j, tile, k], M[j + 6, tile, k], M[j + 12, tile, k], M[j + 18, tile, k],
+                M[j + 24, tile, k], M[j + 30, tile, k])
 
 
 @njit(cache=True, parallel=True, fastmath=_REORDER)
-def _untiles5(M, th, tw, k, b, y):
-    N, H_out, W_out, K = y.shape
+def _untiles5(M, th, tw, b, y):
+    N, K = y.shape[0], y.shape[3]
     for t in prange(N * th):
         n = t // th
-        r = 4 * (t - n * th)
-        w = np.empty((4, 8, K), M.dtype)          # A^T m of one tile: w[i, j, o]
+        r = 2 * (t - n * th)
         for tj in range(tw):
-            q = 4 * tj
             tile = t * tw + tj
-            # two passes of short loops over the output channels, as in _tiles5
-            for j in range(8):                    # A^T m: each column's eight rows into four
-                for o in range(K):
-                    v = _at5(M[j, tile, o], M[j + 8, tile, o], M[j + 16, tile, o],
-                             M[j + 24, tile, o], M[j + 32, tile, o], M[j + 40, tile, o],
-                             M[j + 48, tile, o], M[j + 56, tile, o], k)
-                    for i in range(4):
-                        w[i, j, o] = v[i]
-            for i in range(4):                    # (.) A, cut at the map's edge
-                if r + i >= H_out:
-                    continue
-                for o in range(K):
-                    v = _at5(w[i, 0, o], w[i, 1, o], w[i, 2, o], w[i, 3, o], w[i, 4, o],
-                             w[i, 5, o], w[i, 6, o], w[i, 7, o], k)
-                    for j in range(4):
-                        if q + j < W_out:
-                            y[n, r + i, q + j, o] = v[j] + b[o]
+            q = 2 * tj
+            for k in range(K):
+                # A^T m: each column's six rows combined into two
+                c0, c1, c2 = (_at5_column(M, 0, tile, k), _at5_column(M, 1, tile, k),
+                              _at5_column(M, 2, tile, k))
+                c3, c4, c5 = (_at5_column(M, 3, tile, k), _at5_column(M, 4, tile, k),
+                              _at5_column(M, 5, tile, k))
+                # (.) A
+                y00, y01 = _at5(c0[0], c1[0], c2[0], c3[0], c4[0], c5[0])
+                y10, y11 = _at5(c0[1], c1[1], c2[1], c3[1], c4[1], c5[1])
+                _put_outputs(y, n, r, q, k, y00, y01, y10, y11, b[k])
 
 
 def _constants(dtype):
-    """The multipliers of the 5x5 kernels in the data's dtype (a Python number would make numba
-    compute in float64, and not vectorise): :func:`_bt5`'s and :func:`_at5`'s."""
-    return (np.array([1 / 4, 1 / 2, 2, 4, 5, 5 / 4, 5 / 2, 17 / 4, 21 / 4], dtype=dtype),
-            np.array([2, 4, 8, 1 / 2, 1 / 4, 1 / 8], dtype=dtype))
+    """2, 4 and 5 in the data's dtype: the 5x5 tile kernel multiplies by them, and a Python
+    number would make numba compute in float64 (and not vectorise)."""
+    return np.array([2, 4, 5], dtype=dtype)
 
 
 @_wraps(_signal_tiles)
@@ -403,12 +379,11 @@ def winograd_tiles(xp, th, tw, out=None, r=3):
     if r not in MATRICES:
         raise ValueError(f"r: expected 3 or 5, got {r!r}")
     xp = np.ascontiguousarray(xp)
-    n, _ = tile_sizes(r)
-    V = _output(out, (n * n, xp.shape[0] * th * tw, xp.shape[3]), xp.dtype)
+    V = _output(out, ((r + 1) ** 2, xp.shape[0] * th * tw, xp.shape[3]), xp.dtype)
     if r == 3:
         _run(_tiles, V.size, xp, th, tw, V)
     else:
-        _run(_tiles5, V.size, xp, th, tw, _constants(xp.dtype)[0], V)
+        _run(_tiles5, V.size, xp, th, tw, _constants(xp.dtype), V)
     return V
 
 
@@ -423,5 +398,5 @@ def winograd_untiles(M, th, tw, b, H_out, W_out, out=None):
     if r == 3:
         _run(_untiles, y.size, M, th, tw, b, y)
     else:
-        _run(_untiles5, y.size, M, th, tw, _constants(M.dtype)[1], b, y)
+        _run(_untiles5, y.size, M, th, tw, b, y)
     return y
