@@ -369,3 +369,29 @@ def test_transformed_filters_are_kept_until_the_filters_change(r, C):
     assert np.isnan(first).any()
     layer.params["W"][0, 0, 0, 0] = 1.0                          # NaN gone again
     assert_close(layer.forward(x), definition())
+
+
+@pytest.mark.parametrize("r", [3, 5])
+def test_each_output_depends_on_its_own_window_alone(r):
+    # The transforms must keep what the direct sum has: an output sees its r x r window and
+    # nothing else. One huge input may then spoil only the outputs whose windows hold it, and
+    # one inf may make only those non-finite. (F(4x4, 5x5) broke both: a pixel of 1e6 moved
+    # outputs outside its windows by 0.7 on values of about 6, and an inf reached 8 x 8
+    # outputs where the direct sum reaches 5 x 5.)
+    rng = np.random.default_rng(14)
+    layer = tc.Conv2D(16, 16, r, padding="valid", rng=rng)
+    args = args_of(layer, 20, 20)
+    assert winograd_applies(args, 16, 16, 1)
+    x = rng.standard_normal((1, 20, 20, 16)).astype(np.float32)
+    W, b = (layer.params[k].astype(np.float64) for k in "Wb")
+    inside = np.zeros((21 - r, 21 - r), bool)            # the outputs whose window holds (6, 6)
+    inside[max(0, 7 - r):7, max(0, 7 - r):7] = True
+    big = x.copy()
+    big[0, 6, 6, 0] = 1e6
+    y = layer.forward(big)
+    ref = reference.conv2d(big.astype(np.float64), W, b, (1, 1), ((0, 0), (0, 0)), (1, 1))
+    err = np.abs(y - ref)[0][~inside]                     # (outputs outside, C_out)
+    assert err.max() <= 1e-4 * np.abs(ref[0][~inside]).max(), err.max()
+    x[0, 6, 6, 0] = np.inf
+    y = layer.forward(x, check=False)         # as a model passes a hidden layer's input
+    assert np.array_equal(~np.isfinite(y[0]).all(axis=-1), inside)
