@@ -647,6 +647,32 @@ def test_a_ctrl_c_that_lands_in_a_finaliser_still_stops_the_command(monkeypatch,
     assert sys.unraisablehook == hook                 # put back when the command ends
 
 
+def test_a_ctrl_c_in_a_finaliser_wakes_the_command_under_a_handler_of_the_callers(monkeypatch,
+                                                                               capsys):
+    # a program that embeds the command may have its own SIGINT handler: the Ctrl-C sent
+    # again is then still a real signal, which runs that handler and wakes a waiting command
+    # (a simulated one would wait out the sleep and let the work finish)
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    def work(args):
+        CtrlCInAFinaliser()
+        time.sleep(5)
+        print("finished")
+        return 0
+
+    monkeypatch.setitem(cli.COMMANDS, "slow", cli.Command("", lambda parser: None, work,
+                                                          interrupted="stopped"))
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        started = time.monotonic()
+        code, out, err = run(capsys, "slow")
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert (code, out, err) == (130, "", "stopped\n")
+    assert time.monotonic() - started < 4
+
+
 def test_a_ctrl_c_dropped_as_the_command_ends_is_not_raised_after_it(monkeypatch, capsys):
     def work(args):
         CtrlCInAFinaliser()                      # the very last thing the command does

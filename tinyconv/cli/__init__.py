@@ -161,10 +161,12 @@ class _KeptCtrlC:
 
 
 def _send_ctrl_c():
-    """SIGINT to the main thread, where Python's handler raises ``KeyboardInterrupt``; where
-    that is not the handler (or there are no thread signals), Python's simulated signal."""
-    if (hasattr(signal, "pthread_kill")
-            and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+    """SIGINT to the main thread whenever a Python function handles it (Python's own, which
+    raises ``KeyboardInterrupt``, or a handler of the program that runs the command): a real
+    signal runs that handler and wakes a main thread that waits, as the Ctrl-C did. Where the
+    handler is not Python's (the default action would end the process) or there are no thread
+    signals, Python's simulated signal, which waits for the main thread to run Python code."""
+    if hasattr(signal, "pthread_kill") and callable(signal.getsignal(signal.SIGINT)):
         signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
     else:
         _thread.interrupt_main()
