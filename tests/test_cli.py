@@ -632,15 +632,21 @@ class CtrlCInAFinaliser:
         raise KeyboardInterrupt
 
 
-def test_a_ctrl_c_that_lands_in_a_finaliser_still_stops_the_command(monkeypatch, capsys):
-    def work(args):
-        CtrlCInAFinaliser()                      # dropped at once: Python prints and carries on
-        time.sleep(5)                            # the work that a lost Ctrl-C would let finish
-        print("finished")
-        return 0
+def work_after_a_dropped_ctrl_c(args):
+    """A command's work that a Ctrl-C in a finaliser should stop before it finishes."""
+    CtrlCInAFinaliser()                          # dropped at once: Python prints and carries on
+    time.sleep(5)                                # the work that a lost Ctrl-C would let finish
+    print("finished")
+    return 0
 
-    slow = cli.Command("work for 5 s", lambda parser: None, work, interrupted="stopped")
-    monkeypatch.setitem(cli.COMMANDS, "slow", slow)
+
+#: The command of :func:`work_after_a_dropped_ctrl_c`, for ``cli.COMMANDS["slow"]``.
+SLOW = cli.Command("work for 5 s", lambda parser: None, work_after_a_dropped_ctrl_c,
+                   interrupted="stopped")
+
+
+def test_a_ctrl_c_that_lands_in_a_finaliser_still_stops_the_command(monkeypatch, capsys):
+    monkeypatch.setitem(cli.COMMANDS, "slow", SLOW)
     hook = sys.unraisablehook
     code, out, err = run(capsys, "slow")
     assert (code, out, err) == (130, "", "stopped\n")
@@ -655,14 +661,7 @@ def test_a_ctrl_c_in_a_finaliser_wakes_the_command_under_a_handler_of_the_caller
     def handler(signum, frame):
         raise KeyboardInterrupt
 
-    def work(args):
-        CtrlCInAFinaliser()
-        time.sleep(5)
-        print("finished")
-        return 0
-
-    monkeypatch.setitem(cli.COMMANDS, "slow", cli.Command("", lambda parser: None, work,
-                                                          interrupted="stopped"))
+    monkeypatch.setitem(cli.COMMANDS, "slow", SLOW)
     previous = signal.signal(signal.SIGINT, handler)
     try:
         started = time.monotonic()
