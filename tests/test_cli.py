@@ -672,6 +672,41 @@ def test_a_ctrl_c_in_a_finaliser_wakes_the_command_under_a_handler_of_the_caller
     assert time.monotonic() - started < 4
 
 
+class BusyFinaliser:
+    """An object whose finaliser runs for a while, as the garbage collector's can: a Ctrl-C
+    that arrives meanwhile is raised in it, and dropped."""
+
+    def __del__(self):
+        end = time.monotonic() + 2
+        while time.monotonic() < end:
+            time.sleep(0.001)
+
+
+def test_a_ctrl_c_sent_again_into_another_finaliser_is_sent_once_more(monkeypatch, capsys):
+    # the Ctrl-C sent again lands in a second finaliser while the thread that sent it is
+    # still running (held here for 50 ms after it sends): it must be sent once more, not lost
+    send = cli._send_ctrl_c
+
+    def send_then_linger():
+        send()
+        time.sleep(0.05)
+
+    def work(args):
+        pair = [BusyFinaliser(), CtrlCInAFinaliser()]
+        del pair                 # the Ctrl-C's finaliser runs first, then the busy one's
+        time.sleep(5)
+        print("finished")
+        return 0
+
+    monkeypatch.setattr(cli, "_send_ctrl_c", send_then_linger)
+    monkeypatch.setitem(cli.COMMANDS, "slow", cli.Command("", lambda parser: None, work,
+                                                          interrupted="stopped"))
+    started = time.monotonic()
+    code, out, err = run(capsys, "slow")
+    assert (code, out, err) == (130, "", "stopped\n")
+    assert time.monotonic() - started < 4
+
+
 def test_a_ctrl_c_dropped_as_the_command_ends_is_not_raised_after_it(monkeypatch, capsys):
     def work(args):
         CtrlCInAFinaliser()                      # the very last thing the command does

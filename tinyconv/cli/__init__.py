@@ -126,8 +126,10 @@ class _KeptCtrlC:
     """
 
     def __init__(self):
-        self.dropped = self._in_hook = False
-        self._hook = self._timer = None
+        self.dropped = self._in_hook = self._closed = False
+        self._hook = self._sender = None
+        self._pending = 0                   # Ctrl-Cs dropped and not yet sent again
+        self._lock = threading.Lock()       # for _pending, _sender and _closed
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
@@ -139,21 +141,37 @@ class _KeptCtrlC:
             self._hook(event)
             return
         self._in_hook = self.dropped = True
-        if self._timer is None or not self._timer.is_alive():
-            self._timer = threading.Timer(0.001, self._send_once_out)
-            self._timer.start()     # waits for the thread to start: the reason for _in_hook
+        with self._lock:
+            self._pending += 1
+            start = self._sender is None and not self._closed
+            if start:
+                self._sender = threading.Thread(target=self._send_while_pending, daemon=True)
+        if start:
+            self._sender.start()    # waits for the thread to start: the reason for _in_hook
         self._in_hook = False
 
-    def _send_once_out(self):
-        while self._in_hook:
-            time.sleep(0.001)
-        _send_ctrl_c()
+    def _send_while_pending(self):
+        # The Ctrl-C sent again may land in another finaliser (the garbage collector can
+        # start anywhere) and come back here while this thread still runs: so it sends once
+        # for each one dropped, until none is left, rather than once in all.
+        while True:
+            while self._in_hook:
+                time.sleep(0.001)
+            with self._lock:
+                if self._closed or not self._pending:
+                    self._sender = None
+                    return
+                self._pending = 0
+            _send_ctrl_c()
+            time.sleep(0.01)        # time for the main thread to raise it, or drop it again
 
     def __exit__(self, *exc):
         try:
-            if self._timer is not None:   # a Ctrl-C sent now is raised here, in main's try
-                self._timer.cancel()
-                self._timer.join()
+            with self._lock:
+                self._closed = True
+                sender = self._sender
+            if sender is not None:  # a Ctrl-C it sends now is raised here, in main's try
+                sender.join()
         finally:
             if self._hook is not None:
                 sys.unraisablehook = self._hook
