@@ -49,9 +49,9 @@ def _reexec_without_blas_vars():
         return
     env = {k: v for k, v in os.environ.items() if k not in BLAS_VARS}
     env[_MARKER] = " ".join(f"{k}={v}" for k, v in found.items())
-    print(f"re-executing without {env[_MARKER]}", flush=True)
+    # on stderr: stdout is the report, which says the same in its header ("env: started without")
+    print(f"re-executing without {env[_MARKER]}", file=sys.stderr, flush=True)
     sys.stdout.flush()
-    sys.stderr.flush()
     # sys.orig_argv keeps interpreter options (-X, -u, ...) as well as the script's arguments
     argv = [sys.executable, *sys.orig_argv[1:]]
     os.execve(sys.executable, argv, env)

@@ -46,7 +46,11 @@ RUNS = {
     # Captum in both of torch's layouts, each in its own worker: needs torch and captum
     **({"after zf": ["bench_after_zf.py"]} if HAVE_CAPTUM else {}),
     "after zf bare": ["bench_after_zf.py"],
+    # as on a machine that sets OpenBLAS' kernel and cache size (whatever this one sets)
+    "pool blas vars": ["bench_pool.py"],
 }
+#: What the "blas vars" runs are started with.
+BLAS_VARS = {"OPENBLAS_CORETYPE": "Haswell", "OPENBLAS_L2_SIZE": "512"}
 
 
 def hide_optional(tmp):
@@ -71,7 +75,8 @@ def started(tmp_path_factory):
         err = open(tmp / f"{name}.err", "w+")
         cmd = [sys.executable, str(BENCHMARKS / script), "--quick",
                *(a.format(tmp=tmp) for a in args)]
-        env = bare if name.endswith("bare") else None
+        env = (bare if name.endswith("bare") else
+               dict(os.environ, **BLAS_VARS) if name.endswith("blas vars") else None)
         procs[name] = (subprocess.Popen(cmd, stdout=out, stderr=err, text=True, env=env),
                        out, err)
     yield procs, tmp
@@ -160,6 +165,18 @@ def test_layer_benchmarks_print_their_tables(started, name):
     assert line in out
     assert "separate processes: tinyconv and torch each in a fresh worker" in out or \
         name == "kernels"
+
+
+def test_a_script_started_with_openblas_overrides_runs_without_them(started):
+    out = finished(started, "pool blas vars")
+    assert_tables(out, "MaxPool2D, float32 NHWC")   # the report alone on stdout, from its start
+    assert "env: started without OPENBLAS_CORETYPE=Haswell OPENBLAS_L2_SIZE=512" in out
+    workers = [line for line in out.splitlines() if line.startswith("worker ")]
+    assert workers and all(
+        "OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset before NumPy loaded" in w for w in workers)
+    _, tmp = started
+    assert "re-executing without OPENBLAS_CORETYPE=Haswell" in \
+        (tmp / "pool blas vars.err").read_text()
 
 
 MODEL_TABLES = ("Forward pass of the shipped model", "Training (forward", "Explanation methods",

@@ -131,7 +131,9 @@ def test_max_activating_is_the_same_for_every_batch_size(probes, threads, layer)
     first = BATCH_SIZES[0]
     values = got[f"max_activating {layer} {first} values"]
     gaps = np.abs(np.diff(values, axis=1))
-    assert (gaps == 0).any() and ((gaps > 0) & (gaps <= 1e-6 * np.abs(values[:, 1:]))).any()
+    # the copies tie, or differ by round-off only (BLAS on 2 threads may round a row by where
+    # it sits in the block: OPENBLAS_CORETYPE=Haswell on an AVX-512 machine gave no exact tie)
+    assert (gaps <= 1e-6 * np.abs(values[:, 1:])).any()
     for batch_size in BATCH_SIZES[1:]:
         for what in ("indices", "values"):
             np.testing.assert_array_equal(got[f"max_activating {layer} {batch_size} {what}"],
