@@ -171,7 +171,8 @@ def test_a_script_started_with_openblas_overrides_runs_without_them(started):
     out = finished(started, "pool blas vars")
     assert_tables(out, "MaxPool2D, float32 NHWC")   # the report alone on stdout, from its start
     assert "env: started without OPENBLAS_CORETYPE=Haswell OPENBLAS_L2_SIZE=512" in out
-    workers = [line for line in out.splitlines() if line.startswith("worker ")]
+    workers = [line for line in out.splitlines()        # the workers that ran (torch's may
+               if line.startswith("worker ") and "(pid" in line]   # be "not installed")
     assert workers and all(
         "OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset before NumPy loaded" in w for w in workers)
     _, tmp = started
