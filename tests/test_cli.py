@@ -707,6 +707,23 @@ def test_a_ctrl_c_sent_again_into_another_finaliser_is_sent_once_more(monkeypatc
     assert time.monotonic() - started < 4
 
 
+def test_without_a_thread_to_send_it_a_dropped_ctrl_c_still_ends_in_130(monkeypatch, capsys):
+    # a process that can start no more threads: the command runs to its end, then exits 130
+    def no_thread(self):
+        raise RuntimeError("can't start new thread")
+
+    def work(args):
+        CtrlCInAFinaliser()
+        print("finished")
+        return 0
+
+    monkeypatch.setattr(threading.Thread, "start", no_thread)
+    monkeypatch.setitem(cli.COMMANDS, "quick", cli.Command("", lambda parser: None, work))
+    hook = sys.unraisablehook
+    assert run(capsys, "quick") == (130, "finished\n", "interrupted\n")
+    assert sys.unraisablehook == hook
+
+
 def test_a_ctrl_c_dropped_as_the_command_ends_is_not_raised_after_it(monkeypatch, capsys):
     def work(args):
         CtrlCInAFinaliser()                      # the very last thing the command does

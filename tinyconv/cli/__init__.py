@@ -118,21 +118,27 @@ class _KeptCtrlC:
     ignored in …") and dropped. A Ctrl-C that lands there would be lost: the command would
     carry on and finish as if never interrupted. So, as ``sys.unraisablehook`` (installed by
     the main thread only, in front of the hook it replaces), this sends a dropped
-    ``KeyboardInterrupt`` again as SIGINT to the main thread, from another thread once the
-    hook has returned (raised inside the hook, it would be dropped again); a real signal also
-    wakes a main thread that waits. Every other dropped exception goes to
-    the replaced hook. ``dropped`` tells :func:`main` that a Ctrl-C came, in case the command
-    ended before it arrived again.
+    ``KeyboardInterrupt`` again as SIGINT to the main thread, from a thread that starts with
+    the command and looks every 5 ms, once the hook has returned (raised inside the hook, it
+    would be dropped again); a real signal also wakes a main thread that waits. Every other
+    dropped exception goes to the replaced hook. ``dropped`` tells :func:`main` that a Ctrl-C
+    came, in case the command ended before it arrived again.
     """
 
     def __init__(self):
-        self.dropped = self._in_hook = self._closed = False
+        self.dropped = self._closed = False
+        self._in_hook = self._dropped = 0   # written by the main thread only
+        self._sent = 0                      # written by the sender thread only
         self._hook = self._sender = None
-        self._pending = 0                   # Ctrl-Cs dropped and not yet sent again
-        self._lock = threading.Lock()       # for _pending, _sender and _closed
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
+            sender = threading.Thread(target=self._send_while_dropped, daemon=True)
+            try:
+                sender.start()              # here, not in the hook (see _unraisable)
+                self._sender = sender
+            except RuntimeError:            # no thread to be had: main() still says 130
+                pass
             self._hook, sys.unraisablehook = sys.unraisablehook, self._unraisable
         return self
 
@@ -140,38 +146,30 @@ class _KeptCtrlC:
         if not isinstance(event.exc_value, KeyboardInterrupt):
             self._hook(event)
             return
-        self._in_hook = self.dropped = True
-        with self._lock:
-            self._pending += 1
-            start = self._sender is None and not self._closed
-            if start:
-                self._sender = threading.Thread(target=self._send_while_pending, daemon=True)
-        if start:
-            self._sender.start()    # waits for the thread to start: the reason for _in_hook
-        self._in_hook = False
+        # No lock, no new object, no call: a collection (which can start at any allocation)
+        # running a finaliser that lands here again, or a Ctrl-C sent again arriving now,
+        # finds nothing held and nothing half done.
+        self._in_hook += 1
+        self.dropped = True
+        self._dropped += 1
+        self._in_hook -= 1
 
-    def _send_while_pending(self):
-        # The Ctrl-C sent again may land in another finaliser (the garbage collector can
-        # start anywhere) and come back here while this thread still runs: so it sends once
-        # for each one dropped, until none is left, rather than once in all.
-        while True:
-            while self._in_hook:
-                time.sleep(0.001)
-            with self._lock:
-                if self._closed or not self._pending:
-                    self._sender = None
-                    return
-                self._pending = 0
-            _send_ctrl_c()
-            time.sleep(0.01)        # time for the main thread to raise it, or drop it again
+    def _send_while_dropped(self):
+        # Each time Ctrl-Cs were dropped since the last one sent, send one: the one sent may
+        # land in another finaliser (the garbage collector can start anywhere) and be
+        # dropped in its turn, and is then sent once more.
+        while not self._closed:
+            time.sleep(0.005)
+            if self._sent < self._dropped and not self._in_hook and not self._closed:
+                self._sent = self._dropped
+                _send_ctrl_c()
+                time.sleep(0.01)    # time for the main thread to raise it, or drop it again
 
     def __exit__(self, *exc):
         try:
-            with self._lock:
-                self._closed = True
-                sender = self._sender
-            if sender is not None:  # a Ctrl-C it sends now is raised here, in main's try
-                sender.join()
+            self._closed = True
+            if self._sender is not None:    # a Ctrl-C it sends now is raised in main's try
+                self._sender.join()
         finally:
             if self._hook is not None:
                 sys.unraisablehook = self._hook
