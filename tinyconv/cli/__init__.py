@@ -126,7 +126,7 @@ class _KeptCtrlC:
     """
 
     def __init__(self):
-        self.dropped = self._closed = False
+        self._closed = False
         self._in_hook = self._dropped = 0   # written by the main thread only
         self._sent = 0                      # written by the sender thread only
         self._hook = self._sender = None
@@ -150,9 +150,13 @@ class _KeptCtrlC:
         # running a finaliser that lands here again, or a Ctrl-C sent again arriving now,
         # finds nothing held and nothing half done.
         self._in_hook += 1
-        self.dropped = True
         self._dropped += 1
         self._in_hook -= 1
+
+    @property
+    def dropped(self):
+        """Whether a Ctrl-C was dropped while the command ran."""
+        return self._dropped > 0
 
     def _send_while_dropped(self):
         # Each time Ctrl-Cs were dropped since the last one sent, send one: the one sent may
