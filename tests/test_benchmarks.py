@@ -46,6 +46,8 @@ RUNS = {
     # Captum in both of torch's layouts, each in its own worker: needs torch and captum
     **({"after zf": ["bench_after_zf.py"]} if HAVE_CAPTUM else {}),
     "after zf bare": ["bench_after_zf.py"],
+    "layers": ["bench_layers.py", "--markdown", "{tmp}/layers.md"],
+    "layers bare": ["bench_layers.py"],
     # as on a machine that sets OpenBLAS' kernel and cache size (whatever this one sets)
     "pool blas vars": ["bench_pool.py"],
 }
@@ -251,6 +253,46 @@ def test_after_zf_without_torch_times_tinyconv_and_says_why(started):
             if line.startswith(("IG ", "SmoothGrad ", "Grad-CAM "))]
     assert len(rows) == 3 and all(row[-2:] == ["skipped", "skipped"] for row in rows)
     assert all(float(row[1]) > 0 for row in rows)            # tinyconv's best, in ms
+
+
+STEPS = ("conv1", "relu1 + pool1", "conv2", "relu2 + pool2", "conv3", "relu3 + pool3",
+         "flatten", "logits", "sum of steps", "whole pass")
+
+
+def layer_rows(out):
+    """``{step: cells}`` of bench_layers.py's table (one batch in --quick mode)."""
+    rows = {}
+    for line in out.splitlines():
+        step = next((s for s in STEPS if line.startswith(s + " ")), None)
+        if step:
+            rows[step] = line[len(step):].split()
+    return rows
+
+
+def test_layers_times_every_step_of_the_shipped_model(started):
+    out = finished(started, "layers")
+    assert "batch 8" in out and "Traceback" not in out
+    rows = layer_rows(out)
+    assert list(rows) == list(STEPS)
+    torch = importlib.util.find_spec("torch") is not None
+    for step, cells in rows.items():
+        # tinyconv forward, torch NCHW, torch channels_last, ratio, tinyconv backward
+        assert len(cells) == 5, (step, cells)
+        numbers = cells if torch else [cells[0], cells[4]]
+        assert all(float(c) > 0 for c in numbers), (step, cells)
+    assert "torch's backward, whole: NCHW" in out if torch else "torch not installed" in out
+    assert "Command: python benchmarks/bench_layers.py --quick" in (
+        started[1] / "layers.md").read_text()
+
+
+def test_layers_without_torch_times_tinyconv_and_says_why(started):
+    out = finished(started, "layers bare")
+    assert "Traceback" not in out
+    assert "torch: torch not installed: skipped" in out
+    rows = layer_rows(out)
+    assert list(rows) == list(STEPS)
+    assert all(cells[1:4] == ["-", "-", "-"] and float(cells[0]) > 0 and float(cells[4]) > 0
+               for cells in rows.values())
 
 
 def test_hidden_packages_really_are_hidden(tmp_path):
