@@ -672,6 +672,37 @@ class Worker:
         self.close()
 
 
+def fresh_worker_rounds(script, contenders, rounds, threads, argv=()):
+    """Run ``script --worker WHO *argv`` once per contender and round, each a fresh process.
+
+    The order is reversed every other round, so a busy spell of the machine falls on every
+    contender; each child gets :func:`thread_env` (OpenBLAS overrides removed, every pool
+    pinned to ``threads``) and prints one JSON line, its last. A child that replies
+    ``{"missing": name}`` (torch not installed) ends the other contenders' rounds: only the
+    first of ``contenders`` goes on. A child that fails ends the script with its stderr.
+
+    Returns
+    -------
+    (dict contender -> list of replies, one per round it ran; the missing package or None)
+    """
+    replies, missing, live = {who: [] for who in contenders}, None, list(contenders)
+    for r in range(rounds):
+        for who in (live if r % 2 == 0 else live[::-1]):
+            if who not in live:
+                continue
+            done = subprocess.run([sys.executable, os.path.abspath(script), "--worker", who,
+                                   "--threads", str(threads), *argv],
+                                  env=thread_env(threads), capture_output=True, text=True)
+            if done.returncode != 0:
+                sys.exit(f"{who} worker failed:\n{done.stderr}")
+            reply = json.loads(done.stdout.strip().splitlines()[-1])
+            if "missing" in reply:
+                missing, live = reply["missing"], live[:1]
+                continue
+            replies[who].append(reply)
+    return replies, missing
+
+
 def serve(args, make):
     """A script's ``--worker SIDE`` mode: serve ``make``'s cases (see :func:`_worker_main`)."""
     _worker_main(args.worker, make, args.threads)

@@ -39,7 +39,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 
@@ -136,25 +135,15 @@ def main(argv=None):
         args.rounds, args.repeats = 1, 1
     if args.worker:
         return worker(args.worker, args.repeats, args.threads, args.batch)
-    contenders = list(CONTENDERS)
-    missing = None          # what a Captum worker could not import: then only tinyconv runs
     times = {c: {t: [] for t in TASKS} for c in CONTENDERS}
     medians = {c: {t: [] for t in TASKS} for c in CONTENDERS}       # one per round
     load0 = os.getloadavg()[0]
-    for r in range(args.rounds):
-        for who in (contenders if r % 2 == 0 else contenders[::-1]):
-            if who not in contenders:
-                continue
-            done = subprocess.run(
-                [sys.executable, __file__, "--worker", who, "--repeats", str(args.repeats),
-                 "--threads", str(args.threads), "--batch", str(args.batch)],
-                env=_setup.thread_env(args.threads), capture_output=True, text=True)
-            if done.returncode != 0:
-                sys.exit(f"{who} worker failed:\n{done.stderr}")
-            reply = json.loads(done.stdout.strip().splitlines()[-1])
-            if "missing" in reply:
-                missing, contenders = reply["missing"], ["tinyconv"]
-                continue
+    # missing: what a Captum worker could not import; then only tinyconv runs
+    replies, missing = _setup.fresh_worker_rounds(
+        __file__, CONTENDERS, args.rounds, args.threads,
+        ["--repeats", str(args.repeats), "--batch", str(args.batch)])
+    for who, rounds in replies.items():
+        for reply in rounds:
             for task, ts in reply.items():
                 times[who][task] += ts
                 medians[who][task].append(statistics.median(ts))

@@ -33,7 +33,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 
@@ -167,24 +166,10 @@ def main(argv=None):
     if args.worker:
         return worker(args.worker, args.repeats, args.threads,
                       [int(b) for b in args.batches.split(",")])
-    contenders, missing = list(CONTENDERS), None
-    runs = {c: [] for c in CONTENDERS}
     load0 = os.getloadavg()[0]
-    for r in range(args.rounds):
-        for who in (contenders if r % 2 == 0 else contenders[::-1]):
-            if who not in contenders:
-                continue
-            done = subprocess.run(
-                [sys.executable, __file__, "--worker", who, "--repeats", str(args.repeats),
-                 "--threads", str(args.threads), "--batches", ",".join(map(str, batches))],
-                env=_setup.thread_env(args.threads), capture_output=True, text=True)
-            if done.returncode != 0:
-                sys.exit(f"{who} worker failed:\n{done.stderr}")
-            reply = json.loads(done.stdout.strip().splitlines()[-1])
-            if "missing" in reply:
-                missing, contenders = reply["missing"], ["tinyconv"]
-                continue
-            runs[who].append(reply)
+    runs, missing = _setup.fresh_worker_rounds(
+        __file__, CONTENDERS, args.rounds, args.threads,
+        ["--repeats", str(args.repeats), "--batches", ",".join(map(str, batches))])
 
     def pooled(who, n, kind, step=None):
         """Every timed pass of all rounds, in ms (None when ``who`` did not run)."""
