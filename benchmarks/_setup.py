@@ -902,10 +902,13 @@ def pass_table(title, shape, rate, note, turns):
                        "taking turns, see the mode line." if turns else "")])
 
 
-def write_text_markdown(path, title, text, command):
-    """Write a script's printed ``text`` to ``path`` as a markdown section: ``title``, the text
-    as it was printed, and the ``command`` that reproduces it (for scripts whose output is not
-    :class:`Table` objects; those go through :func:`report`)."""
+def write_text_markdown(path, script, doc, text, quick=False):
+    """Write a script's printed ``text`` to ``path`` as a markdown section: the first line of
+    its docstring ``doc`` as the title, the text as it was printed, and the command that
+    reproduces it, ``python benchmarks/<script's file name>`` (with ``--quick`` if it ran so),
+    for scripts whose output is not :class:`Table` objects; those go through :func:`report`."""
+    title = doc.splitlines()[0]
+    command = f"python benchmarks/{os.path.basename(script)}{' --quick' if quick else ''}"
     with open(path, "w") as f:
         f.write(f"### {title}\n\n```\n{text.rstrip()}\n```\n\nCommand: {command}\n")
 

@@ -181,9 +181,7 @@ def main(argv=None):
     text = "\n".join(lines)
     sys.stdout.write(text + "\n")
     if args.markdown:
-        _setup.write_text_markdown(
-            args.markdown, __doc__.splitlines()[0], text,
-            f"python benchmarks/bench_after_zf.py{' --quick' if args.quick else ''}")
+        _setup.write_text_markdown(args.markdown, __file__, __doc__, text, args.quick)
 
 
 if __name__ == "__main__":

@@ -93,9 +93,7 @@ def main():
     with contextlib.redirect_stdout(Tee(sys.stdout)) as out:
         run(args)
     if args.markdown:
-        _setup.write_text_markdown(
-            args.markdown, __doc__.splitlines()[0], out.getvalue(),
-            f"python benchmarks/bench_explore.py{' --quick' if args.quick else ''}")
+        _setup.write_text_markdown(args.markdown, __file__, __doc__, out.getvalue(), args.quick)
 
 
 class Tee(io.StringIO):

@@ -69,6 +69,9 @@ def tinyconv_passes(model, x, repeats):
     parts = steps(model)
     times = {"forward": {n: [] for n, _, _ in parts}, "backward": {n: [] for n, _, _ in parts},
              "forward whole": [], "backward whole": []}
+    # the one-hot signal on the target logit (backward never writes the caller's array)
+    signal = np.zeros((len(x), *model.output_shapes[-1]), x.dtype)
+    signal[:, TARGET] = 1
     for r in range(repeats + 2):
         keep = r >= 2
         y = x
@@ -77,16 +80,13 @@ def tinyconv_passes(model, x, repeats):
             if keep:
                 times["forward"][name].append(t)
         _, t = clock(lambda: model.forward(x))
-        dy = np.zeros_like(y)
-        dy[:, TARGET] = 1
+        dy = signal
         for name, a, b in reversed(parts):
             dy, t_b = clock(lambda dy=dy, a=a, b=b: model.backward(dy, start=b, stop=a,
                                                                   param_grads=False))
             if keep:
                 times["backward"][name].append(t_b)
-        signal = np.zeros_like(y)
-        signal[:, TARGET] = 1
-        _, t_whole = clock(lambda signal=signal: model.backward(signal, param_grads=False))
+        _, t_whole = clock(lambda: model.backward(signal, param_grads=False))
         if keep:
             times["forward whole"].append(t)
             times["backward whole"].append(t_whole)
@@ -134,19 +134,18 @@ def worker(contender, repeats, threads, batches):
         pass
     model = tc.pretrained("mnist")
     images, _ = tc.load_mnist("bundled-test")
-    out = {}
-    for n in batches:
-        X = tc.to_float(images[:n])
-        if contender == "tinyconv":
-            out[n] = tinyconv_passes(model, X, repeats)
-            continue
+    if contender != "tinyconv":
         try:
             import torch
         except ImportError as e:
             print(json.dumps({"missing": e.name or str(e)}))
             return
         torch.set_num_threads(threads)
-        out[n] = torch_passes(model, X, repeats, contender)
+    out = {}
+    for n in batches:
+        X = tc.to_float(images[:n])
+        out[n] = (tinyconv_passes(model, X, repeats) if contender == "tinyconv"
+                  else torch_passes(model, X, repeats, contender))
     print(json.dumps(out))
 
 
@@ -217,9 +216,7 @@ def main(argv=None):
     text = "\n".join(lines)
     sys.stdout.write(text + "\n")
     if args.markdown:
-        _setup.write_text_markdown(
-            args.markdown, __doc__.splitlines()[0], text,
-            f"python benchmarks/bench_layers.py{' --quick' if args.quick else ''}")
+        _setup.write_text_markdown(args.markdown, __file__, __doc__, text, args.quick)
 
 
 if __name__ == "__main__":
