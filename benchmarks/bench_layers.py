@@ -46,14 +46,9 @@ TARGET = 3
 
 
 def steps(model):
-    """``[(name, a, b)]``: the steps of ``model.forward``, layers ``a … b - 1`` each (a ReLU and
-    the pool above it together, by the model's own rule for that)."""
-    out, a = [], 0
-    while a < len(model.layers):
-        b = a + 2 if model._rectifier_below_pool(a, len(model.layers)) else a + 1
-        out.append((" + ".join(model.names[a + 1:b + 1]), a, b))
-        a = b
-    return out
+    """``[(name, a, b)]``: the steps of ``model.forward`` (``model.steps()``), layers
+    ``a … b - 1`` each, named after their layers (``"relu1 + pool1"``)."""
+    return [(" + ".join(model.names[a + 1:b + 1]), a, b) for a, b in model.steps()]
 
 
 def clock(fn):

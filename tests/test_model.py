@@ -52,6 +52,24 @@ def test_activations_match_output_shapes_and_forward(model, rng):
     assert len(model.activations(x, upto=2)) == 3
 
 
+def test_steps_pair_each_relu_with_the_pool_above_it_and_add_up_to_forward(model, rng):
+    # conv1, relu1 + pool1, top, relu2 (no pool above it), flatten1, logits
+    assert model.steps() == [(0, 1), (1, 3), (3, 4), (4, 5), (5, 6), (6, 7)]
+    # a pass that stops at y_(relu1) runs the ReLU alone; one from there starts at the pool
+    assert model.steps(upto="relu1") == [(0, 1), (1, 2)]
+    assert model.steps(start="relu1", upto="pool1") == [(2, 3)]
+    assert model.steps(start="conv1", upto="pool1") == [(1, 3)]
+    assert model.steps(start="pool1") == [(3, 4), (4, 5), (5, 6), (6, 7)]
+    assert model.steps(start=2, upto=2) == []
+    with pytest.raises(ValueError, match=r"^start: expected a layer at or below upto \(2\)"):
+        model.steps(start="top", upto="relu1")
+    x = rng.standard_normal((3, 8, 10, 2)).astype(np.float32)
+    y = x
+    for a, b in model.steps():
+        y = model.forward(y, start=a, upto=b)
+    np.testing.assert_array_equal(y, model(x))          # step by step = one pass, bit for bit
+
+
 def test_same_seed_same_parameters():
     a, b, c = small_model(7), small_model(7), small_model(8)
     for (la, key), (lb, _), (lc, _) in zip(a.parameters(), b.parameters(), c.parameters(),

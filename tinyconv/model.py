@@ -262,6 +262,25 @@ class Sequential:
         return (self.layers[i].rectifier and i + 1 < end
                 and self.layers[i + 1].takes_rectifier)
 
+    def steps(self, start=0, upto=None):
+        """The passes :meth:`forward` makes from ``y_(start)`` to ``y_(upto)``: ``[(a, b)]``,
+        each running layers ``a … b - 1`` (``y_(a) -> y_(b)``) in one go, bottom up.
+
+        A step is one layer, or a ReLU and the max-pool just above it, which run as one pass
+        over the ReLU's input (the same numbers: ``maxpool(max(y, 0))``, and the pool's
+        switches point at the same units) when both are below ``upto``. A timing of the
+        forward pass step by step (``benchmarks/bench_layers.py``) follows these steps."""
+        upto = len(self.layers) if upto is None else self.index(upto)
+        start = self.index(start)
+        if start > upto:
+            raise ValueError(f"start: expected a layer at or below upto ({upto}), got {start}")
+        out, i = [], start
+        while i < upto:
+            end = i + 2 if self._rectifier_below_pool(i, upto) else i + 1
+            out.append((i, end))
+            i = end
+        return out
+
     def forward(self, x, upto=None, start=0, param_grads=False):
         """``y_(L)`` (or ``y_(upto)``) for input ``x`` of shape ``(N, H, W, C_0)``.
 
@@ -277,25 +296,20 @@ class Sequential:
         """
         upto = len(self.layers) if upto is None else self.index(upto)
         start = self.index(start)
-        if start > upto:
-            raise ValueError(f"start: expected a layer at or below upto ({upto}), got {start}")
+        steps = self.steps(start, upto)
         y = self._check_input(x, start)
         with self._exclusive("forward"):
-            i = start
-            while i < upto:
+            for i, end in steps:
                 layer = self.layers[i]
-                if self._rectifier_below_pool(i, upto):
+                if end == i + 2:
                     # a ReLU and the max-pool above it in one pass, the same numbers: the
                     # ReLU keeps its input for its backward, the pool takes max(y, 0) itself
                     layer.keep(y)
                     y = self.layers[i + 1].forward(y, check=False, rectify=True)
-                    i += 2
-                    continue
-                if param_grads and layer.params:
+                elif param_grads and layer.params:
                     y = layer.forward(y, check=False, param_grads=True)
                 else:
                     y = layer.forward(y, check=False)
-                i += 1
             self._reached, self._began, self._owner = upto, start, threading.get_ident()
         return y
 
