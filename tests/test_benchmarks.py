@@ -48,6 +48,8 @@ RUNS = {
     "after zf bare": ["bench_after_zf.py"],
     "layers": ["bench_layers.py", "--markdown", "{tmp}/layers.md"],
     "layers bare": ["bench_layers.py"],
+    "gemm": ["bench_gemm.py", "--markdown", "{tmp}/gemm.md"],
+    "gemm bare": ["bench_gemm.py"],
     # as on a machine that sets OpenBLAS' kernel and cache size (whatever this one sets)
     "pool blas vars": ["bench_pool.py"],
 }
@@ -293,6 +295,54 @@ def test_layers_without_torch_times_tinyconv_and_says_why(started):
     assert list(rows) == list(STEPS)
     assert all(cells[1:4] == ["-", "-", "-"] and float(cells[0]) > 0 and float(cells[4]) > 0
                for cells in rows.values())
+
+
+def gemm_rows(out):
+    """``[(table, layer, cells)]`` of bench_gemm.py's two tables (one batch in --quick mode)."""
+    rows, table = [], None
+    for line in out.splitlines():
+        if line.startswith("batch 8: "):
+            table = "GEMM" if "alone" in line else "whole"
+        elif table and line.startswith("conv"):
+            name, *cells = line.split()
+            rows.append((table, name, cells))
+    return rows
+
+
+def test_gemm_times_each_convolution_every_way(started):
+    out = finished(started, "gemm")
+    assert "Traceback" not in out
+    torch = importlib.util.find_spec("torch") is not None
+    rows = gemm_rows(out)
+    assert [(t, n) for t, n, _ in rows] == [(t, f"conv{i}") for t in ("GEMM", "whole")
+                                            for i in (1, 2, 3)]
+    for table, name, cells in rows:
+        if table == "GEMM":
+            # [cols, 1]: rows x (kh kw C_in + 1) at batch 8, then ms and GFLOP/s per library,
+            # then NumPy / torch
+            assert cells[0] == {"conv1": "6272x26", "conv2": "1568x401",
+                                "conv3": "392x289"}[name]
+            pairs, ratios = (cells[1:5], cells[5:]) if torch else (cells[1:3], [])
+        else:
+            # tinyconv im2col, torch im2col, the layer's path, the layer, torch NCHW and
+            # channels_last (ms and GFLOP/s each), then two ratios
+            assert cells[4] in ("im2col", "Winograd"), cells
+            pairs, ratios = ((cells[:4] + cells[5:11], cells[11:]) if torch
+                             else (cells[:2] + cells[5:7], []))
+        # a busy machine may round GFLOP/s down to 0.0; a time is never 0
+        assert all(float(ms) > 0 <= float(rate) for ms, rate in zip(pairs[::2], pairs[1::2],
+                                                                      strict=True)), cells
+        assert all(float(r) > 0 for r in ratios), cells
+    assert "Command: python benchmarks/bench_gemm.py --quick" in (
+        started[1] / "gemm.md").read_text()
+
+
+def test_gemm_without_torch_times_tinyconv_and_says_why(started):
+    out = finished(started, "gemm bare")
+    assert "Traceback" not in out and "torch: torch not installed: skipped" in out
+    for table, _, cells in gemm_rows(out):
+        torch_cells = cells[3:] if table == "GEMM" else cells[2:4] + cells[7:]
+        assert set(torch_cells) == {"-"}, (table, cells)
 
 
 def test_hidden_packages_really_are_hidden(tmp_path):
