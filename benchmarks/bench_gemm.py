@@ -11,20 +11,25 @@ input it really gets (the first held-out digits run up to it), at batches of 64 
   matrix of the same shape, memory order and chunks of examples
   (``tinyconv.workspace.chunks``) as the layer's, by NumPy (OpenBLAS, in tinyconv's worker)
   and by ``torch.mm`` (torch's BLAS, in torch's worker).
-- **im2col route, whole**: tinyconv's layer with im2col (``forward(x, param_grads=True)``,
-  which keeps im2col, ``workspace.winograd_applies``), and torch's own im2col
-  route: ``F.unfold`` (NCHW) and one ``matmul`` with the bias added.
+- **im2col route, whole**: tinyconv's layer by im2col (``forward(x, param_grads=True)``,
+  which keeps a 5x5 layer on im2col, ``workspace.winograd_applies``; the script stops if a
+  layer would still go by Winograd), and an im2col route built from torch's pieces:
+  ``F.pad`` and ``F.unfold`` (NCHW), then a batched ``matmul`` ``(C_out, K) @ (N, K, L)``
+  with the bias added.
 - **the convolution**: tinyconv's ``Conv2D.forward`` as the model calls it (im2col or
   Winograd, the path is named), and torch's ``Conv2d`` in NCHW and in channels_last.
 
-GFLOP/s are the direct convolution's multiply-adds, ``2 N H_out W_out kh kw C_in C_out``,
-over the time, for every row (Winograd does fewer). Each round starts one fresh worker per
-library (the order reversed every other round), with ``OPENBLAS_CORETYPE`` and
-``OPENBLAS_L2_SIZE`` removed from its environment and every thread pool pinned to
-``--threads``; a worker times each case ``--repeats`` times after two untimed calls and
-prints the times as JSON. The tables give medians over all rounds.
+GFLOP/s count the direct convolution's flops, ``2 N H_out W_out kh kw C_in C_out`` (two per
+multiply-add), over the time, for every row (Winograd does fewer). The ``[cols, 1]`` column
+is the whole batch's matrix; the GEMMs run it in the layer's chunks.
+
+Each round starts one fresh worker per library (the order reversed every other round), with
+``OPENBLAS_CORETYPE`` and ``OPENBLAS_L2_SIZE`` removed from its environment and every thread
+pool pinned to ``--threads``; a worker times each case ``--repeats`` times after two untimed
+calls and prints the times as JSON. The tables give medians over all rounds.
 
     python benchmarks/bench_gemm.py [--rounds 5] [--repeats 10] [--threads 2] [--quick]
+                                    [--markdown PATH]
 """
 
 import argparse
@@ -65,14 +70,17 @@ def conv_inputs(model, X):
 
 
 def im2col_gemm_shape(layer, x):
-    """``(ranges, rows, K, C_out, column_major)`` of the layer's im2col GEMM on ``x``:
-    ``[cols, 1]`` is ``(rows, K)`` for the largest chunk, one chunk per ``(n0, n1)``."""
+    """``(ranges, P, K, C_out, column_major)`` of the layer's im2col GEMM on ``x``: one chunk
+    of examples per ``(n0, n1)`` in ``ranges``, ``P = H_out W_out`` rows of ``[cols, 1]`` per
+    example, ``K`` columns (``kh kw C_in``, and 1 for the bias)."""
     from tinyconv import workspace
     N, H, W, _ = x.shape
     args = layer._im2col_args(H, W)
     P = args.H_out * args.W_out
-    K = layer.params["W"][..., 0].size + (1 if layer.bias else 0)   # kh*kw*C_in (+ 1)
-    ranges, rows = workspace.chunks(N, P, K, x.itemsize)
+    taps = layer.params["W"][..., 0].size                              # kh*kw*C_in
+    K = taps + (1 if layer.bias else 0)
+    # chunked as ConvWorkspace.im2col_gemm chunks them: by taps + 1 columns, bias or not
+    ranges, _ = workspace.chunks(N, P, taps + 1, x.itemsize)
     return ranges, P, K, layer.out_channels, workspace.column_major(layer.in_channels, args)
 
 
@@ -106,31 +114,40 @@ def tinyconv_cases(model, X, repeats):
                 np.matmul(A[:rows], B, out=y[:rows])
 
         args = layer._im2col_args(*x.shape[1:3])
-        winograd = workspace.winograd_applies(args, layer.in_channels, layer.out_channels,
-                                              len(x))
+        winograd = [workspace.winograd_applies(args, layer.in_channels, layer.out_channels,
+                                               len(x), param_grads) for param_grads in (0, 1)]
+        if winograd[1]:
+            raise SystemExit(f"{model.names[i + 1]}: goes by Winograd even with param_grads, "
+                             "so the im2col column would not time im2col")
+        # check=False, as Sequential.forward calls its layers
         out[model.names[i + 1]] = {
             "GEMM": times_of(gemm, repeats),
-            "im2col": times_of(lambda layer=layer, x=x: layer.forward(x, param_grads=True),
-                               repeats),
-            "layer": times_of(lambda layer=layer, x=x: layer.forward(x), repeats),
-            "path": "Winograd" if winograd else "im2col"}
+            "im2col": times_of(lambda layer=layer, x=x: layer.forward(
+                x, check=False, param_grads=True), repeats),
+            "layer": times_of(lambda layer=layer, x=x: layer.forward(x, check=False), repeats),
+            "path": "Winograd" if winograd[0] else "im2col",
+            "cols": f"{len(x) * P}x{shape[2]}"}
     return out
 
 
 def torch_cases(model, X, repeats):
-    """The same for the torch worker: its BLAS on the same GEMM, its own im2col route
-    (``F.unfold`` + ``matmul``) and its ``Conv2d`` in both layouts."""
+    """The same for the torch worker: its BLAS on the same GEMM, an im2col route of its
+    pieces (``F.unfold`` + ``matmul``) and its ``Conv2d`` in both layouts."""
     import torch
     import torch.nn.functional as F
     out = {}
     nets = {layout: list(_setup.torch_copy(model, layout).eval().children())
             for layout in _setup.TORCH_LAYOUTS}
+    if any(len(modules) != len(model.layers) for modules in nets.values()):
+        # to_torch inserts a padding module before a layer padded unevenly
+        raise SystemExit("the torch copy has modules besides the model's layers: module i is "
+                         "not layer i")
     for i, layer, x in conv_inputs(model, X):
         shape = im2col_gemm_shape(layer, x)
         ranges, P = shape[:2]
         # from_numpy keeps the strides: a column-major [cols, 1] stays column-major
         A, B = (torch.from_numpy(a) for a in gemm_operands(shape, x.dtype))
-        y = torch.empty(A.shape[0], B.shape[1])
+        y = torch.empty(A.shape[0], B.shape[1], dtype=A.dtype)
 
         def gemm(A=A, B=B, y=y, ranges=ranges, P=P):
             for n0, n1 in ranges:
@@ -220,11 +237,9 @@ def tables(runs, batches, model):
                   f"{'NumPy/torch':>11}"]
         for name in names:
             work = flops(model, name, n)
-            i = model.names.index(name) - 1
-            H_out, W_out = model.output_shapes[i + 1][:2]
-            K = model.layers[i].params["W"][..., 0].size + 1
+            cols = runs["tinyconv"][0][str(n)][name]["cols"]
             ours, theirs = (med(who, n, name, case) for case, who in GEMM_CASES)
-            lines.append(f"{name:<7} {f'{n * H_out * W_out}x{K}':>15} {cell(ours, work)} "
+            lines.append(f"{name:<7} {cols:>15} {cell(ours, work)} "
                          f"{cell(theirs, work)} {ratio(ours, theirs):>11}")
         lines += ["", f"batch {n}: the convolution, whole (ms, GFLOP/s)",
                   f"{'layer':<7} {'tinyconv im2col':>15} {'torch im2col':>13} "
@@ -267,8 +282,8 @@ def main(argv=None):
     lines = [f"{args.rounds} rounds x {args.repeats} calls, {args.threads} threads per "
              f"process, load average (1 min) {load0:.1f} before, {os.getloadavg()[0]:.1f} "
              f"after, {os.cpu_count()} cores",
-             "medians over all rounds; GFLOP/s = the direct convolution's 2 N H W kh kw C_in "
-             "C_out / time; layer/torch = tinyconv's layer over torch's faster layout",
+             "medians over all rounds; GFLOP/s = the direct convolution's 2 N H_out W_out kh kw "
+             "C_in C_out / time; layer/torch = tinyconv's layer over torch's faster layout",
              *tables(runs, batches, tc.pretrained("mnist"))]
     if missing:
         lines.append(f"torch: {missing} not installed: skipped "

@@ -297,26 +297,44 @@ def test_layers_without_torch_times_tinyconv_and_says_why(started):
                for cells in rows.values())
 
 
+#: bench_gemm.py's column headers, table by table.
+GEMM_HEADERS = {"GEMM": ["layer", "[cols,", "1]", "NumPy", "torch.mm", "NumPy/torch"],
+                "whole": ["layer", "tinyconv", "im2col", "torch", "im2col", "tinyconv", "layer",
+                          "torch", "NCHW", "ch-last", "layer/torch", "torch", "im2col/conv"]}
+#: Cells per row: the matrix, then ms and GFLOP/s for two libraries, and their ratio; or
+#: three routes, the layer's path and two torch layouts (ms and GFLOP/s each), two ratios.
+GEMM_CELLS = {"GEMM": 6, "whole": 13}
+
+
 def gemm_rows(out):
-    """``[(table, layer, cells)]`` of bench_gemm.py's two tables (one batch in --quick mode)."""
-    rows, table = [], None
-    for line in out.splitlines():
+    """``[(table, layer, cells)]`` of bench_gemm.py's two tables (one batch in --quick mode),
+    after checking each table's header."""
+    rows, table, lines = [], None, iter(out.splitlines())
+    for line in lines:
         if line.startswith("batch 8: "):
             table = "GEMM" if "alone" in line else "whole"
+            assert next(lines).split() == GEMM_HEADERS[table], line
         elif table and line.startswith("conv"):
             name, *cells = line.split()
+            assert len(cells) == GEMM_CELLS[table], (table, line)
             rows.append((table, name, cells))
+    assert [(t, n) for t, n, _ in rows] == [(t, f"conv{i}") for t in ("GEMM", "whole")
+                                            for i in (1, 2, 3)], out
     return rows
+
+
+def times_and_rates(cells):
+    """Whether ``cells`` are pairs of a time in ms (never 0) and a GFLOP/s (a busy machine
+    may round it down to 0.0)."""
+    return all(float(ms) > 0 <= float(rate)
+               for ms, rate in zip(cells[::2], cells[1::2], strict=True))
 
 
 def test_gemm_times_each_convolution_every_way(started):
     out = finished(started, "gemm")
     assert "Traceback" not in out
     torch = importlib.util.find_spec("torch") is not None
-    rows = gemm_rows(out)
-    assert [(t, n) for t, n, _ in rows] == [(t, f"conv{i}") for t in ("GEMM", "whole")
-                                            for i in (1, 2, 3)]
-    for table, name, cells in rows:
+    for table, name, cells in gemm_rows(out):
         if table == "GEMM":
             # [cols, 1]: rows x (kh kw C_in + 1) at batch 8, then ms and GFLOP/s per library,
             # then NumPy / torch
@@ -329,9 +347,7 @@ def test_gemm_times_each_convolution_every_way(started):
             assert cells[4] in ("im2col", "Winograd"), cells
             pairs, ratios = ((cells[:4] + cells[5:11], cells[11:]) if torch
                              else (cells[:2] + cells[5:7], []))
-        # a busy machine may round GFLOP/s down to 0.0; a time is never 0
-        assert all(float(ms) > 0 <= float(rate) for ms, rate in zip(pairs[::2], pairs[1::2],
-                                                                      strict=True)), cells
+        assert times_and_rates(pairs), cells
         assert all(float(r) > 0 for r in ratios), cells
     assert "Command: python benchmarks/bench_gemm.py --quick" in (
         started[1] / "gemm.md").read_text()
@@ -341,8 +357,10 @@ def test_gemm_without_torch_times_tinyconv_and_says_why(started):
     out = finished(started, "gemm bare")
     assert "Traceback" not in out and "torch: torch not installed: skipped" in out
     for table, _, cells in gemm_rows(out):
-        torch_cells = cells[3:] if table == "GEMM" else cells[2:4] + cells[7:]
+        ours, torch_cells = ((cells[1:3], cells[3:]) if table == "GEMM"
+                             else (cells[:2] + cells[5:7], cells[2:4] + cells[7:]))
         assert set(torch_cells) == {"-"}, (table, cells)
+        assert times_and_rates(ours), (table, cells)
 
 
 def test_hidden_packages_really_are_hidden(tmp_path):
