@@ -672,14 +672,20 @@ class Worker:
         self.close()
 
 
+#: A contender named ``who + AGAIN`` runs ``who``'s worker a second time, in a process of its
+#: own: the A/A control, the ratio two identical contenders get on this machine in this run.
+AGAIN = " again"
+
+
 def fresh_worker_rounds(script, contenders, rounds, threads, argv=()):
     """Run ``script --worker WHO *argv`` once per contender and round, each a fresh process.
 
     The order is reversed every other round, so a busy spell of the machine falls on every
     contender; each child gets :func:`thread_env` (OpenBLAS overrides removed, every pool
-    pinned to ``threads``) and prints one JSON line, its last. A child that replies
-    ``{"missing": name}`` (torch not installed) ends the other contenders' rounds: only the
-    first of ``contenders`` goes on. A child that fails ends the script with its stderr.
+    pinned to ``threads``) and prints one JSON line, its last. A contender ``who + AGAIN``
+    runs ``--worker who``. A child that replies ``{"missing": name}`` (torch not installed)
+    ends the other contenders' rounds: only the first of ``contenders`` (and its ``AGAIN``
+    twin) goes on. A child that fails ends the script with its stderr.
 
     Returns
     -------
@@ -690,14 +696,15 @@ def fresh_worker_rounds(script, contenders, rounds, threads, argv=()):
         for who in (live if r % 2 == 0 else live[::-1]):
             if who not in live:
                 continue
-            done = subprocess.run([sys.executable, os.path.abspath(script), "--worker", who,
-                                   "--threads", str(threads), *argv],
+            done = subprocess.run([sys.executable, os.path.abspath(script), "--worker",
+                                   who.removesuffix(AGAIN), "--threads", str(threads), *argv],
                                   env=thread_env(threads), capture_output=True, text=True)
             if done.returncode != 0:
                 sys.exit(f"{who} worker failed:\n{done.stderr}")
             reply = json.loads(done.stdout.strip().splitlines()[-1])
             if "missing" in reply:
-                missing, live = reply["missing"], live[:1]
+                missing = reply["missing"]
+                live = [c for c in live if c.removesuffix(AGAIN) == contenders[0]]
                 continue
             replies[who].append(reply)
     return replies, missing

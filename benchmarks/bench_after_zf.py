@@ -22,7 +22,8 @@ has a worker of its own; the ratios are against the faster layout of each task b
 both layouts' times are printed.
 
 The parent never imports NumPy or torch. Each round it starts one fresh worker per contender
-(tinyconv, Captum NCHW, Captum channels_last; the order reversed every other round), with
+(tinyconv, tinyconv again, Captum NCHW, Captum channels_last; the order reversed every other
+round), with
 ``OPENBLAS_CORETYPE`` and ``OPENBLAS_L2_SIZE`` removed from the child's environment and every
 thread pool pinned to ``--threads``; a worker warms each task up once, times it ``--repeats``
 times and prints its timings as JSON. The parent reports the best and the median over all
@@ -31,8 +32,14 @@ round's medians, measured minutes apart, so a change of the machine's load betwe
 cancels). The 1-minute load average is printed before and after: on a shared machine, single
 times swing by a third or more; the ratios are what counts.
 
+*The A/A control.* "tinyconv again" is tinyconv's worker a second time, in a fresh process
+of its own, taking its turn in every round like the others. The ratio tinyconv / tinyconv
+again is printed the same three ways: it is what this machine, in this run, makes of two
+identical contenders, so a ratio against Captum no farther from 1.00 than it is a tie.
+``--no-control`` skips it.
+
     python benchmarks/bench_after_zf.py [--rounds 5] [--repeats 5] [--threads 2] [--batch 64]
-                                        [--quick]
+                                        [--no-control] [--quick] [--markdown PATH]
 """
 
 import argparse
@@ -45,8 +52,10 @@ import time
 import _setup  # first: re-executes without OPENBLAS_* variables before NumPy loads
 
 TASKS = ("IG", "SmoothGrad", "Grad-CAM")
-#: Each in a fresh worker every round: tinyconv, then Captum in each of torch's layouts.
-CONTENDERS = ("tinyconv", *_setup.TORCH_LAYOUTS)
+#: The workers: tinyconv, then Captum in each of torch's layouts.
+WORKERS = ("tinyconv", *_setup.TORCH_LAYOUTS)
+#: tinyconv's worker a second time: the A/A control.
+CONTROL = "tinyconv" + _setup.AGAIN
 
 
 def tinyconv_tasks(model, X, batch):
@@ -129,18 +138,21 @@ def main(argv=None):
                         help="images per forward/backward pass in IG and SmoothGrad")
     parser.add_argument("--quick", action="store_true", help="1 round of 1 repeat")
     parser.add_argument("--markdown", metavar="PATH", help="also write the table to PATH")
-    parser.add_argument("--worker", choices=CONTENDERS, help=argparse.SUPPRESS)
+    parser.add_argument("--no-control", action="store_true",
+                        help="skip the A/A control (tinyconv's worker a second time)")
+    parser.add_argument("--worker", choices=WORKERS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.repeats = 1, 1
     if args.worker:
         return worker(args.worker, args.repeats, args.threads, args.batch)
-    times = {c: {t: [] for t in TASKS} for c in CONTENDERS}
-    medians = {c: {t: [] for t in TASKS} for c in CONTENDERS}       # one per round
+    contenders = ("tinyconv", *(() if args.no_control else (CONTROL,)), *WORKERS[1:])
+    times = {c: {t: [] for t in TASKS} for c in contenders}
+    medians = {c: {t: [] for t in TASKS} for c in contenders}       # one per round
     load0 = os.getloadavg()[0]
-    # missing: what a Captum worker could not import; then only tinyconv runs
+    # missing: what a Captum worker could not import; then only tinyconv (and CONTROL) run
     replies, missing = _setup.fresh_worker_rounds(
-        __file__, CONTENDERS, args.rounds, args.threads,
+        __file__, contenders, args.rounds, args.threads,
         ["--repeats", str(args.repeats), "--batch", str(args.batch)])
     for who, rounds in replies.items():
         for reply in rounds:
@@ -160,21 +172,34 @@ def main(argv=None):
 
     def cell(ts):
         return f"{min(ts) * 1e3:6.1f} / {statistics.median(ts) * 1e3:6.1f}"
+
+    def ratios(task, a, b):
+        """``a`` / ``b``: by best, by median, and each round's, then their median."""
+        per_round = [p / q for p, q in zip(medians[a][task], medians[b][task], strict=True)]
+        return (f"{min(times[a][task]) / min(times[b][task]):>10.2f} "
+                f"{statistics.median(times[a][task]) / statistics.median(times[b][task]):>12.2f}"
+                f"   {' '.join(f'{q:.2f}' for q in per_round)} "
+                f"({statistics.median(per_round):.2f})")
     for task in TASKS:
         ours = times["tinyconv"][task]
         if missing:
             lines.append(f"{task:<11} {cell(ours):>15} {'skipped':>15} {'skipped':>15}")
             continue
-        layout = min(CONTENDERS[1:], key=lambda c: statistics.median(times[c][task]))
-        theirs = times[layout][task]
-        per_round = [a / b for a, b in zip(medians["tinyconv"][task], medians[layout][task],
-                                           strict=True)]
+        layout = min(WORKERS[1:], key=lambda c: statistics.median(times[c][task]))
         lines.append(f"{task:<11} {cell(ours):>15} {cell(times['NCHW'][task]):>15} "
                      f"{cell(times['channels_last'][task]):>15} {layout:>13} "
-                     f"{min(ours) / min(theirs):>10.2f} "
-                     f"{statistics.median(ours) / statistics.median(theirs):>12.2f}   "
-                     f"{' '.join(f'{q:.2f}' for q in per_round)} "
-                     f"({statistics.median(per_round):.2f})")
+                     f"{ratios(task, 'tinyconv', layout)}")
+    if not args.no_control:
+        lines += ["", f"A/A control: tinyconv / {CONTROL}, the same worker twice every round, "
+                  "each in a fresh process.",
+                  "Two identical contenders land this far from 1.00 in this run: a ratio "
+                  "against Captum no farther",
+                  "from 1.00 is a tie, not a result.",
+                  f"{'task':<15} {'tinyconv':>15} {CONTROL:>15} {'ratio best':>10} "
+                  f"{'ratio median':>12} {'per-round ratios (median)':>26}"]
+        lines += [f"{'A/A ' + task:<15} {cell(times['tinyconv'][task]):>15} "
+                  f"{cell(times[CONTROL][task]):>15} {ratios(task, 'tinyconv', CONTROL)}"
+                  for task in TASKS]
     if missing:
         lines.append(f"Captum: {missing} not installed: skipped "
                      "(pip install torch==2.13.0 captum; README says how to get the CPU build)")

@@ -219,6 +219,22 @@ def test_after_zf_times_captum_in_both_layouts(started):
         # the faster layout is named, then the ratios, which are positive numbers
         assert row[10] in ("NCHW", "channels_last"), row
         assert float(row[11]) > 0 and float(row[12]) > 0, row
+    assert_control(out)
+
+
+def assert_control(out):
+    """bench_after_zf.py's A/A table: one row per task, tinyconv's and its twin's best /
+    median, then the ratios."""
+    assert "A/A control: tinyconv / tinyconv again" in out
+    rows = [line.split() for line in out.splitlines()
+            if line.startswith(("A/A IG ", "A/A SmoothGrad ", "A/A Grad-CAM "))]
+    assert [row[1] for row in rows] == ["IG", "SmoothGrad", "Grad-CAM"], out
+    for row in rows:
+        # A/A task, best / median twice, ratio best, ratio median, one per-round ratio and
+        # its median in parentheses (--quick: one round)
+        assert len(row) == 12 and row[3] == row[6] == "/", row
+        assert all(float(c) > 0 for c in row[2:3] + row[4:6] + row[7:11]), row
+        assert row[11] == f"({row[10]})", row
 
 
 def test_model_in_process_says_so(started):
@@ -255,6 +271,7 @@ def test_after_zf_without_torch_times_tinyconv_and_says_why(started):
             if line.startswith(("IG ", "SmoothGrad ", "Grad-CAM "))]
     assert len(rows) == 3 and all(row[-2:] == ["skipped", "skipped"] for row in rows)
     assert all(float(row[1]) > 0 for row in rows)            # tinyconv's best, in ms
+    assert_control(out)                   # the A/A control needs no Captum: it still runs
 
 
 STEPS = ("conv1", "relu1 + pool1", "conv2", "relu2 + pool2", "conv3", "relu3 + pool3",
