@@ -601,7 +601,8 @@ class Worker:
 
     def __init__(self, script, side, threads, env=None, argv=()):
         self.side = side
-        cmd = [sys.executable, os.path.abspath(script), "--worker", side,
+        # a side ``who + AGAIN`` is ``who``'s worker in a second process
+        cmd = [sys.executable, os.path.abspath(script), "--worker", side.removesuffix(AGAIN),
                "--threads", str(threads), *argv]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      text=True, env=thread_env(threads, **(env or {})))
@@ -745,7 +746,9 @@ def compare(script, make, groups, args, env=None, sides=SIDES, probes=(), long=(
         round (the order reversed every other round), and are dropped after their last round.
     args : the parsed options (``quick``, ``threads``, ``rounds``, ``in_process``, ``no_torch``).
     env : extra environment variables for the workers.
-    sides : which workers to start.
+    sides : which workers to start; a side ``"tinyconv" + AGAIN`` is tinyconv's worker in a
+        second process (the A/A control), whose jobs go in the groups like any other's (it
+        is left out with ``--in-process``, where it would be the same process).
     probes : ``(side, case)`` pairs whose ``make(side, case)()`` is called once, untimed, after
         the timings, and whose JSON result is returned under ``("probe", side, case)``
         (e.g. a check that both libraries compute the same numbers).
@@ -797,10 +800,11 @@ def compare(script, make, groups, args, env=None, sides=SIDES, probes=(), long=(
 
 
 def _compare_in_process(make, groups, args, skip, probes):
-    """:func:`compare` with every callable in this process, each group timed in turns."""
+    """:func:`compare` with every callable in this process, each group timed in turns (an
+    A/A side is left out: in one process it would time the same callables twice)."""
     results = {}
     for group in groups:
-        group = [job for job in group if job[0] not in skip]
+        group = [job for job in group if job[0] not in skip and not job[0].endswith(AGAIN)]
         fns, firsts = [], []
         for job in group:
             try:

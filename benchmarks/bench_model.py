@@ -31,8 +31,13 @@ and channels_last, each with the network and its inputs converted explicitly
 time over the reference's: below 1, tinyconv is faster. Each method pair is also checked for
 agreement in one process.
 
+*The A/A control*: tinyconv's worker runs a second time, in a process of its own that takes
+its turn in every round like the others, and each row gives tinyconv / tinyconv again by
+median. It is what this machine, in this run, makes of two identical contenders: a ratio
+against the reference no farther from 1.00 is a tie (``--no-control`` skips it).
+
 Run ``python benchmarks/bench_model.py [--quick] [--markdown PATH] [--threads 2] [--rounds 5]
-[--in-process]``.
+[--in-process] [--no-control]``.
 """
 
 import sys
@@ -283,6 +288,14 @@ def agreement(kind, args):
     return rel_diff(ours, to_nhwc(_torch(kind, [args[0], 625], "NCHW")()))
 
 
+#: tinyconv's worker a second time, in a process of its own: the A/A control.
+CONTROL = "tinyconv" + _setup.AGAIN
+CONTROL_NOTE = ("A/A (median) = tinyconv / tinyconv again, the same worker in a second process "
+                "taking its turn in every round: how far from 1.00 two identical contenders "
+                "land in this run (--no-control skips it; --in-process leaves it out). A "
+                "ratio against the reference no farther from 1.00 is a tie.")
+
+
 def make(side, case):
     """A worker's callable for ``case = "kind|arg|..."`` (tinyconv) or ``"kind|arg|...|layout"``
     (the reference); ``"check|kind|..."`` is the agreement probe of a method case."""
@@ -331,6 +344,8 @@ def cases(quick):
 
 def main(argv=None):
     ap = _setup.arg_parser(__doc__, "smaller batches, fewer digits, 1 round", "PyTorch / Captum")
+    ap.add_argument("--no-control", action="store_true",
+                    help="skip the A/A control (tinyconv's worker in a second process)")
     args = ap.parse_args(argv)
     if args.worker:
         return _setup.serve(args, make)
@@ -340,7 +355,8 @@ def main(argv=None):
                                + "; the shipped model, float32")
     header.append(_setup.run_mode(args))
     rows = cases(args.quick)
-    groups = [[("tinyconv", ours), *(("torch", c) for c in theirs)]
+    control = () if args.no_control else (CONTROL,)
+    groups = [[("tinyconv", ours), *((c, ours) for c in control), *(("torch", c) for c in theirs)]
               for _, _, ours, theirs, _ in rows]
     probes = [("torch", "check|" + ours) for _, _, ours, _, _ in rows
               if ours.startswith(("method", "occlusion"))]
@@ -348,7 +364,8 @@ def main(argv=None):
             if c.startswith(("epoch", "maxact"))}
     print(f"[bench_model] {len(rows)} cases, tinyconv and torch each in its own worker ...",
           file=sys.stderr, flush=True)
-    results, lines = _setup.compare(__file__, make, groups, args, probes=probes, long=long)
+    results, lines = _setup.compare(__file__, make, groups, args, sides=(*_setup.SIDES, *control),
+                                    probes=probes, long=long)
     header += lines
     _, skipped = available_methods()
 
@@ -362,16 +379,19 @@ def main(argv=None):
             f"{title}: tinyconv vs {'Captum' if section == 'methods' else 'torch'}",
             ["case", "tinyconv ms", "tinyconv best", "reference ms", "reference best",
              "reference layout", "tinyconv/ref (median)", "tinyconv/ref (best)",
-             "first call tinyconv s", "first call ref s", "max rel. diff"],
+             "A/A (median)", "first call tinyconv s", "first call ref s", "max rel. diff"],
             fmt={"tinyconv ms": "{:.2f}", "tinyconv best": "{:.2f}", "reference ms": "{:.2f}",
                  "reference best": "{:.2f}", "tinyconv/ref (median)": "{:.2f}",
-                 "tinyconv/ref (best)": "{:.2f}", "first call tinyconv s": "{:.2f}",
-                 "first call ref s": "{:.2f}", "max rel. diff": "{:.1e}"})
+                 "tinyconv/ref (best)": "{:.2f}", "A/A (median)": "{:.2f}",
+                 "first call tinyconv s": "{:.2f}", "first call ref s": "{:.2f}",
+                 "max rel. diff": "{:.1e}"})
     target_t = _setup.Table("Targets (tinyconv / reference, from this run)",
-                            ["comparison", "target", "median", "best", "met (best)"],
-                            fmt={"target": "<= {:.2f}", "median": "{:.2f}", "best": "{:.2f}"},
+                            ["comparison", "target", "median", "best", "met (best)",
+                             "A/A (median)"],
+                            fmt={"target": "<= {:.2f}", "median": "{:.2f}", "best": "{:.2f}",
+                                 "A/A (median)": "{:.2f}"},
                             notes=["full mode only (the targets are set for these batch "
-                                   "sizes); see benchmarks/README.md."])
+                                   "sizes); see benchmarks/README.md.", CONTROL_NOTE])
     for section, label, ours, theirs, target in rows:
         o = results[("tinyconv", ours)]
         refs = [(c, results[("torch", c)]) for c in theirs if ("torch", c) in results]
@@ -385,12 +405,15 @@ def main(argv=None):
         ot = o.timing
         rt = ref.timing if ref else None
         ratio = (ot.median / rt.median, ot.min / rt.min) if ot and rt else (None, None)
+        twin = results.get((CONTROL, ours))
+        aa = ot.median / twin.timing.median if ot and twin and twin.timing else None
         tables[section].add(
             label, ot.ms if ot else o.error, 1e3 * ot.min if ot else None,
             rt.ms if rt else (refs[0][1].error if refs else "skipped"),
-            1e3 * rt.min if rt else None, layout, *ratio, o.first, ref.first if ref else None, diff)
+            1e3 * rt.min if rt else None, layout, *ratio, aa, o.first,
+            ref.first if ref else None, diff)
         if target is not None and ratio[1] is not None:
-            target_t.add(label, target, *ratio, "yes" if ratio[1] <= target else "no")
+            target_t.add(label, target, *ratio, "yes" if ratio[1] <= target else "no", aa)
     tables["methods"].notes += skipped + [
         "max rel. diff = max |tinyconv - Captum| / max |Captum| on the same digits (occlusion: "
         "the per-pixel map against Captum's with perturbations_per_eval=625). Projections "
@@ -399,6 +422,7 @@ def main(argv=None):
         "are each library's own random draws, so its difference is the noise's, not an "
         "error (tests/test_captum_methods.py compares the two on the same copies)."]
     for t in tables.values():
+        t.notes.append(CONTROL_NOTE)
         t.notes.append("ms = median, best = minimum over all timed calls of all rounds; "
                        "first call = the case's first call in its worker (numba compile or "
                        "cache load; torch's lazy set-up), timed apart (the torch worker runs "

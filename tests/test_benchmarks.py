@@ -194,6 +194,15 @@ def test_model(started):
     # every worker says what it runs on: the overrides gone, the threads pinned
     assert "worker tinyconv (pid" in out and "unset before NumPy loaded" in out
     assert "NUMBA_NUM_THREADS=2, OMP_NUM_THREADS=2, OPENBLAS_NUM_THREADS=2" in out
+    # the A/A control: tinyconv's worker in a second process, its ratio on every timed row
+    assert "worker tinyconv again (pid" in out and "A/A (median)" in out
+    forward = [line.split() for line in out.splitlines() if line.startswith("forward, batch")]
+    assert forward
+    if HAVE_CAPTUM:
+        # after the reference's layout: the two ratios against it, then the A/A ratio
+        for row in forward:
+            at = next(i for i, c in enumerate(row) if c in ("NCHW", "channels_last"))
+            assert float(row[at + 3]) > 0, row
     for row in ("forward, batch 1", "train step", "train epoch", "guided backprop, batch",
                 "deconvnet, batch", "gradient (saliency), batch", "zero occluder",
                 "grey occluder", "MaxAct conv2"):
@@ -241,6 +250,7 @@ def test_model_in_process_says_so(started):
     out = finished(started, "model in-process")
     assert_tables(out, *MODEL_TABLES)
     assert "IN-PROCESS" in out and "worker tinyconv (pid" not in out
+    assert "worker tinyconv again" not in out     # one process: no A/A control to run
 
 
 def test_contention(started):
