@@ -215,7 +215,7 @@ def idle_check(seconds=1.0):
 # --------------------------------------------------------------------------- a script's start
 
 
-def arg_parser(doc, quick_help, compare=None):
+def arg_parser(doc, quick_help, compare=None, control=False):
     """The options every benchmark takes: ``--quick``, ``--markdown PATH``, ``--threads N`` and,
     in a script that compares with torch or a library built on it, ``--no-torch``.
 
@@ -225,6 +225,7 @@ def arg_parser(doc, quick_help, compare=None):
     quick_help : the help of ``--quick``: what it makes smaller.
     compare : the library the script compares with (``"PyTorch"``, ``"Captum"``), or None: then
         there is no ``--no-torch`` and ``--threads`` pins BLAS and numba only.
+    control : the script runs the A/A control (:data:`CONTROL`): add ``--no-control``.
 
     Returns
     -------
@@ -246,6 +247,9 @@ def arg_parser(doc, quick_help, compare=None):
                         help=f"rounds in which the tinyconv and {compare} workers take turns "
                         f"(default {ROUNDS}, --quick {QUICK_ROUNDS})")
         ap.add_argument("--worker", choices=SIDES, help=argparse.SUPPRESS)
+    if control:
+        ap.add_argument("--no-control", action="store_true",
+                        help="skip the A/A control (tinyconv's worker in a second process)")
     return ap
 
 
@@ -451,7 +455,8 @@ def faster_layout(results, case, layouts=TORCH_LAYOUTS):
 
 
 def compare_passes(script, make, keys, args, layouts=TORCH_LAYOUTS):
-    """Each pass of tinyconv against the same pass of torch in every layout, by :func:`compare`.
+    """Each pass of tinyconv against the same pass of torch in every layout, by :func:`compare`,
+    and against itself in a second worker (:data:`CONTROL`) unless ``args.no_control``.
 
     ``make(side, case)`` gets ``case = f"{key}|{pass}|{layout}"`` (tinyconv's layout is
     ``NHWC``); ``keys`` name the shapes (e.g. the shape's numbers joined by commas, which
@@ -460,36 +465,42 @@ def compare_passes(script, make, keys, args, layouts=TORCH_LAYOUTS):
     Returns
     -------
     (dict ``(key, pass) -> (tinyconv Result, torch Result of the faster layout by median or
-    None, that layout or None)``, the worker header lines)
+    None, that layout or None, the control's Result or None)``, the worker header lines)
     """
-    groups = [[("tinyconv", f"{key}|{p}|NHWC"), *(("torch", f"{key}|{p}|{lay}") for lay in layouts)]
+    control = () if getattr(args, "no_control", True) else (CONTROL,)
+    groups = [[("tinyconv", f"{key}|{p}|NHWC"), *((c, f"{key}|{p}|NHWC") for c in control),
+               *(("torch", f"{key}|{p}|{lay}") for lay in layouts)]
               for key in keys for p in ("forward", "fwd+bwd")]
-    results, lines = compare(script, make, groups, args)
+    results, lines = compare(script, make, groups, args, sides=(*SIDES, *control))
     out = {}
     for key in keys:
         for p in ("forward", "fwd+bwd"):
             ours = results[("tinyconv", f"{key}|{p}|NHWC")]
+            twin = results.get((CONTROL, f"{key}|{p}|NHWC"))
             lay, best = faster_layout(results, f"{key}|{p}", layouts)
-            out[key, p] = (ours, best, lay) if lay is not None else (ours, None, None)
+            out[key, p] = (ours, best, lay, twin) if lay is not None else (ours, None, None, twin)
     return out, lines
 
 
-def pass_cells(ours, theirs, layout, work):
+def pass_cells(ours, theirs, layout, work, twin=None):
     """The cells of one pass in a tinyconv-against-torch table.
 
-    ``ours`` and ``theirs`` are Timings (``theirs`` None without torch), ``work`` is what the
-    pass does in units of 1e9 (GFLOP, GB), so that ``work / median`` is a rate (GFLOP/s, GB/s).
+    ``ours`` and ``theirs`` are Timings (``theirs`` None without torch), ``twin`` the
+    control's (:data:`CONTROL`; None without it), ``work`` is what the pass does in units of
+    1e9 (GFLOP, GB), so that ``work / median`` is a rate (GFLOP/s, GB/s).
 
     Returns
     -------
     tuple: tinyconv ms, min ms, rate; torch ms, min ms, layout, rate; tinyconv / torch (the
-    ratio of the medians). The torch cells are None without torch.
+    ratio of the medians); tinyconv / the control (the A/A ratio of the medians). The torch
+    cells are None without torch, the last without the control.
     """
     cells = (ours.ms, 1e3 * ours.min, work / ours.median)
+    aa = ours.median / twin.median if twin is not None else None
     if theirs is None:
-        return cells + (None,) * 5
+        return cells + (None,) * 5 + (aa,)
     return cells + (theirs.ms, 1e3 * theirs.min, layout, work / theirs.median,
-                    ours.median / theirs.median)
+                    ours.median / theirs.median, aa)
 
 
 def time_layer(layer, x, dy, quick, **backward_kwargs):
@@ -502,6 +513,17 @@ def time_layer(layer, x, dy, quick, **backward_kwargs):
 
 
 # --------------------------------------------------------------------------- separate processes
+
+#: A contender named ``who + AGAIN`` runs ``who``'s worker a second time, in a process of its
+#: own: the A/A control, the ratio two identical contenders get on this machine in this run.
+AGAIN = " again"
+#: tinyconv's worker a second time: the A/A control of :func:`compare` and
+#: :func:`compare_passes`, and of the scripts that start workers themselves.
+CONTROL = "tinyconv" + AGAIN
+CONTROL_NOTE = ("A/A (median) = tinyconv / tinyconv again, the same worker in a second process "
+                "taking its turn in every round: how far from 1.00 two identical contenders "
+                "land in this run (--no-control skips it; --in-process leaves it out). A "
+                "ratio against the reference no farther from 1.00 is a tie.")
 
 #: The two contenders of a comparison; each runs in a worker process of its own.
 SIDES = ("tinyconv", "torch")
@@ -673,9 +695,6 @@ class Worker:
         self.close()
 
 
-#: A contender named ``who + AGAIN`` runs ``who``'s worker a second time, in a process of its
-#: own: the A/A control, the ratio two identical contenders get on this machine in this run.
-AGAIN = " again"
 
 
 def fresh_worker_rounds(script, contenders, rounds, threads, argv=()):
@@ -905,12 +924,12 @@ def pass_table(title, shape, rate, note, turns):
     return Table(
         title,
         [shape, "pass", "tinyconv ms", "tinyconv min", rate, "torch ms", "torch min",
-         "torch layout", f"torch {rate}", "tinyconv/torch"],
+         "torch layout", f"torch {rate}", "tinyconv/torch", "A/A (median)"],
         fmt={"tinyconv ms": "{:.2f}", "tinyconv min": "{:.2f}", "torch ms": "{:.2f}",
              "torch min": "{:.2f}", rate: "{:.1f}", f"torch {rate}": "{:.1f}",
-             "tinyconv/torch": "{:.2f}"},
+             "tinyconv/torch": "{:.2f}", "A/A (median)": "{:.2f}"},
         notes=[note + (" tinyconv and torch (both layouts) ran in separate worker processes "
-                       "taking turns, see the mode line." if turns else "")])
+                       "taking turns, see the mode line." if turns else ""), CONTROL_NOTE])
 
 
 def write_text_markdown(path, script, doc, text, quick=False):

@@ -55,7 +55,7 @@ TASKS = ("IG", "SmoothGrad", "Grad-CAM")
 #: The workers: tinyconv, then Captum in each of torch's layouts.
 WORKERS = ("tinyconv", *_setup.TORCH_LAYOUTS)
 #: tinyconv's worker a second time: the A/A control.
-CONTROL = "tinyconv" + _setup.AGAIN
+CONTROL = _setup.CONTROL
 
 
 def tinyconv_tasks(model, X, batch):

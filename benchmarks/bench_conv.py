@@ -19,8 +19,12 @@ forward + backward. The first numba call (compilation, or loading numba's on-dis
 never inside a timing; it is reported on its own, together with a compile from an empty cache
 in a fresh process.
 
+tinyconv's worker also runs a second time, in a process of its own taking its turn in every
+round: the table's ``A/A (median)`` column is tinyconv / tinyconv again, how far from 1.00 two
+identical contenders land in this run (``--no-control`` skips it).
+
 Run ``python benchmarks/bench_conv.py [--quick] [--markdown PATH] [--threads 2] [--rounds 5]
-[--in-process]``.
+[--in-process] [--no-control]``.
 """
 
 import argparse
@@ -276,7 +280,8 @@ def sgemm_timing(s, quick):
 
 def main(argv=None):
     ap = _setup.arg_parser(
-        __doc__, f"batch / {QUICK_BATCH_DIVISOR}, fewer runs, no cold-compile probe", "PyTorch")
+        __doc__, f"batch / {QUICK_BATCH_DIVISOR}, fewer runs, no cold-compile probe", "PyTorch",
+        control=True)
     ap.add_argument("--compile-probe", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
@@ -322,10 +327,11 @@ def main(argv=None):
                           .format(**err["value"])))
         tc = {}
         for pass_, mult in (("forward", 1), ("fwd+bwd", 3)):
-            ours, theirs, layout = timed[key, pass_]
+            ours, theirs, layout, twin = timed[key, pass_]
             tc[pass_] = ours.timing
             main_t.add(name, pass_, *_setup.pass_cells(
-                ours.timing, theirs.timing if theirs else None, layout, mult * flops / 1e9))
+                ours.timing, theirs.timing if theirs else None, layout, mult * flops / 1e9,
+                twin.timing if twin else None))
 
         layer, x, dy = make_case(s)
         (M, K, C_out), tg = sgemm_timing(s, args.quick)

@@ -288,14 +288,6 @@ def agreement(kind, args):
     return rel_diff(ours, to_nhwc(_torch(kind, [args[0], 625], "NCHW")()))
 
 
-#: tinyconv's worker a second time, in a process of its own: the A/A control.
-CONTROL = "tinyconv" + _setup.AGAIN
-CONTROL_NOTE = ("A/A (median) = tinyconv / tinyconv again, the same worker in a second process "
-                "taking its turn in every round: how far from 1.00 two identical contenders "
-                "land in this run (--no-control skips it; --in-process leaves it out). A "
-                "ratio against the reference no farther from 1.00 is a tie.")
-
-
 def make(side, case):
     """A worker's callable for ``case = "kind|arg|..."`` (tinyconv) or ``"kind|arg|...|layout"``
     (the reference); ``"check|kind|..."`` is the agreement probe of a method case."""
@@ -343,9 +335,8 @@ def cases(quick):
 
 
 def main(argv=None):
-    ap = _setup.arg_parser(__doc__, "smaller batches, fewer digits, 1 round", "PyTorch / Captum")
-    ap.add_argument("--no-control", action="store_true",
-                    help="skip the A/A control (tinyconv's worker in a second process)")
+    ap = _setup.arg_parser(__doc__, "smaller batches, fewer digits, 1 round", "PyTorch / Captum",
+                           control=True)
     args = ap.parse_args(argv)
     if args.worker:
         return _setup.serve(args, make)
@@ -355,7 +346,7 @@ def main(argv=None):
                                + "; the shipped model, float32")
     header.append(_setup.run_mode(args))
     rows = cases(args.quick)
-    control = () if args.no_control else (CONTROL,)
+    control = () if args.no_control else (_setup.CONTROL,)
     groups = [[("tinyconv", ours), *((c, ours) for c in control), *(("torch", c) for c in theirs)]
               for _, _, ours, theirs, _ in rows]
     probes = [("torch", "check|" + ours) for _, _, ours, _, _ in rows
@@ -391,7 +382,7 @@ def main(argv=None):
                             fmt={"target": "<= {:.2f}", "median": "{:.2f}", "best": "{:.2f}",
                                  "A/A (median)": "{:.2f}"},
                             notes=["full mode only (the targets are set for these batch "
-                                   "sizes); see benchmarks/README.md.", CONTROL_NOTE])
+                                   "sizes); see benchmarks/README.md.", _setup.CONTROL_NOTE])
     for section, label, ours, theirs, target in rows:
         o = results[("tinyconv", ours)]
         refs = [(c, results[("torch", c)]) for c in theirs if ("torch", c) in results]
@@ -405,7 +396,7 @@ def main(argv=None):
         ot = o.timing
         rt = ref.timing if ref else None
         ratio = (ot.median / rt.median, ot.min / rt.min) if ot and rt else (None, None)
-        twin = results.get((CONTROL, ours))
+        twin = results.get((_setup.CONTROL, ours))
         aa = ot.median / twin.timing.median if ot and twin and twin.timing else None
         tables[section].add(
             label, ot.ms if ot else o.error, 1e3 * ot.min if ot else None,
@@ -422,7 +413,7 @@ def main(argv=None):
         "are each library's own random draws, so its difference is the noise's, not an "
         "error (tests/test_captum_methods.py compares the two on the same copies)."]
     for t in tables.values():
-        t.notes.append(CONTROL_NOTE)
+        t.notes.append(_setup.CONTROL_NOTE)
         t.notes.append("ms = median, best = minimum over all timed calls of all rounds; "
                        "first call = the case's first call in its worker (numba compile or "
                        "cache load; torch's lazy set-up), timed apart (the torch worker runs "

@@ -15,8 +15,12 @@ GB/s counts the bytes each pass must move at least: forward reads ``x`` and writ
 the int64 switches; backward reads ``dy`` and the switches and writes ``dx``. Both libraries
 are checked against each other in the same run (``y`` and ``dx``; the inputs have no ties).
 
+tinyconv's worker also runs a second time, in a process of its own taking its turn in every
+round: the table's ``A/A (median)`` column is tinyconv / tinyconv again, how far from 1.00 two
+identical contenders land in this run (``--no-control`` skips it).
+
 Run ``python benchmarks/bench_pool.py [--quick] [--markdown PATH] [--threads 2] [--rounds 5]
-[--in-process]``.
+[--in-process] [--no-control]``.
 """
 
 import sys
@@ -111,7 +115,7 @@ def make(side, case):
 
 def main(argv=None):
     args = _setup.arg_parser(__doc__, f"batch / {QUICK_BATCH_DIVISOR}, fewer runs",
-                             "PyTorch").parse_args(argv)
+                             "PyTorch", control=True).parse_args(argv)
 
     if args.worker:
         return _setup.serve(args, make)
@@ -141,9 +145,10 @@ def main(argv=None):
         fwd_bytes = x_bytes + 4 * y_size + 8 * y_size
         nbytes = {"forward": fwd_bytes, "fwd+bwd": fwd_bytes + 4 * y_size + 8 * y_size + x_bytes}
         for pass_ in ("forward", "fwd+bwd"):
-            ours, theirs, layout = timed[key, pass_]
+            ours, theirs, layout, twin = timed[key, pass_]
             table.add(name, pass_, *_setup.pass_cells(
-                ours.timing, theirs.timing if theirs else None, layout, nbytes[pass_] / 1e9))
+                ours.timing, theirs.timing if theirs else None, layout, nbytes[pass_] / 1e9,
+                twin.timing if twin else None))
         check = checks.get(("probe", "torch", f"check|{key}"))
         if check is not None:
             table.notes.append(f"{name}: " + (check["error"] if "error" in check else

@@ -169,6 +169,13 @@ def test_layer_benchmarks_print_their_tables(started, name):
     assert line in out
     assert "separate processes: tinyconv and torch each in a fresh worker" in out or \
         name == "kernels"
+    if name in ("conv", "pool"):
+        # the A/A control: a second tinyconv worker, its ratio the last cell of each pass
+        assert "worker tinyconv again (pid" in out and "A/A (median)" in out
+        passes = [line.split() for line in out.splitlines()
+                  if re.search(r"\s{2}(forward|fwd\+bwd)\s{2}", line)
+                  and not line.startswith("shape")]                 # rows, not headers
+        assert passes and all(float(row[-1]) > 0 for row in passes), passes
 
 
 def test_a_script_started_with_openblas_overrides_runs_without_them(started):
