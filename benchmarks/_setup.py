@@ -17,7 +17,10 @@ for a layer's two passes): tinyconv and the reference each run in a fresh :class
 process (the script itself with ``--worker tinyconv|torch``, served by :func:`serve`), with
 :data:`THREAD_VARS` pinned and :data:`BLAS_VARS` removed from its environment before NumPy
 loads (:func:`thread_env`); the two take turns for several rounds on cases that each worker
-builds from the same seeded inputs, and each reports its first call apart. ``--in-process``
+builds from the same seeded inputs, and each reports its first call apart. A script may add
+:data:`CONTROL`, tinyconv's worker in a second process, as one more side: the A/A control,
+whose ratio to tinyconv says how far apart two identical contenders land in the same run
+(``--no-control`` skips it). ``--in-process``
 keeps the older way, :func:`interleaved` (the callables in turns in one process). tinyconv
 alone is timed with :func:`measure` (warm-up, then the median and minimum of repeated
 ``time.perf_counter`` runs). :class:`Table` objects print the results; :func:`layer_passes`,
@@ -693,8 +696,6 @@ class Worker:
 
     def __exit__(self, *exc):
         self.close()
-
-
 
 
 def fresh_worker_rounds(script, contenders, rounds, threads, argv=()):
