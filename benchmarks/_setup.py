@@ -470,11 +470,9 @@ def compare_passes(script, make, keys, args, layouts=TORCH_LAYOUTS):
     (dict ``(key, pass) -> (tinyconv Result, torch Result of the faster layout by median or
     None, that layout or None, the control's Result or None)``, the worker header lines)
     """
-    control = () if getattr(args, "no_control", True) else (CONTROL,)
-    groups = [[("tinyconv", f"{key}|{p}|NHWC"), *((c, f"{key}|{p}|NHWC") for c in control),
-               *(("torch", f"{key}|{p}|{lay}") for lay in layouts)]
+    groups = [[("tinyconv", f"{key}|{p}|NHWC"), *(("torch", f"{key}|{p}|{lay}") for lay in layouts)]
               for key in keys for p in ("forward", "fwd+bwd")]
-    results, lines = compare(script, make, groups, args, sides=(*SIDES, *control))
+    results, lines = compare(script, make, groups, args)
     out = {}
     for key in keys:
         for p in ("forward", "fwd+bwd"):
@@ -731,6 +729,78 @@ def fresh_worker_rounds(script, contenders, rounds, threads, argv=()):
     return replies, missing
 
 
+def rounds_parser(doc, workers, repeats, quick_help):
+    """The options of a script whose contenders run by :func:`fresh_worker_rounds`:
+    ``--rounds`` (5), ``--repeats``, ``--threads`` (2), ``--quick``, ``--markdown PATH`` and
+    the hidden ``--worker`` (one of ``workers``). The script adds its own and parses."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=repeats)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--quick", action="store_true", help=quick_help)
+    ap.add_argument("--markdown", metavar="PATH", help="also write the tables to PATH")
+    ap.add_argument("--worker", choices=workers, help=argparse.SUPPRESS)
+    return ap
+
+
+def pin_worker(threads, torch=False):
+    """In a child of :func:`fresh_worker_rounds`, after ``import tinyconv`` (which loads
+    NumPy): every pool threadpoolctl finds, and with ``torch`` torch's, to ``threads``.
+    Without threadpoolctl the pools keep the thread counts of the child's environment
+    (:func:`thread_env`). Returns False, having printed the ``{"missing": name}`` reply that
+    :func:`fresh_worker_rounds` expects, when ``torch`` is asked for and not installed."""
+    try:
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(threads)
+    except ImportError:
+        pass
+    if torch:
+        try:
+            import torch as torch_module
+        except ImportError as e:
+            print(json.dumps({"missing": e.name or str(e)}))
+            return False
+        torch_module.set_num_threads(threads)
+    return True
+
+
+def times_of(fn, repeats, warmup=2):
+    """``repeats`` wall times of ``fn()`` in seconds, after ``warmup`` untimed calls: the
+    timing of a :func:`fresh_worker_rounds` child, whose rounds are fixed counts of calls
+    (:func:`measure` fills a time budget instead)."""
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def rounds_line(args, load0, calls, extra=""):
+    """The first line of a :func:`fresh_worker_rounds` script's text: rounds, ``calls`` per
+    worker and round (``"passes"``, ``"repeats"``), threads, ``extra``, the 1-minute load
+    average ``load0`` at the start and now, the cores."""
+    return (f"{args.rounds} rounds x {args.repeats} {calls}, {args.threads} threads per "
+            f"process, {extra}load average (1 min) {load0:.1f} before, "
+            f"{os.getloadavg()[0]:.1f} after, {os.cpu_count()} cores")
+
+
+def finish_text(args, script, doc, lines, missing, reference="torch",
+                install="torch==2.13.0"):
+    """The end of a script whose output is text: a line saying that ``reference`` was skipped
+    for want of ``missing`` (if it was), the lines printed, and written to ``--markdown``
+    (:func:`write_text_markdown`)."""
+    if missing:
+        lines = [*lines, f"{reference}: {missing} not installed: skipped (pip install "
+                 f"{install}; README says how to get the CPU build)"]
+    text = "\n".join(lines)
+    sys.stdout.write(text + "\n")
+    if args.markdown:
+        write_text_markdown(args.markdown, script, doc, text, args.quick)
+
+
 def serve(args, make):
     """A script's ``--worker SIDE`` mode: serve ``make``'s cases (see :func:`_worker_main`)."""
     _worker_main(args.worker, make, args.threads)
@@ -764,11 +834,13 @@ def compare(script, make, groups, args, env=None, sides=SIDES, probes=(), long=(
         ``--in-process``); it builds the case from the same seeded inputs on both sides.
     groups : list of lists of ``(side, case)``: the members of a group take turns, round by
         round (the order reversed every other round), and are dropped after their last round.
-    args : the parsed options (``quick``, ``threads``, ``rounds``, ``in_process``, ``no_torch``).
+    args : the parsed options (``quick``, ``threads``, ``rounds``, ``in_process``, ``no_torch``,
+        and ``no_control`` in a script whose :func:`arg_parser` has ``control``: unless it is
+        set, every tinyconv job gets a twin just after it in its group, ``(CONTROL, case)``,
+        timed by tinyconv's worker in a second process, the A/A control; ``--in-process``
+        has none, since it would be the same process).
     env : extra environment variables for the workers.
-    sides : which workers to start; a side ``"tinyconv" + AGAIN`` is tinyconv's worker in a
-        second process (the A/A control), whose jobs go in the groups like any other's (it
-        is left out with ``--in-process``, where it would be the same process).
+    sides : which workers to start (:data:`CONTROL`'s too, with the control).
     probes : ``(side, case)`` pairs whose ``make(side, case)()`` is called once, untimed, after
         the timings, and whose JSON result is returned under ``("probe", side, case)``
         (e.g. a check that both libraries compute the same numbers).
@@ -785,6 +857,11 @@ def compare(script, make, groups, args, env=None, sides=SIDES, probes=(), long=(
     if getattr(args, "in_process", False):
         return (_compare_in_process(make, groups, args, skip, probes),
                 ["workers: none (--in-process)"])
+    if not getattr(args, "no_control", True) and "tinyconv" in sides:
+        groups = [[member for job in group
+                   for member in ([job, (CONTROL, job[1])] if job[0] == "tinyconv" else [job])]
+                  for group in groups]
+        sides = (*sides, CONTROL)
     workers = {side: Worker(script, side, args.threads, env) for side in sides
                if side not in skip}
     try:
@@ -820,11 +897,10 @@ def compare(script, make, groups, args, env=None, sides=SIDES, probes=(), long=(
 
 
 def _compare_in_process(make, groups, args, skip, probes):
-    """:func:`compare` with every callable in this process, each group timed in turns (an
-    A/A side is left out: in one process it would time the same callables twice)."""
+    """:func:`compare` with every callable in this process, each group timed in turns."""
     results = {}
     for group in groups:
-        group = [job for job in group if job[0] not in skip and not job[0].endswith(AGAIN)]
+        group = [job for job in group if job[0] not in skip]
         fns, firsts = [], []
         for job in group:
             try:

@@ -42,12 +42,9 @@ identical contenders, so a ratio against Captum no farther from 1.00 than it is 
                                         [--no-control] [--quick] [--markdown PATH]
 """
 
-import argparse
 import json
 import os
 import statistics
-import sys
-import time
 
 import _setup  # first: re-executes without OPENBLAS_* variables before NumPy loads
 
@@ -104,11 +101,7 @@ def worker(contender, repeats, threads, batch):
     """Time each task in this process; print ``{task: [seconds, ...]}`` as one JSON line
     (``{"missing": name}`` if torch or Captum is not installed)."""
     import tinyconv as tc
-    try:
-        from threadpoolctl import threadpool_limits
-        threadpool_limits(threads)
-    except ImportError:         # the pools keep the thread counts of the worker's environment
-        pass
+    _setup.pin_worker(threads)               # BLAS and numba; captum_tasks pins torch
     model = tc.pretrained("mnist")
     images, _ = tc.load_mnist("bundled-test")
     X = tc.to_float(images[:64])
@@ -118,29 +111,17 @@ def worker(contender, repeats, threads, batch):
     except ImportError as e:                 # torch or Captum not installed
         print(json.dumps({"missing": e.name or str(e)}))
         return
-    times = {}
-    for name, run in tasks.items():
-        run()                                                     # warm-up: compile, allocate
-        times[name] = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
+    # one untimed call each first: compile, allocate
+    times = {name: _setup.times_of(run, repeats, warmup=1) for name, run in tasks.items()}
     print(json.dumps(times))
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=2)
+    parser = _setup.rounds_parser(__doc__, WORKERS, 5, "1 round of 1 repeat")
     parser.add_argument("--batch", type=int, default=64,
                         help="images per forward/backward pass in IG and SmoothGrad")
-    parser.add_argument("--quick", action="store_true", help="1 round of 1 repeat")
-    parser.add_argument("--markdown", metavar="PATH", help="also write the table to PATH")
     parser.add_argument("--no-control", action="store_true",
                         help="skip the A/A control (tinyconv's worker a second time)")
-    parser.add_argument("--worker", choices=WORKERS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.repeats = 1, 1
@@ -159,11 +140,7 @@ def main(argv=None):
             for task, ts in reply.items():
                 times[who][task] += ts
                 medians[who][task].append(statistics.median(ts))
-    lines = []
-    lines.append(f"{args.rounds} rounds x {args.repeats} repeats, {args.threads} threads per "
-                 f"process, batch {args.batch}, "
-                 f"load average (1 min) {load0:.1f} before, {os.getloadavg()[0]:.1f} after, "
-                 f"{os.cpu_count()} cores")
+    lines = [_setup.rounds_line(args, load0, "repeats", f"batch {args.batch}, ")]
     lines.append("best / median ms; Captum in each of torch's layouts; the ratios are "
                  "tinyconv / Captum in its faster layout (by median)")
     lines.append(f"{'task':<11} {'tinyconv':>15} {'Captum NCHW':>15} {'Captum ch-last':>15} "
@@ -200,13 +177,8 @@ def main(argv=None):
         lines += [f"{'A/A ' + task:<15} {cell(times['tinyconv'][task]):>15} "
                   f"{cell(times[CONTROL][task]):>15} {ratios(task, 'tinyconv', CONTROL)}"
                   for task in TASKS]
-    if missing:
-        lines.append(f"Captum: {missing} not installed: skipped "
-                     "(pip install torch==2.13.0 captum; README says how to get the CPU build)")
-    text = "\n".join(lines)
-    sys.stdout.write(text + "\n")
-    if args.markdown:
-        _setup.write_text_markdown(args.markdown, __file__, __doc__, text, args.quick)
+    _setup.finish_text(args, __file__, __doc__, lines, missing, "Captum",
+                       "torch==2.13.0 captum")
 
 
 if __name__ == "__main__":

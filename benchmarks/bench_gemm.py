@@ -36,8 +36,6 @@ import argparse
 import json
 import os
 import statistics
-import sys
-import time
 
 import _setup  # first: re-executes without OPENBLAS_* variables before NumPy loads
 
@@ -47,18 +45,6 @@ BATCHES, QUICK_BATCHES = (64, 256), (8,)
 GEMM_CASES = (("GEMM", "tinyconv"), ("GEMM", "torch"))
 ROUTE_CASES = (("im2col", "tinyconv"), ("im2col", "torch"), ("layer", "tinyconv"),
                ("conv NCHW", "torch"), ("conv channels_last", "torch"))
-
-
-def times_of(fn, repeats):
-    """``repeats`` wall times of ``fn()`` in seconds, after two untimed calls."""
-    for _ in range(2):
-        fn()
-    out = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - start)
-    return out
 
 
 def conv_inputs(model, X):
@@ -121,10 +107,11 @@ def tinyconv_cases(model, X, repeats):
                              "so the im2col column would not time im2col")
         # check=False, as Sequential.forward calls its layers
         out[model.names[i + 1]] = {
-            "GEMM": times_of(gemm, repeats),
-            "im2col": times_of(lambda layer=layer, x=x: layer.forward(
+            "GEMM": _setup.times_of(gemm, repeats),
+            "im2col": _setup.times_of(lambda layer=layer, x=x: layer.forward(
                 x, check=False, param_grads=True), repeats),
-            "layer": times_of(lambda layer=layer, x=x: layer.forward(x, check=False), repeats),
+            "layer": _setup.times_of(lambda layer=layer, x=x: layer.forward(x, check=False),
+                                     repeats),
             "path": "Winograd" if winograd[0] else "im2col",
             "cols": f"{len(x) * P}x{shape[2]}"}
     return out
@@ -176,9 +163,10 @@ def torch_cases(model, X, repeats):
             # the route computes the layer's convolution, or its time means nothing
             torch.testing.assert_close(unfold_mm(), nets["NCHW"][i](xt["NCHW"]),
                                        rtol=1e-4, atol=1e-4)
-            cases = {"GEMM": times_of(gemm, repeats), "im2col": times_of(unfold_mm, repeats)}
+            cases = {"GEMM": _setup.times_of(gemm, repeats),
+                     "im2col": _setup.times_of(unfold_mm, repeats)}
             for layout, modules in nets.items():
-                cases[f"conv {layout}"] = times_of(
+                cases[f"conv {layout}"] = _setup.times_of(
                     lambda m=modules[i], xl=xt[layout]: m(xl), repeats)
         out[model.names[i + 1]] = cases
     return out
@@ -188,18 +176,8 @@ def worker(contender, repeats, threads, batches):
     """Time every batch in this process; print ``{batch: {layer: {case: [s]}}}`` as one JSON
     line (``{"missing": name}`` if torch is not installed)."""
     import tinyconv as tc
-    try:
-        from threadpoolctl import threadpool_limits
-        threadpool_limits(threads)
-    except ImportError:         # the pools keep the thread counts of the worker's environment
-        pass
-    if contender == "torch":
-        try:
-            import torch
-        except ImportError as e:
-            print(json.dumps({"missing": e.name or str(e)}))
-            return
-        torch.set_num_threads(threads)
+    if not _setup.pin_worker(threads, torch=contender == "torch"):
+        return
     model = tc.pretrained("mnist")
     images, _ = tc.load_mnist("bundled-test")
     cases = tinyconv_cases if contender == "tinyconv" else torch_cases
@@ -259,13 +237,7 @@ def tables(runs, batches, model):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--quick", action="store_true", help="batch 8, 1 round of 2 repeats")
-    parser.add_argument("--markdown", metavar="PATH", help="also write the tables to PATH")
-    parser.add_argument("--worker", choices=CONTENDERS, help=argparse.SUPPRESS)
+    parser = _setup.rounds_parser(__doc__, CONTENDERS, 10, "batch 8, 1 round of 2 repeats")
     parser.add_argument("--batches", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
@@ -279,19 +251,11 @@ def main(argv=None):
     runs, missing = _setup.fresh_worker_rounds(
         __file__, CONTENDERS, args.rounds, args.threads,
         ["--repeats", str(args.repeats), "--batches", ",".join(map(str, batches))])
-    lines = [f"{args.rounds} rounds x {args.repeats} calls, {args.threads} threads per "
-             f"process, load average (1 min) {load0:.1f} before, {os.getloadavg()[0]:.1f} "
-             f"after, {os.cpu_count()} cores",
+    lines = [_setup.rounds_line(args, load0, "calls"),
              "medians over all rounds; GFLOP/s = the direct convolution's 2 N H_out W_out kh kw "
              "C_in C_out / time; layer/torch = tinyconv's layer over torch's faster layout",
              *tables(runs, batches, tc.pretrained("mnist"))]
-    if missing:
-        lines.append(f"torch: {missing} not installed: skipped "
-                     "(pip install torch==2.13.0; README says how to get the CPU build)")
-    text = "\n".join(lines)
-    sys.stdout.write(text + "\n")
-    if args.markdown:
-        _setup.write_text_markdown(args.markdown, __file__, __doc__, text, args.quick)
+    _setup.finish_text(args, __file__, __doc__, lines, missing)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,6 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import time
 
 import _setup  # first: re-executes without OPENBLAS_* variables before NumPy loads
@@ -122,20 +121,10 @@ def worker(contender, repeats, threads, batches):
     """Time every batch in this process; print ``{batch: times}`` as one JSON line
     (``{"missing": name}`` if torch is not installed)."""
     import tinyconv as tc
-    try:
-        from threadpoolctl import threadpool_limits
-        threadpool_limits(threads)
-    except ImportError:         # the pools keep the thread counts of the worker's environment
-        pass
+    if not _setup.pin_worker(threads, torch=contender != "tinyconv"):
+        return
     model = tc.pretrained("mnist")
     images, _ = tc.load_mnist("bundled-test")
-    if contender != "tinyconv":
-        try:
-            import torch
-        except ImportError as e:
-            print(json.dumps({"missing": e.name or str(e)}))
-            return
-        torch.set_num_threads(threads)
     out = {}
     for n in batches:
         X = tc.to_float(images[:n])
@@ -145,13 +134,7 @@ def worker(contender, repeats, threads, batches):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--quick", action="store_true", help="batch 8, 1 round of 2 repeats")
-    parser.add_argument("--markdown", metavar="PATH", help="also write the tables to PATH")
-    parser.add_argument("--worker", choices=CONTENDERS, help=argparse.SUPPRESS)
+    parser = _setup.rounds_parser(__doc__, CONTENDERS, 10, "batch 8, 1 round of 2 repeats")
     parser.add_argument("--batches", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
@@ -175,9 +158,7 @@ def main(argv=None):
     def med(ts):
         return f"{statistics.median(ts):8.2f}" if ts else f"{'-':>8}"
 
-    lines = [f"{args.rounds} rounds x {args.repeats} passes, {args.threads} threads per process, "
-             f"load average (1 min) {load0:.1f} before, {os.getloadavg()[0]:.1f} after, "
-             f"{os.cpu_count()} cores",
+    lines = [_setup.rounds_line(args, load0, "passes"),
              "medians in ms over all rounds; ratio = tinyconv / torch in its faster layout for "
              "the step; the backward is a saliency map's (gradient of logit 3 to the input)"]
     for n in batches:
@@ -205,13 +186,7 @@ def main(argv=None):
         lines.append("torch's backward, whole: " + ", ".join(
             f"{c} {statistics.median(t):.2f}" for c, t in backs if t) if not missing else
             "torch's backward, whole: skipped")
-    if missing:
-        lines.append(f"torch: {missing} not installed: skipped "
-                     "(pip install torch==2.13.0; README says how to get the CPU build)")
-    text = "\n".join(lines)
-    sys.stdout.write(text + "\n")
-    if args.markdown:
-        _setup.write_text_markdown(args.markdown, __file__, __doc__, text, args.quick)
+    _setup.finish_text(args, __file__, __doc__, lines, missing)
 
 
 if __name__ == "__main__":

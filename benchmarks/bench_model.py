@@ -346,8 +346,7 @@ def main(argv=None):
                                + "; the shipped model, float32")
     header.append(_setup.run_mode(args))
     rows = cases(args.quick)
-    control = () if args.no_control else (_setup.CONTROL,)
-    groups = [[("tinyconv", ours), *((c, ours) for c in control), *(("torch", c) for c in theirs)]
+    groups = [[("tinyconv", ours), *(("torch", c) for c in theirs)]
               for _, _, ours, theirs, _ in rows]
     probes = [("torch", "check|" + ours) for _, _, ours, _, _ in rows
               if ours.startswith(("method", "occlusion"))]
@@ -355,8 +354,7 @@ def main(argv=None):
             if c.startswith(("epoch", "maxact"))}
     print(f"[bench_model] {len(rows)} cases, tinyconv and torch each in its own worker ...",
           file=sys.stderr, flush=True)
-    results, lines = _setup.compare(__file__, make, groups, args, sides=(*_setup.SIDES, *control),
-                                    probes=probes, long=long)
+    results, lines = _setup.compare(__file__, make, groups, args, probes=probes, long=long)
     header += lines
     _, skipped = available_methods()
 
