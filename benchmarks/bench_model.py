@@ -20,8 +20,12 @@ bundled digits scaled by ``tc.to_float`` — the same seeded numbers on both sid
   and ``torch.topk``); and, where tinyconv has them, input x gradient (``InputXGradient``),
   Grad-CAM on conv3 (``LayerGradCam`` and ``LayerAttribution.interpolate``) and guided
   Grad-CAM (``GuidedGradCam``) at batch 1 and 64, integrated gradients (50 trapezoid steps)
-  and SmoothGrad (n = 50) at batch 1 and 16. Activation maximisation has no Captum
-  counterpart and is not timed here.
+  and SmoothGrad (n = 50) at batch 1 and 16;
+- **activation maximisation**, which Captum does not have: the tour's class models (ten
+  ascents of 150 steps at once, ``gallery.class_models``) and the preferred image of one
+  conv3 unit (120 steps, ``tc.activation_maximization``), against the same ascent written in
+  torch (:func:`torch_ascent`: the same seeded start and jitter, autograd for the gradient,
+  the same regularisers).
 
 Each library runs in a fresh worker process of its own, with every thread pool pinned and the
 OpenBLAS overrides removed; the two take turns for several rounds (``_setup.compare``; the
@@ -42,6 +46,7 @@ Run ``python benchmarks/bench_model.py [--quick] [--markdown PATH] [--threads 2]
 
 import sys
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import _setup  # first: re-executes without OPENBLAS_* variables before NumPy loads
 
@@ -49,6 +54,7 @@ import _setup  # first: re-executes without OPENBLAS_* variables before NumPy lo
 import numpy as np
 
 import tinyconv as tc
+from tinyconv.activation_max import maximize_features
 from tinyconv.training import train_step
 
 FORWARD_BATCHES, QUICK_FORWARD_BATCHES = (1, 64, 256), (1, 8, 16)
@@ -57,6 +63,29 @@ EPOCH_DIGITS, QUICK_EPOCH_DIGITS = 4000, 256
 MAXACT_DIGITS, QUICK_MAXACT_DIGITS = 5000, 256
 LR, MOMENTUM = 0.01, 0.9
 WINDOW, GREY = 4, 0.5
+
+
+class Ascent(NamedTuple):
+    """An activation-maximisation case: the ascent of ``ks`` at ``layer`` and its settings."""
+
+    label: str
+    layer: str
+    ks: tuple
+    steps: int
+    lr: float
+    l2: float
+    blur_every: int
+    blur_sigma: float
+    jitter: int
+
+
+#: The tour's class models (gallery.class_models' defaults) and the preferred image of one
+#: conv3 unit (gallery.preferred_images' settings).
+ASCENTS = {"classes": Ascent("class models, 10 logits at once", "logits", tuple(range(10)),
+                             150, 0.04, 0.01, 4, 0.6, 1),
+           "unit": Ascent("preferred image, conv3 unit 0", "conv3", (0,), 120, 0.03, 0.01, 4,
+                          0.5, 1)}
+QUICK_ASCENT_STEPS = 5       # before the class models meet a max-pool tie (the notes)
 CAPTUM_PPE = (64, 256, 625)        # Captum's perturbations_per_eval settings for occlusion
 QUICK_CAPTUM_PPE = (625,)
 #: The targets of this benchmark's ratios (tinyconv / reference), see benchmarks/README.md.
@@ -159,6 +188,59 @@ def rel_diff(ours, theirs):
     return float(np.abs(ours - theirs).max() / max(np.abs(theirs).max(), 1e-30))
 
 
+# ------------------------------------------------------------------ activation maximisation
+
+
+def ascent_case(name, steps):
+    """``(layer, ks, settings)`` of the ascent ``name`` of :data:`ASCENTS` for ``steps``
+    steps; ``settings`` are :func:`~tinyconv.activation_max.maximize_features`' keywords."""
+    a = ASCENTS[name]
+    return a.layer, list(a.ks), dict(steps=steps, lr=a.lr, l2=a.l2, blur_every=a.blur_every,
+                                     blur_sigma=a.blur_sigma, jitter=a.jitter, seed=0)
+
+
+def torch_ascent(torch, net, model, layer, ks, layout, *, steps, lr, l2, blur_every,
+                 blur_sigma, jitter, seed):
+    """:func:`tinyconv.activation_max.maximize_features` (``objective="unit"``, the centre
+    unit at a spatial layer, no ``clip_small``) written in torch for a torch user's network:
+    the same seeded start and jitter shifts, ``torch.autograd.grad`` for the gradient of the
+    objective, and after each step the same update (the gradient over its largest magnitude),
+    L2 decay, blur and clipping to [0, 1]. ``net`` runs up to ``layer`` (its modules carry
+    the model's layer names). Returns ``(len(ks), C_0, H, W)``."""
+    F = torch.nn.functional
+    l = model.index(layer)
+    upto = net[:list(net._modules).index(model.names[l]) + 1]
+    rng = np.random.default_rng(seed)              # drawn in the order tinyconv draws
+    start = 0.5 + 0.01 * rng.standard_normal(model.input_shape)
+    x = _setup.nchw(torch, np.repeat(start[None], len(ks), axis=0).astype(np.float32), layout)
+    rows, ks_t = torch.arange(len(ks)), torch.tensor(ks)
+    spatial = len(model.output_shapes[l]) == 3
+    centre = tuple(s // 2 for s in model.output_shapes[l][:2]) if spatial else ()
+    radius = max(int(3 * blur_sigma + 0.5), 1)
+    g = torch.exp(-torch.arange(-radius, radius + 1, dtype=torch.float64) ** 2
+                  / (2 * blur_sigma ** 2))
+    g = (g / g.sum()).to(torch.float32)
+    C = x.shape[1]
+    down, across = g.view(1, 1, -1, 1).repeat(C, 1, 1, 1), g.view(1, 1, 1, -1).repeat(C, 1, 1, 1)
+    for step in range(steps):
+        dr, dc = (int(v) for v in rng.integers(-jitter, jitter + 1, size=2)) if jitter \
+            else (0, 0)
+        shifted = torch.roll(x, (dr, dc), dims=(2, 3)).requires_grad_(True)
+        y = upto(shifted)
+        objective = y[rows, ks_t, centre[0], centre[1]] if spatial else y[rows, ks_t]
+        grad, = torch.autograd.grad(objective.sum(), shifted)
+        grad = torch.roll(grad, (-dr, -dc), dims=(2, 3))
+        with torch.no_grad():
+            peak = grad.abs().amax(dim=(1, 2, 3), keepdim=True)
+            x = x + lr * grad / (peak + 1e-30)
+            x = (1 - l2) * x
+            if blur_every and (step + 1) % blur_every == 0:
+                x = F.pad(x, (radius,) * 4, mode="reflect")
+                x = F.conv2d(F.conv2d(x, down, groups=C), across, groups=C)
+            x = x.clamp(0.0, 1.0)
+    return x.detach()
+
+
 # --------------------------------------------------------------------------- the two sides
 
 
@@ -193,6 +275,9 @@ def _tinyconv(kind, args):
     if kind == "maxact":
         X, _ = digits("bundled", int(args[0]))
         return lambda: tc.max_activating(model, X, "conv2", progress=False)
+    if kind == "ascent":
+        layer, ks, settings = ascent_case(args[0], int(args[1]))
+        return lambda: maximize_features(model, layer, ks, **settings)
     raise ValueError(f"unknown case {kind!r}")
 
 
@@ -266,6 +351,10 @@ def _torch(kind, args, layout):
                                     for i in range(0, len(Xt), batch)])     # (N, C_2)
                 return torch.topk(scores, top, dim=0)
         return maxact
+    if kind == "ascent":
+        layer, ks, settings = ascent_case(args[0], int(args[1]))
+        model = tc.pretrained("mnist")
+        return lambda: torch_ascent(torch, net, model, layer, ks, layout, **settings)
     raise ValueError(f"unknown case {kind!r}")
 
 
@@ -284,6 +373,9 @@ def agreement(kind, args):
         ours = method.ours(model, X, k)
         xt = _setup.nchw(torch, X, "NCHW").requires_grad_(True)
         return rel_diff(ours, to_nhwc(method.theirs(net, xt, k, captum)))
+    if kind == "ascent":
+        ours = np.stack([r.image for r in _tinyconv(kind, args)()])
+        return rel_diff(ours, to_nhwc(_torch(kind, args, "NCHW")()))
     ours = _tinyconv(kind, args)().pixels
     return rel_diff(ours, to_nhwc(_torch(kind, [args[0], 625], "NCHW")()))
 
@@ -330,6 +422,10 @@ def cases(quick):
                     TARGETS.get(f"occlusion {base}")))
     n = QUICK_MAXACT_DIGITS if quick else MAXACT_DIGITS
     out.append(("methods", f"MaxAct conv2, {n} digits", f"maxact|{n}", [f"maxact|{n}"], None))
+    for name, a in ASCENTS.items():
+        steps = QUICK_ASCENT_STEPS if quick else a.steps
+        out.append(("methods", f"{a.label}, {steps} steps (vs the same ascent in torch)",
+                    f"ascent|{name}|{steps}", [f"ascent|{name}|{steps}"], None))
     return [(section, label, ours, [f"{c}|{lay}" for c in theirs for lay in _setup.TORCH_LAYOUTS],
              target) for section, label, ours, theirs, target in out]
 
@@ -349,9 +445,9 @@ def main(argv=None):
     groups = [[("tinyconv", ours), *(("torch", c) for c in theirs)]
               for _, _, ours, theirs, _ in rows]
     probes = [("torch", "check|" + ours) for _, _, ours, _, _ in rows
-              if ours.startswith(("method", "occlusion"))]
+              if ours.startswith(("method", "occlusion", "ascent"))]
     long = {c for _, _, ours, theirs, _ in rows for c in (ours, *theirs)
-            if c.startswith(("epoch", "maxact"))}
+            if c.startswith(("epoch", "maxact", "ascent"))}
     print(f"[bench_model] {len(rows)} cases, tinyconv and torch each in its own worker ...",
           file=sys.stderr, flush=True)
     results, lines = _setup.compare(__file__, make, groups, args, probes=probes, long=long)
@@ -409,7 +505,11 @@ def main(argv=None):
         "differ where a max-pool window holds equal maxima (each library picks one); "
         "bench_methods.py separates that from float32 rounding. SmoothGrad's noisy copies "
         "are each library's own random draws, so its difference is the noise's, not an "
-        "error (tests/test_captum_methods.py compares the two on the same copies)."]
+        "error (tests/test_captum_methods.py compares the two on the same copies). The "
+        "ascents compare their final images with the torch ascent's: the two agree to "
+        "float32 rounding until a max-pool window holds two equal maxima (the class models "
+        "meet one after 6 steps), from where each library sends the gradient to a different "
+        "one and the ascents part; --quick's 5 steps stay before it."]
     for t in tables.values():
         t.notes.append(_setup.CONTROL_NOTE)
         t.notes.append("ms = median, best = minimum over all timed calls of all rounds; "

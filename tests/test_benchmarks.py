@@ -220,6 +220,16 @@ def test_model(started):
         rows = [line for line in out.splitlines()
                 if line.startswith(("forward, batch", "gradient (saliency), batch"))]
         assert rows and all(re.search(r"\s(NCHW|channels_last)\s", line) for line in rows), rows
+        # activation maximisation against the same ascent written in torch: the same
+        # images, step for step, over --quick's 5 steps (a wrong update, blur or jitter in
+        # either would part them by far more)
+        ascents = [line.split() for line in out.splitlines()
+                   if line.startswith(("class models, 10 logits", "preferred image, conv3"))]
+        assert len(ascents) == 2, out
+        for row in ascents:
+            assert float(row[-1]) < 1e-5, row
+    else:
+        assert "class models, 10 logits at once, 5 steps" in out
     assert "| case |" in (started[1] / "model.md").read_text()
 
 
