@@ -526,6 +526,30 @@ CONTROL_NOTE = ("A/A (median) = tinyconv / tinyconv again, the same worker in a 
                 "land in this run (--no-control skips it; --in-process leaves it out). A "
                 "ratio against the reference no farther from 1.00 is a tie.")
 
+
+def verdict(ratio, target, control=None):
+    """``"met"``, ``"tie"`` or ``"missed"``: a ratio of medians (tinyconv / reference)
+    against its ``target``, at the resolution of this run's A/A ``control`` (tinyconv /
+    tinyconv again on the same case).
+
+    Two identical contenders landed a factor ``s = max(control, 1 / control)`` apart, so a
+    ratio is told from the target only beyond that factor: met when ``ratio * s <= target``,
+    missed when ``ratio >= target * s``, a tie in between. Without a control (``None``:
+    ``--no-control``, ``--in-process``) the median alone decides. None when ``ratio`` is.
+    """
+    if ratio is None:
+        return None
+    spread = 1.0 if control is None else max(control, 1 / control)
+    if ratio * spread <= target:
+        return "met"
+    return "missed" if ratio >= target * spread else "tie"
+
+
+VERDICT_NOTE = ("verdict = the ratio of medians against the target at this run's resolution: "
+                "met or missed only when it is farther from the target than the A/A control "
+                "is from 1.00 (as a factor), a tie otherwise; without the control, by the "
+                "median alone.")
+
 #: The two contenders of a comparison; each runs in a worker process of its own.
 SIDES = ("tinyconv", "torch")
 #: Rounds in which the workers take turns (full, --quick), and one round's timed calls:

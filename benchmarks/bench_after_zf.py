@@ -53,6 +53,8 @@ TASKS = ("IG", "SmoothGrad", "Grad-CAM")
 WORKERS = ("tinyconv", *_setup.TORCH_LAYOUTS)
 #: tinyconv's worker a second time: the A/A control.
 CONTROL = _setup.CONTROL
+#: The project's target for each task: tinyconv / Captum, by median (benchmarks/README.md).
+TARGET = 1.0
 
 
 def tinyconv_tasks(model, X, batch):
@@ -177,6 +179,18 @@ def main(argv=None):
         lines += [f"{'A/A ' + task:<15} {cell(times['tinyconv'][task]):>15} "
                   f"{cell(times[CONTROL][task]):>15} {ratios(task, 'tinyconv', CONTROL)}"
                   for task in TASKS]
+    if not missing:
+        lines += ["", f"Target: tinyconv / Captum <= {TARGET:.1f} for each task, by median.",
+                  _setup.VERDICT_NOTE,
+                  f"{'task':<11} {'ratio median':>12} {'A/A (median)':>12} {'verdict':>8}"]
+        for task in TASKS:
+            ours = statistics.median(times["tinyconv"][task])
+            theirs = min(statistics.median(times[c][task]) for c in WORKERS[1:])
+            aa = (None if args.no_control
+                  else ours / statistics.median(times[CONTROL][task]))
+            lines.append(f"{task:<11} {ours / theirs:>12.2f} "
+                         f"{'-' if aa is None else f'{aa:.2f}':>12} "
+                         f"{_setup.verdict(ours / theirs, TARGET, aa):>8}")
     _setup.finish_text(args, __file__, __doc__, lines, missing, "Captum",
                        "torch==2.13.0 captum")
 

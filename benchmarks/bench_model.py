@@ -471,12 +471,13 @@ def main(argv=None):
                  "first call tinyconv s": "{:.2f}", "first call ref s": "{:.2f}",
                  "max rel. diff": "{:.1e}"})
     target_t = _setup.Table("Targets (tinyconv / reference, from this run)",
-                            ["comparison", "target", "median", "best", "met (best)",
-                             "A/A (median)"],
+                            ["comparison", "target", "median", "best", "A/A (median)",
+                             "verdict"],
                             fmt={"target": "<= {:.2f}", "median": "{:.2f}", "best": "{:.2f}",
                                  "A/A (median)": "{:.2f}"},
                             notes=["full mode only (the targets are set for these batch "
-                                   "sizes); see benchmarks/README.md.", _setup.CONTROL_NOTE])
+                                   "sizes); see benchmarks/README.md.", _setup.CONTROL_NOTE,
+                                   _setup.VERDICT_NOTE])
     for section, label, ours, theirs, target in rows:
         o = results[("tinyconv", ours)]
         refs = [(c, results[("torch", c)]) for c in theirs if ("torch", c) in results]
@@ -498,7 +499,7 @@ def main(argv=None):
             1e3 * rt.min if rt else None, layout, *ratio, aa, o.first,
             ref.first if ref else None, diff)
         if target is not None and ratio[1] is not None:
-            target_t.add(label, target, *ratio, "yes" if ratio[1] <= target else "no", aa)
+            target_t.add(label, target, *ratio, aa, _setup.verdict(ratio[0], target, aa))
     tables["methods"].notes += skipped + [
         "max rel. diff = max |tinyconv - Captum| / max |Captum| on the same digits (occlusion: "
         "the per-pixel map against Captum's with perturbations_per_eval=625). Projections "

@@ -231,6 +231,10 @@ def test_model(started):
     else:
         assert "class models, 10 logits at once, 5 steps" in out
     assert "| case |" in (started[1] / "model.md").read_text()
+    # the targets table (rows in full mode only) ends with a verdict at the A/A control's
+    # resolution (the verdict's own test is test_verdict_reads_a_ratio_...)
+    targets = out[out.index("Targets (tinyconv / reference"):].splitlines()
+    assert targets[1].split()[-2:] == ["(median)", "verdict"], targets[:3]
 
 
 @pytest.mark.skipif(not HAVE_CAPTUM, reason="bench_after_zf.py compares with Captum: "
@@ -246,6 +250,28 @@ def test_after_zf_times_captum_in_both_layouts(started):
         assert row[10] in ("NCHW", "channels_last"), row
         assert float(row[11]) > 0 and float(row[12]) > 0, row
     assert_control(out)
+    # the verdict of each task against its target, with the A/A control as the margin
+    lines = out.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("Target: tinyconv"))
+    verdicts = [line.split() for line in lines[at:]
+                if line.startswith(("IG ", "SmoothGrad ", "Grad-CAM "))]
+    assert [row[0] for row in verdicts] == ["IG", "SmoothGrad", "Grad-CAM"], out
+    assert all(len(row) == 4 and row[3] in ("met", "tie", "missed") for row in verdicts), out
+
+
+def test_verdict_reads_a_ratio_at_the_resolution_of_its_control():
+    """met / tie / missed against a target, the A/A control's factor as the margin (either
+    side of 1.00), the median alone without a control."""
+    cases = [((0.72, 1.0, 1.06), "met"), ((0.97, 1.0, 1.07), "tie"),
+             ((1.19, 1.0, 1.07), "missed"), ((0.90, 1.0, 0.85), "tie"),
+             ((0.80, 1.0, 0.85), "met"), ((0.33, 0.2, 1.02), "missed"),
+             ((0.21, 0.2, 1.10), "tie"), ((1.0, 1.0, None), "met"),
+             ((1.01, 1.0, None), "missed"), ((None, 1.0, 1.0), None)]
+    code = ("import _setup; print(repr([_setup.verdict(*a) for a in "
+            f"{[a for a, _ in cases]!r}]))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=BENCHMARKS, capture_output=True,
+                         text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == repr([v for _, v in cases])
 
 
 def assert_control(out):
