@@ -527,28 +527,42 @@ CONTROL_NOTE = ("A/A (median) = tinyconv / tinyconv again, the same worker in a 
                 "ratio against the reference no farther from 1.00 is a tie.")
 
 
-def verdict(ratio, target, control=None):
-    """``"met"``, ``"tie"`` or ``"missed"``: a ratio of medians (tinyconv / reference)
-    against its ``target``, at the resolution of this run's A/A ``control`` (tinyconv /
-    tinyconv again on the same case).
+def spread(control):
+    """``max(control, 1 / control)``: how far (as a factor) an A/A ratio is from 1.00."""
+    return max(control, 1 / control)
 
-    Two identical contenders landed a factor ``s = max(control, 1 / control)`` apart, so a
-    ratio is told from the target only beyond that factor: met when ``ratio * s <= target``,
-    missed when ``ratio >= target * s``, a tie in between. Without a control (``None``:
-    ``--no-control``, ``--in-process``) the median alone decides. None when ``ratio`` is.
+
+def run_spread(controls):
+    """The median :func:`spread` over a run's A/A ratios (None skipped; 1.0 if none): how far
+    apart two identical contenders typically landed in that run."""
+    factors = sorted(spread(c) for c in controls if c is not None)
+    return statistics.median(factors) if factors else 1.0
+
+
+def verdict(ratio, target, control=None, floor=1.0):
+    """``"met"``, ``"tie"`` or ``"missed"``: a ratio of medians (tinyconv / reference)
+    against its ``target``, at the resolution of this run's A/A control.
+
+    The margin ``s`` is the larger of this row's ``control`` (tinyconv / tinyconv again on the
+    same case, as a :func:`spread`) and ``floor``, the run's typical spread
+    (:func:`run_spread` over its rows), so that one row's lucky A/A of 1.00 does not make a
+    1 % difference a result. Met when ``ratio * s <= target``, missed when
+    ``ratio >= target * s``, a tie in between. Without a control (``None`` and ``floor``
+    1.0: ``--no-control``, ``--in-process``) the median alone decides. None when ``ratio`` is.
     """
     if ratio is None:
         return None
-    spread = 1.0 if control is None else max(control, 1 / control)
-    if ratio * spread <= target:
+    s = max(floor, 1.0 if control is None else spread(control))
+    if ratio * s <= target:
         return "met"
-    return "missed" if ratio >= target * spread else "tie"
+    return "missed" if ratio >= target * s else "tie"
 
 
 VERDICT_NOTE = ("verdict = the ratio of medians against the target at this run's resolution: "
-                "met or missed only when it is farther from the target than the A/A control "
-                "is from 1.00 (as a factor), a tie otherwise; without the control, by the "
-                "median alone.")
+                "met or missed only when it is farther from the target than two identical "
+                "contenders landed (as a factor: this row's A/A control, or the median over "
+                "the run's rows if that is larger), a tie otherwise; without the control, by "
+                "the median alone.")
 
 #: The two contenders of a comparison; each runs in a worker process of its own.
 SIDES = ("tinyconv", "torch")

@@ -183,14 +183,15 @@ def main(argv=None):
         lines += ["", f"Target: tinyconv / Captum <= {TARGET:.1f} for each task, by median.",
                   _setup.VERDICT_NOTE,
                   f"{'task':<11} {'ratio median':>12} {'A/A (median)':>12} {'verdict':>8}"]
+        med = {c: {t: statistics.median(times[c][t]) for t in TASKS} for c in contenders}
+        ratio = {t: med["tinyconv"][t] / min(med[c][t] for c in WORKERS[1:]) for t in TASKS}
+        aa = {t: None if args.no_control else med["tinyconv"][t] / med[CONTROL][t]
+              for t in TASKS}
+        floor = _setup.run_spread(aa.values())
         for task in TASKS:
-            ours = statistics.median(times["tinyconv"][task])
-            theirs = min(statistics.median(times[c][task]) for c in WORKERS[1:])
-            aa = (None if args.no_control
-                  else ours / statistics.median(times[CONTROL][task]))
-            lines.append(f"{task:<11} {ours / theirs:>12.2f} "
-                         f"{'-' if aa is None else f'{aa:.2f}':>12} "
-                         f"{_setup.verdict(ours / theirs, TARGET, aa):>8}")
+            lines.append(f"{task:<11} {ratio[task]:>12.2f} "
+                         f"{'-' if aa[task] is None else f'{aa[task]:.2f}':>12} "
+                         f"{_setup.verdict(ratio[task], TARGET, aa[task], floor):>8}")
     _setup.finish_text(args, __file__, __doc__, lines, missing, "Captum",
                        "torch==2.13.0 captum")
 

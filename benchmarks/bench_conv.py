@@ -315,6 +315,7 @@ def main(argv=None):
     phase_t = None
     errors = []
     not_run = []                 # per shape, per phase: timed, but the layer does not run it
+    ratios = {"forward": [], "fwd+bwd": []}     # per pass: (shape, tinyconv / torch, A/A)
 
     for s, key in zip(shapes, keys, strict=True):
         name = shape_name(s)
@@ -332,6 +333,10 @@ def main(argv=None):
             main_t.add(name, pass_, *_setup.pass_cells(
                 ours.timing, theirs.timing if theirs else None, layout, mult * flops / 1e9,
                 twin.timing if twin else None))
+            if ours.timing and theirs and theirs.timing:
+                ratios[pass_].append((name, ours.timing.median / theirs.timing.median,
+                                      ours.timing.median / twin.timing.median
+                                      if twin and twin.timing else None))
 
         layer, x, dy = make_case(s)
         (M, K, C_out), tg = sgemm_timing(s, args.quick)
@@ -388,7 +393,43 @@ def main(argv=None):
 
     header.append(monitor.line())
     _setup.report("bench_conv: Conv2D forward / backward", header,
-                  [main_t, gemm_t, phase_t, share_t, comp_t], args.markdown)
+                  [main_t, target_table(ratios, len(shapes), args.quick), gemm_t, phase_t,
+                   share_t, comp_t], args.markdown)
+
+
+def geomean(values):
+    return float(np.exp(np.mean(np.log(values))))
+
+
+def target_table(ratios, n_shapes, quick):
+    """The targets on these shapes, from ``ratios[pass] = [(shape, tinyconv / torch, A/A)]``:
+    the geometric mean of the ratios of medians for each pass (each pass's A/A control the
+    geometric mean of the shapes' A/A ratios: the same statistic of two identical
+    contenders), and the worst shape's forward; each with its verdict
+    (:func:`_setup.verdict`, its floor the run's typical A/A over all eight rows). Rows
+    only in full mode, with every shape timed against torch."""
+    t = _setup.Table("Targets (tinyconv / torch, from this run)",
+                     ["comparison", "target", "ratio (median)", "A/A (median)", "verdict"],
+                     fmt={"target": "<= {:.2f}", "ratio (median)": "{:.2f}",
+                          "A/A (median)": "{:.2f}"},
+                     notes=["full mode only (the targets are set for these shapes); see "
+                            "benchmarks/README.md.", _setup.VERDICT_NOTE])
+    if quick or any(len(r) != n_shapes for r in ratios.values()):
+        return t
+
+    def control(rows):
+        aas = [aa for _, _, aa in rows]
+        return None if None in aas else geomean(aas)
+    floor = _setup.run_spread(aa for rows in ratios.values() for _, _, aa in rows)
+    for pass_, target in (("forward", 1.0), ("fwd+bwd", 1.0)):
+        rows = ratios[pass_]
+        ratio, aa = geomean([r for _, r, _ in rows]), control(rows)
+        t.add(f"{pass_}, geometric mean of {n_shapes} shapes", target, ratio, aa,
+              _setup.verdict(ratio, target, aa, floor))
+    name, ratio, aa = max(ratios["forward"], key=lambda row: row[1])
+    t.add(f"forward, the slowest shape ({name})", 1.5, ratio, aa,
+          _setup.verdict(ratio, 1.5, aa, floor))
+    return t
 
 
 if __name__ == "__main__":

@@ -478,6 +478,7 @@ def main(argv=None):
                             notes=["full mode only (the targets are set for these batch "
                                    "sizes); see benchmarks/README.md.", _setup.CONTROL_NOTE,
                                    _setup.VERDICT_NOTE])
+    targeted, controls = [], []        # the rows with a target; every row's A/A ratio
     for section, label, ours, theirs, target in rows:
         o = results[("tinyconv", ours)]
         refs = [(c, results[("torch", c)]) for c in theirs if ("torch", c) in results]
@@ -499,7 +500,11 @@ def main(argv=None):
             1e3 * rt.min if rt else None, layout, *ratio, aa, o.first,
             ref.first if ref else None, diff)
         if target is not None and ratio[1] is not None:
-            target_t.add(label, target, *ratio, aa, _setup.verdict(ratio[0], target, aa))
+            targeted.append((label, target, ratio, aa))
+        controls.append(aa)
+    floor = _setup.run_spread(controls)            # the run's typical A/A, over every row
+    for label, target, ratio, aa in targeted:
+        target_t.add(label, target, *ratio, aa, _setup.verdict(ratio[0], target, aa, floor))
     tables["methods"].notes += skipped + [
         "max rel. diff = max |tinyconv - Captum| / max |Captum| on the same digits (occlusion: "
         "the per-pixel map against Captum's with perturbations_per_eval=625). Projections "

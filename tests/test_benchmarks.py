@@ -151,8 +151,9 @@ def test_memory(started):
 
 #: script -> the tables it must print, and a line it must print whatever the optional packages
 TABLES = {
-    "conv": (["Conv2D, float32 NHWC", "Where tinyconv's fwd+bwd time goes"], "max rel. diff"
-             if HAVE_CAPTUM else "torch not installed"),
+    "conv": (["Conv2D, float32 NHWC", "Targets (tinyconv / torch",
+              "Where tinyconv's fwd+bwd time goes"],
+             "max rel. diff" if HAVE_CAPTUM else "torch not installed"),
     "kernels": (["im2col / col2im (float32) against memcpy of the same size"], "% of memcpy"),
     "pool": (["MaxPool2D, float32 NHWC"], "dx max abs diff" if HAVE_CAPTUM
              else "torch not installed"),
@@ -261,17 +262,23 @@ def test_after_zf_times_captum_in_both_layouts(started):
 
 def test_verdict_reads_a_ratio_at_the_resolution_of_its_control():
     """met / tie / missed against a target, the A/A control's factor as the margin (either
-    side of 1.00), the median alone without a control."""
+    side of 1.00, at least the run's typical one), the median alone without a control; and
+    the run's typical factor is the median over its rows."""
     cases = [((0.72, 1.0, 1.06), "met"), ((0.97, 1.0, 1.07), "tie"),
              ((1.19, 1.0, 1.07), "missed"), ((0.90, 1.0, 0.85), "tie"),
              ((0.80, 1.0, 0.85), "met"), ((0.33, 0.2, 1.02), "missed"),
              ((0.21, 0.2, 1.10), "tie"), ((1.0, 1.0, None), "met"),
-             ((1.01, 1.0, None), "missed"), ((None, 1.0, 1.0), None)]
+             ((1.01, 1.0, None), "missed"), ((None, 1.0, 1.0), None),
+             # a lucky A/A of 1.00 on this row: the run's typical spread is the margin
+             ((0.99, 1.0, 1.00, 1.03), "tie"), ((0.95, 1.0, 1.01, 1.03), "met"),
+             ((1.10, 1.0, None, 1.08), "missed")]
     code = ("import _setup; print(repr([_setup.verdict(*a) for a in "
-            f"{[a for a, _ in cases]!r}]))")
+            f"{[a for a, _ in cases]!r}])); "
+            "print(repr(_setup.run_spread([1.04, None, 0.98, 1/1.10])))")
     out = subprocess.run([sys.executable, "-c", code], cwd=BENCHMARKS, capture_output=True,
-                         text=True, check=True).stdout
-    assert out.strip().splitlines()[-1] == repr([v for _, v in cases])
+                         text=True, check=True).stdout.strip().splitlines()
+    assert out[-2] == repr([v for _, v in cases])
+    assert abs(float(out[-1]) - 1.04) < 1e-12        # the median of 1.04, 1/0.98, 1.10
 
 
 def assert_control(out):
