@@ -564,6 +564,12 @@ VERDICT_NOTE = ("verdict = the ratio of medians against the target at this run's
                 "the run's rows if that is larger), a tie otherwise; without the control, by "
                 "the median alone.")
 
+
+def floor_note(floor):
+    """The line under a verdict table that names its ``floor`` (:func:`run_spread`), so a
+    reader can redo each verdict from the printed columns."""
+    return f"margin floor, this run's typical A/A spread (median over its rows): {floor:.3f}"
+
 #: The two contenders of a comparison; each runs in a worker process of its own.
 SIDES = ("tinyconv", "torch")
 #: Rounds in which the workers take turns (full, --quick), and one round's timed calls:

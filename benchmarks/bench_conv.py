@@ -407,20 +407,22 @@ def target_table(ratios, n_shapes, quick):
     geometric mean of the shapes' A/A ratios: the same statistic of two identical
     contenders), and the worst shape's forward; each with its verdict
     (:func:`_setup.verdict`, its floor the run's typical A/A over all eight rows). Rows
-    only in full mode, with every shape timed against torch."""
+    only with every shape timed against torch; ``quick`` says that its batches are cut."""
     t = _setup.Table("Targets (tinyconv / torch, from this run)",
                      ["comparison", "target", "ratio (median)", "A/A (median)", "verdict"],
                      fmt={"target": "<= {:.2f}", "ratio (median)": "{:.2f}",
                           "A/A (median)": "{:.2f}"},
-                     notes=["full mode only (the targets are set for these shapes); see "
-                            "benchmarks/README.md.", _setup.VERDICT_NOTE])
-    if quick or any(len(r) != n_shapes for r in ratios.values()):
+                     notes=[f"--quick: the batches cut by {QUICK_BATCH_DIVISOR}, a rehearsal of "
+                            "this table, not a reading of the targets." if quick else
+                            "see benchmarks/README.md for the targets.", _setup.VERDICT_NOTE])
+    if any(len(r) != n_shapes for r in ratios.values()):
         return t
 
     def control(rows):
         aas = [aa for _, _, aa in rows]
         return None if None in aas else geomean(aas)
     floor = _setup.run_spread(aa for rows in ratios.values() for _, _, aa in rows)
+    t.notes.append(_setup.floor_note(floor))
     for pass_, target in (("forward", 1.0), ("fwd+bwd", 1.0)):
         rows = ratios[pass_]
         ratio, aa = geomean([r for _, r, _ in rows]), control(rows)

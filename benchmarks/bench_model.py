@@ -54,8 +54,11 @@ import _setup  # first: re-executes without OPENBLAS_* variables before NumPy lo
 import numpy as np
 
 import tinyconv as tc
+from tinyconv import gallery
 from tinyconv.activation_max import maximize_features
+from tinyconv.tour_after import demo_default
 from tinyconv.training import train_step
+from tinyconv.units import centre_unit, is_spatial
 
 FORWARD_BATCHES, QUICK_FORWARD_BATCHES = (1, 64, 256), (1, 8, 16)
 STEP_BATCH, QUICK_STEP_BATCH = 128, 16
@@ -66,28 +69,29 @@ WINDOW, GREY = 4, 0.5
 
 
 class Ascent(NamedTuple):
-    """An activation-maximisation case: the ascent of ``ks`` at ``layer`` and its settings."""
+    """An activation-maximisation case: the ascent of ``ks`` at ``layer`` with the settings
+    (steps, lr, regularisers) that ``demo``, a :mod:`tinyconv.gallery` function, defaults to."""
 
     label: str
     layer: str
     ks: tuple
-    steps: int
-    lr: float
-    l2: float
-    blur_every: int
-    blur_sigma: float
-    jitter: int
+    demo: object
 
 
-#: The tour's class models (gallery.class_models' defaults) and the preferred image of one
-#: conv3 unit (gallery.preferred_images' settings).
+#: The tour's class models and the preferred image of one conv3 unit, each timed with the
+#: settings its gallery function uses, read from that function so the two cannot drift.
 ASCENTS = {"classes": Ascent("class models, 10 logits at once", "logits", tuple(range(10)),
-                             150, 0.04, 0.01, 4, 0.6, 1),
-           "unit": Ascent("preferred image, conv3 unit 0", "conv3", (0,), 120, 0.03, 0.01, 4,
-                          0.5, 1)}
+                             gallery.class_models),
+           "unit": Ascent("preferred image, conv3 unit 0", "conv3", (0,),
+                          gallery.preferred_images)}
+#: maximize_features' keywords that the gallery functions pass on from their own defaults.
+ASCENT_SETTINGS = ("steps", "lr", "l2", "blur_every", "blur_sigma", "jitter")
 QUICK_ASCENT_STEPS = 5       # before the class models meet a max-pool tie (the notes)
 CAPTUM_PPE = (64, 256, 625)        # Captum's perturbations_per_eval settings for occlusion
 QUICK_CAPTUM_PPE = (625,)
+QUICK_TARGETS_NOTE = ("--quick: each target is tried on the smaller batch that stands in for "
+                      "its own (forward 16 for 256, a step of 16 for 128, methods at 8 for 64): "
+                      "a rehearsal of this table, not a reading of the targets.")
 #: The targets of this benchmark's ratios (tinyconv / reference), see benchmarks/README.md.
 TARGETS = {"forward 256": 1.0, f"train step {STEP_BATCH}": 1.0, "guided backprop 64": 1.0,
            "gradient (saliency) 64": 1.0, "occlusion zero": 0.2, "occlusion grey": 0.33}
@@ -193,10 +197,11 @@ def rel_diff(ours, theirs):
 
 def ascent_case(name, steps):
     """``(layer, ks, settings)`` of the ascent ``name`` of :data:`ASCENTS` for ``steps``
-    steps; ``settings`` are :func:`~tinyconv.activation_max.maximize_features`' keywords."""
+    steps; ``settings`` are :func:`~tinyconv.activation_max.maximize_features`' keywords:
+    the gallery function's defaults, ``steps`` and ``seed=0``."""
     a = ASCENTS[name]
-    return a.layer, list(a.ks), dict(steps=steps, lr=a.lr, l2=a.l2, blur_every=a.blur_every,
-                                     blur_sigma=a.blur_sigma, jitter=a.jitter, seed=0)
+    settings = {key: demo_default(a.demo, key) for key in ASCENT_SETTINGS}
+    return a.layer, list(a.ks), {**settings, "steps": steps, "seed": 0}
 
 
 def torch_ascent(torch, net, model, layer, ks, layout, *, steps, lr, l2, blur_every,
@@ -214,8 +219,8 @@ def torch_ascent(torch, net, model, layer, ks, layout, *, steps, lr, l2, blur_ev
     start = 0.5 + 0.01 * rng.standard_normal(model.input_shape)
     x = _setup.nchw(torch, np.repeat(start[None], len(ks), axis=0).astype(np.float32), layout)
     rows, ks_t = torch.arange(len(ks)), torch.tensor(ks)
-    spatial = len(model.output_shapes[l]) == 3
-    centre = tuple(s // 2 for s in model.output_shapes[l][:2]) if spatial else ()
+    spatial = is_spatial(model, l)
+    centre = centre_unit(model, l) if spatial else ()
     radius = max(int(3 * blur_sigma + 0.5), 1)
     g = torch.exp(-torch.arange(-radius, radius + 1, dtype=torch.float64) ** 2
                   / (2 * blur_sigma ** 2))
@@ -400,20 +405,23 @@ def cases(quick):
     layouts (:data:`_setup.TORCH_LAYOUTS`), occlusion also with each of Captum's
     perturbations_per_eval settings."""
     out = []
-    for b in QUICK_FORWARD_BATCHES if quick else FORWARD_BATCHES:
+    # a target is set for a full-mode size; --quick tries it on the size that stands in
+    for full, b in zip(FORWARD_BATCHES, QUICK_FORWARD_BATCHES if quick else FORWARD_BATCHES,
+                       strict=True):
         out.append(("forward", f"forward, batch {b}", f"forward|{b}", [f"forward|{b}"],
-                    TARGETS.get(f"forward {b}")))
+                    TARGETS.get(f"forward {full}")))
     sb = QUICK_STEP_BATCH if quick else STEP_BATCH
     out.append(("training", f"train step, batch {sb} (SGD)", f"step|{sb}", [f"step|{sb}"],
-                TARGETS.get(f"train step {sb}")))
+                TARGETS.get(f"train step {STEP_BATCH}")))
     n = QUICK_EPOCH_DIGITS if quick else EPOCH_DIGITS
     out.append(("training", f"train epoch, {n} digits, batch {STEP_BATCH}", f"epoch|{n}",
                 [f"epoch|{n}"], None))
     methods, _ = available_methods()
     for m in methods:
-        for b in m.quick_batches if quick else m.batches:
+        # by position; IG and SmoothGrad, without targets, have one quick size for two
+        for full, b in zip(m.batches, m.quick_batches if quick else m.batches, strict=False):
             out.append(("methods", f"{m.name}, batch {b}", f"method|{m.name}|{b}",
-                        [f"method|{m.name}|{b}"], TARGETS.get(f"{m.name} {b}")))
+                        [f"method|{m.name}|{b}"], TARGETS.get(f"{m.name} {full}")))
     for base in ("zero", "grey"):
         out.append(("methods", f"occlusion {WINDOW}x{WINDOW}, {base} occluder, 1 digit",
                     f"occlusion|{base}",
@@ -423,7 +431,7 @@ def cases(quick):
     n = QUICK_MAXACT_DIGITS if quick else MAXACT_DIGITS
     out.append(("methods", f"MaxAct conv2, {n} digits", f"maxact|{n}", [f"maxact|{n}"], None))
     for name, a in ASCENTS.items():
-        steps = QUICK_ASCENT_STEPS if quick else a.steps
+        steps = QUICK_ASCENT_STEPS if quick else demo_default(a.demo)
         out.append(("methods", f"{a.label}, {steps} steps (vs the same ascent in torch)",
                     f"ascent|{name}|{steps}", [f"ascent|{name}|{steps}"], None))
     return [(section, label, ours, [f"{c}|{lay}" for c in theirs for lay in _setup.TORCH_LAYOUTS],
@@ -475,9 +483,9 @@ def main(argv=None):
                              "verdict"],
                             fmt={"target": "<= {:.2f}", "median": "{:.2f}", "best": "{:.2f}",
                                  "A/A (median)": "{:.2f}"},
-                            notes=["full mode only (the targets are set for these batch "
-                                   "sizes); see benchmarks/README.md.", _setup.CONTROL_NOTE,
-                                   _setup.VERDICT_NOTE])
+                            notes=[QUICK_TARGETS_NOTE if args.quick else
+                                   "see benchmarks/README.md for the targets.",
+                                   _setup.CONTROL_NOTE, _setup.VERDICT_NOTE])
     targeted, controls = [], []        # the rows with a target; every row's A/A ratio
     for section, label, ours, theirs, target in rows:
         o = results[("tinyconv", ours)]
@@ -503,6 +511,7 @@ def main(argv=None):
             targeted.append((label, target, ratio, aa))
         controls.append(aa)
     floor = _setup.run_spread(controls)            # the run's typical A/A, over every row
+    target_t.notes.append(_setup.floor_note(floor))
     for label, target, ratio, aa in targeted:
         target_t.add(label, target, *ratio, aa, _setup.verdict(ratio[0], target, aa, floor))
     tables["methods"].notes += skipped + [

@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -177,6 +178,12 @@ def test_layer_benchmarks_print_their_tables(started, name):
                   if re.search(r"\s{2}(forward|fwd\+bwd)\s{2}", line)
                   and not line.startswith("shape")]                 # rows, not headers
         assert passes and all(float(row[-1]) > 0 for row in passes), passes
+    if name == "conv" and HAVE_CAPTUM:
+        # its targets (--quick: the cut batches), each verdict following from its row
+        rows, floor = target_rows(out, "Targets (tinyconv / torch")
+        assert [r[0] for r in rows] == ["forward,", "fwd+bwd,", "forward,"], rows
+        assert_verdicts_follow([(float(r[-3]), float(r[-4]), number(r[-2]), r[-1])
+                                for r in rows], floor)
 
 
 def test_a_script_started_with_openblas_overrides_runs_without_them(started):
@@ -192,6 +199,9 @@ def test_a_script_started_with_openblas_overrides_runs_without_them(started):
         (tmp / "pool blas vars.err").read_text()
 
 
+#: The targets table's rows in --quick (the smaller batches that stand in for the targets').
+MODEL_TARGET_ROWS = ("forward, batch 16", "train step, batch 16", "gradient (saliency), batch 8",
+                     "guided backprop, batch 8", "occlusion 4x4, zero", "occlusion 4x4, grey")
 MODEL_TABLES = ("Forward pass of the shipped model", "Training (forward", "Explanation methods",
                 "Targets")
 
@@ -204,7 +214,8 @@ def test_model(started):
     assert "NUMBA_NUM_THREADS=2, OMP_NUM_THREADS=2, OPENBLAS_NUM_THREADS=2" in out
     # the A/A control: tinyconv's worker in a second process, its ratio on every timed row
     assert "worker tinyconv again (pid" in out and "A/A (median)" in out
-    forward = [line.split() for line in out.splitlines() if line.startswith("forward, batch")]
+    timed = out.split("\nTargets (tinyconv / reference")[0]     # not the targets' rows
+    forward = [line.split() for line in timed.splitlines() if line.startswith("forward, batch")]
     assert forward
     if HAVE_CAPTUM:
         # after the reference's layout: the two ratios against it, then the A/A ratio
@@ -218,7 +229,7 @@ def test_model(started):
     if HAVE_CAPTUM:
         assert "worker torch (pid" in out and "max rel. diff" in out
         # the reference is timed in both of torch's layouts and each row names the faster
-        rows = [line for line in out.splitlines()
+        rows = [line for line in timed.splitlines()
                 if line.startswith(("forward, batch", "gradient (saliency), batch"))]
         assert rows and all(re.search(r"\s(NCHW|channels_last)\s", line) for line in rows), rows
         # activation maximisation against the same ascent written in torch: the same
@@ -232,10 +243,17 @@ def test_model(started):
     else:
         assert "class models, 10 logits at once, 5 steps" in out
     assert "| case |" in (started[1] / "model.md").read_text()
-    # the targets table (rows in full mode only) ends with a verdict at the A/A control's
-    # resolution (the verdict's own test is test_verdict_reads_a_ratio_...)
-    targets = out[out.index("Targets (tinyconv / reference"):].splitlines()
-    assert targets[1].split()[-2:] == ["(median)", "verdict"], targets[:3]
+    # the targets table (--quick: on the smaller batches): each verdict follows from the
+    # row's printed median and A/A and the run's floor (the rule's own test is
+    # test_verdict_reads_a_ratio_...)
+    rows, floor = target_rows(out, "Targets (tinyconv / reference")
+    if HAVE_CAPTUM:
+        assert len(rows) == len(MODEL_TARGET_ROWS), rows
+        assert all(" ".join(row).startswith(label) for row, label
+                   in zip(rows, MODEL_TARGET_ROWS, strict=True)), rows
+        # comparison ... <= target, median, best, A/A, verdict
+        assert_verdicts_follow([(float(r[-4]), float(r[-5]), number(r[-2]), r[-1])
+                                for r in rows], floor)
 
 
 @pytest.mark.skipif(not HAVE_CAPTUM, reason="bench_after_zf.py compares with Captum: "
@@ -257,7 +275,56 @@ def test_after_zf_times_captum_in_both_layouts(started):
     verdicts = [line.split() for line in lines[at:]
                 if line.startswith(("IG ", "SmoothGrad ", "Grad-CAM "))]
     assert [row[0] for row in verdicts] == ["IG", "SmoothGrad", "Grad-CAM"], out
-    assert all(len(row) == 4 and row[3] in ("met", "tie", "missed") for row in verdicts), out
+    assert all(len(row) == 4 for row in verdicts), out
+    # each follows from its ratio and A/A at the floor printed above them: the median
+    # spread of the three A/As of the control table
+    floor = float(next(line for line in lines[at:]
+                       if line.startswith("margin floor")).split()[-1])
+    control = [float(row[9]) for row in (line.split() for line in lines)
+               if row[:1] == ["A/A"] and row[1] in ("IG", "SmoothGrad", "Grad-CAM")]
+    spreads = sorted(max(c, 1 / c) for c in control)
+    assert len(spreads) == 3 and abs(spreads[1] - floor) <= 0.006, (spreads, floor)
+    assert_verdicts_follow([(float(r[1]), 1.0, number(r[2]), r[3]) for r in verdicts], floor)
+
+
+def test_the_timed_ascents_are_the_galleries_ascents():
+    """bench_model.py times the ascents of gallery.class_models and preferred_images: the
+    same layer and the settings each passes to maximize_features (the unit one of conv3's
+    features, where the gallery takes the top-ranked ones, at the same centre unit)."""
+    code = textwrap.dedent("""
+        import bench_model as bm, tinyconv as tc
+        from tinyconv import gallery
+        from tinyconv.units import centre_unit
+
+        class Called(Exception):
+            pass
+
+        def fake(model, layer, ks, idx=None, **settings):
+            raise Called(model.index(layer), list(ks), idx, settings)
+
+        gallery.maximize_features = fake
+        model = tc.pretrained("mnist")
+        X, _ = bm.digits("bundled-test", 64)
+        for name, run in (("classes", lambda: gallery.class_models(model)),
+                          ("unit", lambda: gallery.preferred_images(model, X, n=1))):
+            try:
+                run()
+            except Called as called:
+                l, ks, idx, settings = called.args
+            steps = settings["steps"]
+            layer, bks, bsettings = bm.ascent_case(name, steps)
+            assert model.index(layer) == l, (name, layer, l)
+            assert bsettings == settings, (name, bsettings, settings)
+            if name == "classes":
+                assert bks == ks and idx is None, (bks, ks, idx)
+            else:
+                assert len(bks) == 1 and tuple(idx) == centre_unit(model, l), (bks, idx)
+            print(name, "ok", steps)
+        """)
+    out = subprocess.run([sys.executable, "-c", code], cwd=BENCHMARKS, capture_output=True,
+                         text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["classes", "ok", "150", "unit", "ok", "120"], out.stdout
 
 
 def test_verdict_reads_a_ratio_at_the_resolution_of_its_control():
@@ -279,6 +346,57 @@ def test_verdict_reads_a_ratio_at_the_resolution_of_its_control():
                          text=True, check=True).stdout.strip().splitlines()
     assert out[-2] == repr([v for _, v in cases])
     assert abs(float(out[-1]) - 1.04) < 1e-12        # the median of 1.04, 1/0.98, 1.10
+
+
+def verdicts_allowed(ratio, target, aa, floor):
+    """Every verdict that a printed ratio of medians, A/A control and floor allow, the rule
+    of benchmarks/README.md restated: the margin s is the larger of the A/A's distance from
+    1.00 (as a factor) and the floor; met when ratio * s <= target, missed when ratio >=
+    target * s, a tie between. The printed cells are rounded (2 and 3 decimals), so every
+    value they could have stood for is tried."""
+    aas = [None] if aa is None else [aa - 0.005, aa + 0.005] + ([1.0] if abs(aa - 1) <= 0.005
+                                                                 else [])
+    out = set()
+    for r in (ratio - 0.005, ratio + 0.005):
+        for a in aas:
+            for f in (floor - 0.0005, floor + 0.0005):
+                s = max(f, 1.0 if a is None else max(a, 1 / a))
+                out.add("met" if r * s <= target else "missed" if r >= target * s else "tie")
+    return out
+
+
+def test_the_restated_verdict_rule_tells_the_verdicts_apart():
+    # the oracle of the tests below can fail: each verdict, far from the edges, is alone
+    assert verdicts_allowed(0.50, 1.0, 1.02, 1.03) == {"met"}
+    assert verdicts_allowed(1.00, 1.0, 1.02, 1.03) == {"tie"}
+    assert verdicts_allowed(1.50, 1.0, 0.90, 1.03) == {"missed"}
+    assert verdicts_allowed(0.95, 1.0, 1.10, 1.03) == {"tie"}       # the A/A's margin
+
+
+def target_rows(out, title):
+    """The rows of the targets table ``title``: ``(ratio, target, A/A or None, verdict)``,
+    read from the right (the labels hold spaces), and the floor its last note names."""
+    lines = out[out.index(title):].splitlines()
+    floor = float(next(line for line in lines if line.startswith("margin floor")).split()[-1])
+    rows = []
+    for line in lines[3:]:
+        cells = line.split()
+        if len(cells) < 5 or cells[-1] not in ("met", "tie", "missed"):
+            break
+        rows.append(cells)
+    return rows, floor
+
+
+def assert_verdicts_follow(rows, floor):
+    """Each printed verdict is one its own printed cells allow."""
+    assert rows
+    for ratio, target, aa, verdict in rows:
+        assert verdict in verdicts_allowed(ratio, target, aa, floor), (ratio, target, aa,
+                                                                       verdict, floor)
+
+
+def number(cell):
+    return None if cell == "-" else float(cell)
 
 
 def assert_control(out):
