@@ -63,6 +63,34 @@ def _reexec_without_blas_vars():
 _reexec_without_blas_vars()
 
 
+def _reference_loads_first():
+    """In a reference worker (``--worker`` anything but tinyconv): load torch now, before the
+    script imports tinyconv. ``import tinyconv`` sets ``OMP_WAIT_POLICY=PASSIVE`` for its own
+    OpenMP pool unless the user set it, and torch's OpenMP runtime reads that variable once,
+    as it loads; loaded first, torch runs with the environment a torch user's program would
+    give it. Returns that value (None: unset; ``"-"``: not a reference worker, or no torch)."""
+    argv = sys.argv
+    if "--worker" not in argv or argv.index("--worker") + 1 >= len(argv):
+        return "-"
+    if argv[argv.index("--worker") + 1].startswith("tinyconv"):
+        return "-"
+    given = os.environ.get("OMP_WAIT_POLICY")
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return "-"
+    return given
+
+
+#: ``OMP_WAIT_POLICY`` as torch's OpenMP runtime read it in this worker (see above).
+TORCH_WAIT_POLICY = _reference_loads_first()
+#: What ``import tinyconv`` sets for its own pools unless the user did (tinyconv/__init__.py),
+#: as this process was given them, before the script imported tinyconv: a reference worker
+#: gets these back (:func:`thread_env`), so tinyconv's choice never reaches torch.
+TINYCONV_DEFAULTS = ("OMP_WAIT_POLICY", "OPENBLAS_THREAD_TIMEOUT")
+GIVEN_ENV = {k: os.environ.get(k) for k in TINYCONV_DEFAULTS}
+
+
 # --------------------------------------------------------------------------- environment
 
 
@@ -256,13 +284,20 @@ def arg_parser(doc, quick_help, compare=None, control=False):
     return ap
 
 
-def thread_env(threads, **extra):
+def thread_env(threads, reference=False, **extra):
     """The environment of a child process: this one's without :data:`BLAS_VARS`, with numba,
     OpenMP, OpenBLAS and MKL pinned to ``threads`` (:data:`THREAD_VARS`), and the variables
     ``extra`` added. The children read these when their libraries load, before any code of
-    theirs runs, so the pinning holds for every thread pool they start."""
+    theirs runs, so the pinning holds for every thread pool they start. A ``reference``
+    child (torch's side) gets :data:`TINYCONV_DEFAULTS` as the user gave them, not as this
+    process's ``import tinyconv`` set them."""
     found = " ".join(f"{k}={os.environ[k]}" for k in BLAS_VARS if k in os.environ)
     env = {k: v for k, v in os.environ.items() if k not in BLAS_VARS}
+    if reference:
+        for k, v in GIVEN_ENV.items():
+            env.pop(k, None)
+            if v is not None:
+                env[k] = v
     removed = os.environ.get(_MARKER) or found
     if removed:
         env[_MARKER] = removed          # the child's header says what was removed
@@ -623,6 +658,9 @@ def _worker_main(side, make, threads):
         send({"error": f"{e.name or e} not installed"})
         return
     env = {k: os.environ.get(k) for k in (*BLAS_VARS, *THREAD_VARS)}
+    if TORCH_WAIT_POLICY != "-":
+        header.append(f"torch loaded before tinyconv, OMP_WAIT_POLICY "
+                      f"{TORCH_WAIT_POLICY or 'unset'} (torch's default unless the user set it)")
     send({"side": side, "pid": os.getpid(), "header": header, "env": env})
     built = {}
     for line in sys.stdin:
@@ -672,7 +710,9 @@ class Worker:
         cmd = [sys.executable, os.path.abspath(script), "--worker", side.removesuffix(AGAIN),
                "--threads", str(threads), *argv]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     text=True, env=thread_env(threads, **(env or {})))
+                                     text=True, env=thread_env(
+                                         threads, reference=not side.startswith("tinyconv"),
+                                         **(env or {})))
         self.info = self._recv()
 
     def _recv(self):
@@ -720,7 +760,7 @@ class Worker:
                + (f"STILL SET: {', '.join(bad)}" if bad else f"{' and '.join(BLAS_VARS)} "
                   "unset before NumPy loaded") + f"; {pins}"]
         out += [f"  {line}" for line in self.info["header"]
-                if line.startswith(("blas", "openmp", "threads", "versions"))]
+                if line.startswith(("blas", "openmp", "threads", "versions", "torch loaded"))]
         return out
 
     def close(self):
@@ -761,7 +801,8 @@ def fresh_worker_rounds(script, contenders, rounds, threads, argv=()):
                 continue
             done = subprocess.run([sys.executable, os.path.abspath(script), "--worker",
                                    who.removesuffix(AGAIN), "--threads", str(threads), *argv],
-                                  env=thread_env(threads), capture_output=True, text=True)
+                                  env=thread_env(threads, reference=not who.startswith(
+                                      "tinyconv")), capture_output=True, text=True)
             if done.returncode != 0:
                 sys.exit(f"{who} worker failed:\n{done.stderr}")
             reply = json.loads(done.stdout.strip().splitlines()[-1])

@@ -81,7 +81,10 @@ def started(tmp_path_factory):
         cmd = [sys.executable, str(BENCHMARKS / script), "--quick",
                *(a.format(tmp=tmp) for a in args)]
         env = (bare if name.endswith("bare") else
-               dict(os.environ, **BLAS_VARS) if name.endswith("blas vars") else None)
+               dict(os.environ, **BLAS_VARS) if name.endswith("blas vars") else
+               # as a user who never set it: the torch worker must not get tinyconv's value
+               {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+               if name == "model" else None)
         procs[name] = (subprocess.Popen(cmd, stdout=out, stderr=err, text=True, env=env),
                        out, err)
     yield procs, tmp
@@ -228,6 +231,9 @@ def test_model(started):
         assert row in out, row
     if HAVE_CAPTUM:
         assert "worker torch (pid" in out and "max rel. diff" in out
+        # torch loaded before the worker imported tinyconv (which sets OMP_WAIT_POLICY for
+        # its own pool): torch's OpenMP runs as in a torch user's program
+        assert "torch loaded before tinyconv, OMP_WAIT_POLICY unset" in out
         # the reference is timed in both of torch's layouts and each row names the faster
         rows = [line for line in timed.splitlines()
                 if line.startswith(("forward, batch", "gradient (saliency), batch"))]
