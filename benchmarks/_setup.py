@@ -600,10 +600,15 @@ VERDICT_NOTE = ("verdict = the ratio of medians against the target at this run's
                 "the median alone.")
 
 
-def floor_note(floor):
-    """The line under a verdict table that names its ``floor`` (:func:`run_spread`), so a
-    reader can redo each verdict from the printed columns."""
-    return f"margin floor, this run's typical A/A spread (median over its rows): {floor:.3f}"
+def floor_note(controls):
+    """The line under a verdict table that names its floor, :func:`run_spread` of the run's
+    A/A ``controls``, so a reader can redo each verdict from the printed columns; without
+    any control (``--no-control``, ``--in-process``) it says that the median alone decides."""
+    controls = [c for c in controls if c is not None]
+    if not controls:
+        return "margin floor: none, no A/A control in this run (the median alone decides)"
+    return (f"margin floor, this run's typical A/A spread (median over its rows): "
+            f"{run_spread(controls):.3f}")
 
 #: The two contenders of a comparison; each runs in a worker process of its own.
 SIDES = ("tinyconv", "torch")

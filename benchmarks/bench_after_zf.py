@@ -187,7 +187,7 @@ def main(argv=None):
         aa = {t: None if args.no_control else med["tinyconv"][t] / med[CONTROL][t]
               for t in TASKS}
         floor = _setup.run_spread(aa.values())
-        lines += [_setup.floor_note(floor),
+        lines += [_setup.floor_note(aa.values()),
                   f"{'task':<11} {'ratio median':>12} {'A/A (median)':>12} {'verdict':>8}"]
         for task in TASKS:
             lines.append(f"{task:<11} {ratio[task]:>12.2f} "

@@ -421,8 +421,9 @@ def target_table(ratios, n_shapes, quick):
     def control(rows):
         aas = [aa for _, _, aa in rows]
         return None if None in aas else geomean(aas)
-    floor = _setup.run_spread(aa for rows in ratios.values() for _, _, aa in rows)
-    t.notes.append(_setup.floor_note(floor))
+    controls = [aa for rows in ratios.values() for _, _, aa in rows]
+    floor = _setup.run_spread(controls)
+    t.notes.append(_setup.floor_note(controls))
     for pass_, target in (("forward", 1.0), ("fwd+bwd", 1.0)):
         rows = ratios[pass_]
         ratio, aa = geomean([r for _, r, _ in rows]), control(rows)

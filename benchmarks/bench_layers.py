@@ -156,7 +156,7 @@ def main(argv=None):
         return [1e3 * t for row in rows for t in (row[step] if step else row)]
 
     def med(ts):
-        return f"{statistics.median(ts):8.2f}" if ts else f"{'-':>8}"
+        return f"{statistics.median(ts):8.3f}" if ts else f"{'-':>8}"
 
     lines = [_setup.rounds_line(args, load0, "passes"),
              "medians in ms over all rounds; ratio = tinyconv / torch in its faster layout for "
@@ -178,7 +178,7 @@ def main(argv=None):
                      pooled("tinyconv", n, "backward whole")))
         for name, ours, *theirs, back in rows:
             faster = [statistics.median(t) for t in theirs if t]
-            ratio = (f"{statistics.median(ours) / min(faster):6.2f}" if faster and ours
+            ratio = (f"{statistics.median(ours) / min(faster):6.3g}" if faster and ours
                      else f"{'-':>6}")
             lines.append(f"{name:<16} {med(ours)} {med(theirs[0])} {med(theirs[1])} {ratio}   "
                          f"{med(back):>17}")

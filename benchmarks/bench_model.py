@@ -22,10 +22,10 @@ bundled digits scaled by ``tc.to_float`` — the same seeded numbers on both sid
   Grad-CAM (``GuidedGradCam``) at batch 1 and 64, integrated gradients (50 trapezoid steps)
   and SmoothGrad (n = 50) at batch 1 and 16;
 - **activation maximisation**, which Captum does not have: the tour's class models (ten
-  ascents of 150 steps at once, ``gallery.class_models``) and the preferred image of one
-  conv3 unit (120 steps, ``tc.activation_maximization``), against the same ascent written in
-  torch (:func:`torch_ascent`: the same seeded start and jitter, autograd for the gradient,
-  the same regularisers).
+  ascents at once, ``gallery.class_models``) and the preferred image of one conv3 unit
+  (``gallery.preferred_images``), each with its gallery function's steps and regularisers,
+  by ``maximize_features``, against the same ascent written in torch (:func:`torch_ascent`:
+  the same seeded start and jitter, autograd for the gradient, the same regularisers).
 
 Each library runs in a fresh worker process of its own, with every thread pool pinned and the
 OpenBLAS overrides removed; the two take turns for several rounds (``_setup.compare``; the
@@ -511,7 +511,7 @@ def main(argv=None):
             targeted.append((label, target, ratio, aa))
         controls.append(aa)
     floor = _setup.run_spread(controls)            # the run's typical A/A, over every row
-    target_t.notes.append(_setup.floor_note(floor))
+    target_t.notes.append(_setup.floor_note(controls))
     for label, target, ratio, aa in targeted:
         target_t.add(label, target, *ratio, aa, _setup.verdict(ratio[0], target, aa, floor))
     tables["methods"].notes += skipped + [
