@@ -7,9 +7,11 @@ import json
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -224,6 +226,29 @@ def request(server, method, path, body=None, headers=None):
     data = response.read()
     connection.close()
     return response.status, response.getheader("Content-Type"), data
+
+
+def test_a_client_that_resets_its_connection_is_not_an_error(server, capfd):
+    # a browser tab closed with a reply unread: the socket is reset (SO_LINGER 0), and the
+    # keep-alive handler's next read fails; the server says nothing and serves on
+    client = socket.create_connection(server.server_address, timeout=60)
+    client.sendall(b"GET /api/info HTTP/1.1\r\nHost: x\r\n\r\n")
+    client.recv(1)                                       # the reply has begun
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    client.close()
+    time.sleep(0.2)                                      # the handler thread meets the reset
+    assert request(server, "GET", "/")[0] == 200
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "ConnectionResetError" not in err, err
+
+
+def test_the_server_still_reports_its_own_faults(server, capfd):
+    # the negative control: any other error of a handler keeps the standard traceback
+    try:
+        raise ValueError("a fault of the server itself")
+    except ValueError:
+        server.handle_error(None, ("127.0.0.1", 0))
+    assert "ValueError: a fault of the server itself" in capfd.readouterr().err
 
 
 def test_the_server_listens_on_loopback_only(server):

@@ -129,11 +129,24 @@ def one_blas_thread():
     return threadpool_limits(1, user_api="blas")
 
 
+class Server(ThreadingHTTPServer):
+    """The standard server, for whom a client that leaves is not an error: a browser that
+    closes a tab, or drops a keep-alive connection with its reply unread, resets the socket,
+    and the handler's next read or write fails. The standard ``handle_error`` prints that
+    with a traceback; any other fault is still printed so."""
+
+    daemon_threads = True                   # an open keep-alive connection never blocks exit
+
+    def handle_error(self, request, client_address):
+        if isinstance(sys.exception(), ConnectionError):    # reset, broken pipe, aborted
+            return
+        super().handle_error(request, client_address)
+
+
 def make_server(explorer, port=0, verbose=False):
-    """A ready ``ThreadingHTTPServer`` on ``127.0.0.1:port`` (0: a free port) serving
-    ``explorer``; its address is ``server.server_address``. Call ``serve_forever()``."""
-    server = ThreadingHTTPServer((HOST, port), Handler)
-    server.daemon_threads = True            # an open keep-alive connection never blocks exit
+    """A ready :class:`Server` on ``127.0.0.1:port`` (0: a free port) serving ``explorer``;
+    its address is ``server.server_address``. Call ``serve_forever()``."""
+    server = Server((HOST, port), Handler)
     server.explorer, server.static, server.verbose = explorer, static_files(), verbose
     return server
 
