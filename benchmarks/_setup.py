@@ -63,22 +63,29 @@ def _reexec_without_blas_vars():
 _reexec_without_blas_vars()
 
 
+def is_reference(side):
+    """Whether the worker ``side`` runs the reference (torch, Captum in a layout), not
+    tinyconv or its A/A twin (``"tinyconv again"``)."""
+    return not side.startswith("tinyconv")
+
+
 def _reference_loads_first():
-    """In a reference worker (``--worker`` anything but tinyconv): load torch now, before the
-    script imports tinyconv. ``import tinyconv`` sets ``OMP_WAIT_POLICY=PASSIVE`` for its own
-    OpenMP pool unless the user set it, and torch's OpenMP runtime reads that variable once,
-    as it loads; loaded first, torch runs with the environment a torch user's program would
-    give it. Returns that value (None: unset; ``"-"``: not a reference worker, or no torch)."""
+    """In a reference worker (``--worker SIDE`` with :func:`is_reference`): load torch now,
+    before the script imports tinyconv. ``import tinyconv`` sets ``OMP_WAIT_POLICY=PASSIVE``
+    for its own OpenMP pool unless the user set it, and torch's OpenMP runtime reads that
+    variable once, as it loads; loaded first, torch runs with the environment a torch user's
+    program would give it. Returns that value (``"unset"`` if so), or None when this is no
+    reference worker or torch is not installed."""
     argv = sys.argv
     if "--worker" not in argv or argv.index("--worker") + 1 >= len(argv):
-        return "-"
-    if argv[argv.index("--worker") + 1].startswith("tinyconv"):
-        return "-"
-    given = os.environ.get("OMP_WAIT_POLICY")
+        return None
+    if not is_reference(argv[argv.index("--worker") + 1]):
+        return None
+    given = os.environ.get("OMP_WAIT_POLICY", "unset")
     try:
         import torch  # noqa: F401
     except ImportError:
-        return "-"
+        return None
     return given
 
 
@@ -663,9 +670,9 @@ def _worker_main(side, make, threads):
         send({"error": f"{e.name or e} not installed"})
         return
     env = {k: os.environ.get(k) for k in (*BLAS_VARS, *THREAD_VARS)}
-    if TORCH_WAIT_POLICY != "-":
-        header.append(f"torch loaded before tinyconv, OMP_WAIT_POLICY "
-                      f"{TORCH_WAIT_POLICY or 'unset'} (torch's default unless the user set it)")
+    if TORCH_WAIT_POLICY is not None:
+        header.append(f"torch loaded before tinyconv, OMP_WAIT_POLICY {TORCH_WAIT_POLICY} "
+                      "(torch's default unless the user set it)")
     send({"side": side, "pid": os.getpid(), "header": header, "env": env})
     built = {}
     for line in sys.stdin:
@@ -716,7 +723,7 @@ class Worker:
                "--threads", str(threads), *argv]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      text=True, env=thread_env(
-                                         threads, reference=not side.startswith("tinyconv"),
+                                         threads, reference=is_reference(side),
                                          **(env or {})))
         self.info = self._recv()
 
@@ -806,8 +813,8 @@ def fresh_worker_rounds(script, contenders, rounds, threads, argv=()):
                 continue
             done = subprocess.run([sys.executable, os.path.abspath(script), "--worker",
                                    who.removesuffix(AGAIN), "--threads", str(threads), *argv],
-                                  env=thread_env(threads, reference=not who.startswith(
-                                      "tinyconv")), capture_output=True, text=True)
+                                  env=thread_env(threads, reference=is_reference(who)),
+                                  capture_output=True, text=True)
             if done.returncode != 0:
                 sys.exit(f"{who} worker failed:\n{done.stderr}")
             reply = json.loads(done.stdout.strip().splitlines()[-1])
