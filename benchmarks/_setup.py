@@ -574,11 +574,20 @@ def spread(control):
     return max(control, 1 / control)
 
 
-def run_spread(controls):
-    """The median :func:`spread` over a run's A/A ratios (None skipped; 1.0 if none): how far
-    apart two identical contenders typically landed in that run."""
+def margin_floor(controls):
+    """A run's typical A/A spread and the line that names it: ``(floor, note)``.
+
+    ``floor`` is the median :func:`spread` over the run's A/A ratios ``controls`` (None
+    skipped; 1.0 if there are none), how far apart two identical contenders typically landed
+    in that run; :func:`verdict` takes it as its ``floor``. ``note`` goes under the verdict
+    table so that a reader can redo each verdict from the printed columns; without any
+    control (``--no-control``, ``--in-process``) it says that the median alone decides."""
     factors = sorted(spread(c) for c in controls if c is not None)
-    return statistics.median(factors) if factors else 1.0
+    if not factors:
+        return 1.0, "margin floor: none, no A/A control in this run (the median alone decides)"
+    floor = statistics.median(factors)
+    return floor, ("margin floor, this run's typical A/A spread (median over its rows): "
+                   f"{floor:.3f}")
 
 
 def verdict(ratio, target, control=None, floor=1.0):
@@ -587,7 +596,7 @@ def verdict(ratio, target, control=None, floor=1.0):
 
     The margin ``s`` is the larger of this row's ``control`` (tinyconv / tinyconv again on the
     same case, as a :func:`spread`) and ``floor``, the run's typical spread
-    (:func:`run_spread` over its rows), so that one row's lucky A/A of 1.00 does not make a
+    (:func:`margin_floor` over its rows), so that one row's lucky A/A of 1.00 does not make a
     1 % difference a result. Met when ``ratio * s <= target``, missed when
     ``ratio >= target * s``, a tie in between. Without a control (``None`` and ``floor``
     1.0: ``--no-control``, ``--in-process``) the median alone decides. None when ``ratio`` is.
@@ -606,16 +615,6 @@ VERDICT_NOTE = ("verdict = the ratio of medians against the target at this run's
                 "the run's rows if that is larger), a tie otherwise; without the control, by "
                 "the median alone.")
 
-
-def floor_note(controls):
-    """The line under a verdict table that names its floor, :func:`run_spread` of the run's
-    A/A ``controls``, so a reader can redo each verdict from the printed columns; without
-    any control (``--no-control``, ``--in-process``) it says that the median alone decides."""
-    controls = [c for c in controls if c is not None]
-    if not controls:
-        return "margin floor: none, no A/A control in this run (the median alone decides)"
-    return (f"margin floor, this run's typical A/A spread (median over its rows): "
-            f"{run_spread(controls):.3f}")
 
 #: The two contenders of a comparison; each runs in a worker process of its own.
 SIDES = ("tinyconv", "torch")

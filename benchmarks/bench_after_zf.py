@@ -186,8 +186,8 @@ def main(argv=None):
         ratio = {t: med["tinyconv"][t] / min(med[c][t] for c in WORKERS[1:]) for t in TASKS}
         aa = {t: None if args.no_control else med["tinyconv"][t] / med[CONTROL][t]
               for t in TASKS}
-        floor = _setup.run_spread(aa.values())
-        lines += [_setup.floor_note(aa.values()),
+        floor, floor_line = _setup.margin_floor(aa.values())
+        lines += [floor_line,
                   f"{'task':<11} {'ratio median':>12} {'A/A (median)':>12} {'verdict':>8}"]
         for task in TASKS:
             lines.append(f"{task:<11} {ratio[task]:>12.2f} "

@@ -422,8 +422,8 @@ def target_table(ratios, n_shapes, quick):
         aas = [aa for _, _, aa in rows]
         return None if None in aas else geomean(aas)
     controls = [aa for rows in ratios.values() for _, _, aa in rows]
-    floor = _setup.run_spread(controls)
-    t.notes.append(_setup.floor_note(controls))
+    floor, floor_line = _setup.margin_floor(controls)
+    t.notes.append(floor_line)
     for pass_, target in (("forward", 1.0), ("fwd+bwd", 1.0)):
         rows = ratios[pass_]
         ratio, aa = geomean([r for _, r, _ in rows]), control(rows)

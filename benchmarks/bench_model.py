@@ -510,8 +510,8 @@ def main(argv=None):
         if target is not None and ratio[1] is not None:
             targeted.append((label, target, ratio, aa))
         controls.append(aa)
-    floor = _setup.run_spread(controls)            # the run's typical A/A, over every row
-    target_t.notes.append(_setup.floor_note(controls))
+    floor, floor_line = _setup.margin_floor(controls)   # the run's typical A/A, every row
+    target_t.notes.append(floor_line)
     for label, target, ratio, aa in targeted:
         target_t.add(label, target, *ratio, aa, _setup.verdict(ratio[0], target, aa, floor))
     tables["methods"].notes += skipped + [

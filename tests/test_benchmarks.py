@@ -353,11 +353,18 @@ def test_verdict_reads_a_ratio_at_the_resolution_of_its_control():
              ((1.10, 1.0, None, 1.08), "missed")]
     code = ("import _setup; print(repr([_setup.verdict(*a) for a in "
             f"{[a for a, _ in cases]!r}])); "
-            "print(repr(_setup.run_spread([1.04, None, 0.98, 1/1.10])))")
+            "print(repr(_setup.margin_floor([None])[0])); "
+            "print(repr(_setup.margin_floor([1.04, None, 0.98, 1/1.10])[0]))")
     out = subprocess.run([sys.executable, "-c", code], cwd=BENCHMARKS, capture_output=True,
                          text=True, check=True).stdout.strip().splitlines()
-    assert out[-2] == repr([v for _, v in cases])
+    assert out[-3] == repr([v for _, v in cases])
+    assert float(out[-2]) == 1.0                     # no control: the median alone decides
     assert abs(float(out[-1]) - 1.04) < 1e-12        # the median of 1.04, 1/0.98, 1.10
+
+
+def away_from_one(a):
+    """How far an A/A ratio ``a`` is from 1.00, as a factor: ``max(a, 1 / a)``."""
+    return max(a, 1 / a)
 
 
 def verdicts_allowed(ratio, target, aa, floor):
@@ -376,7 +383,7 @@ def verdicts_allowed(ratio, target, aa, floor):
     for r in ratios:
         for a in aas:
             for f in (floor - 0.0005, floor + 0.0005):
-                s = max(f, 1.0 if a is None else max(a, 1 / a))
+                s = max(f, 1.0 if a is None else away_from_one(a))
                 out.add("met" if r * s <= target else "missed" if r >= target * s else "tie")
     return out
 
@@ -414,9 +421,9 @@ def printed_floor(lines):
 
 
 def spread_interval(printed):
-    """The interval of ``max(a, 1 / a)`` over every A/A ``a`` that rounds to ``printed``."""
+    """The interval of :func:`away_from_one` over every A/A that rounds to ``printed``."""
     lo, hi = printed - 0.005, printed + 0.005
-    ends = [max(a, 1 / a) for a in (lo, hi)]
+    ends = [away_from_one(a) for a in (lo, hi)]
     return (1.0 if lo <= 1 <= hi else min(ends)), max(ends)
 
 
