@@ -2,6 +2,7 @@
 
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -59,10 +60,25 @@ def test_only_write_modes(tmp_path):
 
 def test_writable_dir_problem_names_each_case(tmp_path, monkeypatch):
     assert writable_dir_problem(tmp_path / "new" / "deeper") is None
-    assert nearest_existing(tmp_path / "new" / "deeper") == tmp_path
+    assert nearest_existing(tmp_path / "new" / "deeper") == (tmp_path, True)
     blocker = tmp_path / "file"
     blocker.write_text("x")
     assert writable_dir_problem(blocker) == "is a file, not a directory"
     assert "cannot be created" in writable_dir_problem(blocker / "sub")
     monkeypatch.setattr(files, "is_writable", lambda folder: False)
     assert "is not writable" in writable_dir_problem(tmp_path)
+
+
+def test_a_file_is_told_from_a_folder_by_one_look(tmp_path, monkeypatch):
+    """A folder that another writer renames away between two looks is missing, not a file:
+    one ``stat`` decides (``exists()`` then ``is_dir()`` said "is a file" when the folder went
+    between them)."""
+    (tmp_path / "f").write_text("x")
+    assert files.is_file_not_folder(tmp_path / "f")
+    assert not files.is_file_not_folder(tmp_path)
+    assert not files.is_file_not_folder(tmp_path / "gone")
+    assert not files.is_file_not_folder(tmp_path / "f" / "below")
+    # the race, replayed: the folder is there for exists() and gone for anything after it
+    out = tmp_path / "out"
+    monkeypatch.setattr(Path, "exists", lambda self: self == out or os.path.exists(self))
+    assert writable_dir_problem(out) is None and not files.is_file_not_folder(out)

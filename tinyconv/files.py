@@ -218,21 +218,40 @@ def is_writable(folder):
     return os.access(folder, os.W_OK | os.X_OK)
 
 
+def _stat(path):
+    """``os.stat`` of ``path``, or None if nothing is there (also below a file)."""
+    try:
+        return path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def is_file_not_folder(path):
+    """Whether something other than a folder is at ``path``, from one ``stat``: two calls
+    (``exists()``, then ``is_dir()``) would call a folder that another process renames away
+    between them a file."""
+    st = _stat(Path(path))
+    return st is not None and not stat.S_ISDIR(st.st_mode)
+
+
 def nearest_existing(folder):
-    """``folder`` or its nearest ancestor that exists (what decides whether it can be made)."""
+    """``folder`` or its nearest ancestor that exists (what decides whether it can be made),
+    and whether it is a folder, from one ``stat`` each: ``(path, is_dir)``."""
     folder = Path(folder)
-    return next(p for p in (folder, *folder.absolute().parents) if p.exists())
+    for p in (folder, *folder.absolute().parents):
+        st = _stat(p)
+        if st is not None:
+            return p, stat.S_ISDIR(st.st_mode)
+    raise FileNotFoundError(folder)        # not even the root: cannot happen on a live system
 
 
 def writable_dir_problem(folder):
     """Why files could not be written into ``folder`` (created if missing), or None if they
     could: a message fragment such as ``"is a file, not a directory"``."""
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        return "is a file, not a directory"
-    existing = nearest_existing(folder)
-    if not existing.is_dir():
-        return f"cannot be created: {str(existing)!r} is a file"
+    existing, is_dir = nearest_existing(folder)
+    if not is_dir:
+        return ("is a file, not a directory" if existing == Path(folder)
+                else f"cannot be created: {str(existing)!r} is a file")
     if not is_writable(existing):
         return f"is not writable ({str(existing)!r} does not let this user create files)"
     return None

@@ -42,6 +42,7 @@ from .files import (
     abandoned,
     atomic_write,
     check_path,
+    is_file_not_folder,
     lock,
     open_locked,
     shortened,
@@ -146,7 +147,7 @@ def check_folder(out, writer, legacy=None, name="out_dir"):
     files ``legacy(path)`` accepts), is fine."""
     out = check_path(out, name)
     who = f"tinyconv {writer}"
-    if out.exists() and not out.is_dir():
+    if is_file_not_folder(out):
         raise ValueError(f"{name}: {str(out)!r} is a file; {who} needs a folder (it is "
                          "created if missing)")
     target = Path(os.path.realpath(out))

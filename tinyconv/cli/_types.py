@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..architectures import INPUT_SHAPE
 from ..data import load_mnist, to_float
-from ..files import is_writable, writable_dir_problem
+from ..files import is_file_not_folder, is_writable, writable_dir_problem
 
 
 class UsageError(Exception):
@@ -133,7 +133,7 @@ def check_cache_dir(args):
     folder = args.cache_dir
     if folder is None:
         return
-    if folder.exists() and not folder.is_dir():
+    if is_file_not_folder(folder):
         raise UsageError(f"--cache-dir {folder} is a file, not a directory")
     if args.data == "full" and args.download and writable_dir_problem(folder):
         raise UsageError(f"--cache-dir {folder} is not writable; choose another directory "
