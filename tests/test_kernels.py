@@ -283,7 +283,7 @@ def test_numba_loads_with_the_first_kernel_not_with_the_package():
         "import os, sys, numpy as np, tinyconv\n"
         "assert 'numba' not in sys.modules and 'tinyconv.kernels' not in sys.modules\n"
         "assert os.environ['OMP_WAIT_POLICY'] == 'PASSIVE'\n"
-        "y = tinyconv.Conv2D(1, 2, 3, rng=0)(np.ones((1, 4, 4, 1), np.float32))\n"
+        "y = tinyconv.Conv2D(2, 2, 3, rng=0)(np.ones((1, 4, 4, 2), np.float32))\n"
         "assert 'tinyconv.kernels' in sys.modules and y.shape == (1, 2, 2, 2)\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}

@@ -20,6 +20,7 @@ from .layer import (
 from .workspace import (
     ConvWorkspace,
     Im2colArgs,
+    row_block_width,
     transposed_filters,
     winograd_applies,
     winograd_dx_args,
@@ -38,7 +39,9 @@ class Conv2D(Layer):
     :class:`tinyconv.workspace.ConvWorkspace` runs these GEMMs fast (kept buffers, chunks),
     and computes ``y`` of a large enough 3x3 or 5x5, stride-1 layer by Winograd's F(2x2, 3x3)
     or F(2x2, 5x5), and ``dx`` of a 3x3 one (:func:`tinyconv.workspace.winograd_applies`;
-    Lavin & Gray 2016, §4 and §4.1).
+    Lavin & Gray 2016, §4 and §4.1); ``y`` of a stride-1 layer on one input channel, outside
+    training, a block of neighbouring output columns per unfolded window
+    (:func:`tinyconv.workspace.row_block_width`).
 
     Parameters
     ----------
@@ -156,7 +159,8 @@ class Conv2D(Layer):
 
         ``param_grads``: True when a backward pass for the weight gradient follows (a
         training step, :meth:`tinyconv.model.Sequential.forward`); it changes only how ``y``
-        is computed (:func:`tinyconv.workspace.winograd_applies`), not what."""
+        is computed (:func:`tinyconv.workspace.winograd_applies`,
+        :func:`tinyconv.workspace.row_block_width`), not what."""
         if check:
             x = check_array(x, "x", ndim=4, shape=(None, None, None, self.in_channels))
         x = np.ascontiguousarray(self._cast(x))
@@ -171,6 +175,10 @@ class Conv2D(Layer):
             # the same numbers up to rounding, with 2.25 (3x3) or 2.78 (5x5) times fewer
             # multiplications
             y = self._workspace.winograd_gemm(x, args, self.params["W"], b)
+        elif (B := row_block_width(args, self.in_channels, param_grads)) is not None:
+            # one input channel: B neighbouring outputs per unfolded window, the same
+            # numbers up to rounding
+            y = self._workspace.row_block_gemm(x, args, self.params["W"], b, B)
         else:
             y = self._workspace.im2col_gemm(x, args, W2, b)
         self._x = x         # for the backward pass (by reference, as Dense and ReLU keep theirs)

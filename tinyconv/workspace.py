@@ -3,8 +3,8 @@
 :class:`tinyconv.layers.Conv2D` says *what* it computes — ``y = im2col(x) @ W2 + b``,
 ``dW2 = im2col(x)^T dy``, ``db = sum dy``, ``dx = col2im(dy W2^T)`` — and asks a
 :class:`ConvWorkspace` to compute it. The workspace gives the same numbers (bit for bit the
-numbers the layer has always given, but for Winograd's, which are the same up to rounding) and
-owns every trick that makes them fast:
+numbers the layer has always given, but for Winograd's and the row blocks', which are the same
+up to rounding) and owns every trick that makes them fast:
 
 - **kept buffers**: the im2col matrix and the backward's ``dcols`` live in arrays kept from
   call to call (:meth:`ConvWorkspace.buffer`), made anew only when a shape or dtype changes;
@@ -26,7 +26,13 @@ owns every trick that makes them fast:
   convolution of ``dy``, :func:`transposed_args`), go by Winograd's F(2x2, 3x3) or
   F(2x2, 5x5) instead (:meth:`ConvWorkspace.winograd_gemm`, :mod:`tinyconv.kernels.winograd`):
   16 or 36 GEMMs on transformed tiles, 2.25 or 2.78 times fewer multiplications, the same
-  numbers up to rounding.
+  numbers up to rounding;
+- **blocks of output columns for one input channel**: an inference forward of a stride-1 layer
+  on one input channel (:func:`row_blocks_apply`) unfolds, per output row, the input window of
+  ``B`` neighbouring outputs at once and multiplies it by one banded matrix that holds the
+  filters ``B`` times, shifted (:meth:`ConvWorkspace.row_block_gemm`): a smaller matrix to
+  write, a GEMM with ``B`` times as many output columns, im2col's products up to the order
+  BLAS sums them in.
 
 Why each one pays, with the figures measured when it was added: ``docs/speed.md``.
 
@@ -113,6 +119,36 @@ def winograd_weights_apply(args, C_in, C_out, examples=None):
     :data:`WINOGRAD_WEIGHTS_MIN_CHANNELS` channels."""
     return (winograd_applies(args, C_in, C_out, examples) and args.kh == 3
             and min(C_in, C_out) >= WINOGRAD_WEIGHTS_MIN_CHANNELS)
+
+
+#: The widest block of neighbouring output columns :meth:`ConvWorkspace.row_block_gemm`
+#: unfolds at once (``docs/speed.md``: 4 and 14 were measured slower than 7 on the shipped
+#: conv1).
+ROW_BLOCK_MAX = 8
+
+
+def row_block_width(args, C_in, param_grads=False):
+    """``B`` of :meth:`ConvWorkspace.row_block_gemm` for this convolution, or None where it
+    does not apply: one input channel, stride and dilation 1, a forward not followed by a
+    weight gradient (``param_grads``: ``dW = cols^T dy`` reuses the forward's im2col matrix,
+    which this path does not write), and an output width with a divisor from 2 to
+    :data:`ROW_BLOCK_MAX` (the largest is taken)."""
+    if param_grads or C_in != 1 or (args.sh, args.sw, args.dh, args.dw) != (1, 1, 1, 1):
+        return None
+    return next((B for B in range(min(ROW_BLOCK_MAX, args.W_out), 1, -1)
+                 if args.W_out % B == 0), None)
+
+
+def row_block_filters(W, B):
+    """The banded matrix of :meth:`ConvWorkspace.row_block_gemm`: ``(kh, kw, 1, C_out)``
+    filters -> ``(kh * (B + kw - 1), B * C_out)``, whose entry ``((i, jj), (c, k))`` is
+    ``W[i, jj - c, 0, k]`` where ``0 <= jj - c < kw`` and 0 elsewhere: output column ``c`` of
+    a block sees the window's columns ``c … c + kw - 1``."""
+    kh, kw, _, C_out = W.shape
+    T = np.zeros((kh, B + kw - 1, B, C_out), W.dtype)
+    for c in range(B):
+        T[:, c:c + kw, c, :] = W[:, :, 0, :]
+    return T.reshape(kh * (B + kw - 1), B * C_out)
 
 
 def transposed_args(args, H_in, W_in):
@@ -339,20 +375,78 @@ class ConvWorkspace:
                                           out=flat_V[:planes * T * C_in].reshape(planes, T, C_in))
             yield n0, n1, V, flat_beside[:planes * T * C_out].reshape(planes, T, C_out)
 
-    def winograd_filters(self, W, tag):
-        """The transformed filters ``U = G g G^T`` of ``W`` (:func:`tinyconv.kernels.
-        winograd_weights`: ``(r, r, C_in, C_out)`` -> ``((r + 1)^2, C_in, C_out)``), kept with
-        a copy of the ``W`` they came from and transformed again only when ``W`` differs from
-        that copy. The filters of a model that is not being trained are the same from call to
-        call, and comparing them costs far less than transforming them (``docs/speed.md``);
-        an update in place, or NaN in ``W`` (never equal to itself), makes new ones. ``tag``
-        keeps the forward's and ``dx``'s apart (their filters differ)."""
-        kept, U = self.buffers.get(f"W {tag}"), self.buffers.get(f"U {tag}")
+    def kept_transform(self, name, W, make):
+        """``make(W)``, kept under ``name`` with a copy of the ``W`` it came from and made
+        again only when ``W`` differs from that copy. The filters of a model that is not
+        being trained are the same from call to call, and comparing them costs far less than
+        transforming them (``docs/speed.md``); an update in place, or NaN in ``W`` (never
+        equal to itself), makes a new one."""
+        kept, out = self.buffers.get(f"W {name}"), self.buffers.get(name)
         if (kept is None or kept.shape != W.shape or kept.dtype != W.dtype
                 or not np.array_equal(kept, W)):
-            U = _kernels().winograd_weights(W)
-            self.buffers[f"W {tag}"], self.buffers[f"U {tag}"] = W.copy(), U
-        return U
+            out = make(W)
+            self.buffers[f"W {name}"], self.buffers[name] = W.copy(), out
+        return out
+
+    def winograd_filters(self, W, tag):
+        """The transformed filters ``U = G g G^T`` of ``W`` (:func:`tinyconv.kernels.
+        winograd_weights`: ``(r, r, C_in, C_out)`` -> ``((r + 1)^2, C_in, C_out)``), kept
+        (:meth:`kept_transform`); ``tag`` keeps the forward's and ``dx``'s apart (their
+        filters differ)."""
+        return self.kept_transform(f"U {tag}", W, _kernels().winograd_weights)
+
+    def row_block_gemm(self, x, args, W, b, B):
+        """``conv(x, W) + b`` of a stride-1 layer on one input channel, ``B`` neighbouring
+        output columns at a time (``B`` divides ``W_out``, :func:`row_block_width`).
+
+        Output columns ``c0 … c0 + B - 1`` of row ``oh`` see the ``kh x (B + kw - 1)`` input
+        window at ``(oh, c0)`` of the zero-padded input. Unfolding that window once per block
+        gives ``[cols, 1]`` of ``(N*H_out*W_out/B, kh*(B + kw - 1) + 1)`` numbers, and one
+        GEMM with :func:`row_block_filters` (bias ``B`` times as the last row) gives the
+        ``B * C_out`` outputs of every block, which are ``y``'s own memory order. The
+        multiplications by the banded matrix's zeros add exact zeros and the others are
+        im2col's, so the numbers are im2col + GEMM's up to the order BLAS sums them in (a
+        longer sum, grouped otherwise: about 1e-7 of the output's scale in float32); a chunk
+        of examples at a time (:data:`CHUNK_BYTES`).
+
+        Parameters
+        ----------
+        x : (N, H_in, W_in, 1) C-contiguous input.
+        args : :class:`Im2colArgs` (stride and dilation 1).
+        W : (kh, kw, 1, C_out) HWIO weights. b : (C_out,) bias, or None.
+        B : output columns per block.
+
+        Returns
+        -------
+        y : (N*H_out*W_out, C_out) array in ``x``'s dtype, as :meth:`im2col_gemm`'s.
+        """
+        N, H_in, W_in, _ = x.shape
+        kh, kw, _, C_out = W.shape
+        H_out, W_out, span = args.H_out, args.W_out, B + args.kw - 1
+        K = kh * span
+        T = self.kept_transform(f"T {B}", W, lambda W: row_block_filters(W, B))
+        bias = np.zeros(C_out, x.dtype) if b is None else b
+        T1 = np.concatenate([T, np.tile(bias, B)[None, :].astype(T.dtype)])   # (K + 1, B C_out)
+        blocks = H_out * (W_out // B)                                  # blocks per example
+        ranges = example_ranges(N, blocks * (K + 1) * x.itemsize, CHUNK_BYTES)
+        n = largest(ranges)
+        pt, pl = args.pad_top, args.pad_left
+        padded = self.buffer("padded rows", (n, H_out + kh - 1, W_out + kw - 1), x.dtype)
+        padded[:, :pt] = padded[:, pt + H_in:] = 0        # the border, cleared on every call
+        padded[:, :, :pl] = padded[:, :, pl + W_in:] = 0  # (another size may share the shape)
+        cols = self.buffer("row cols", (n, H_out, W_out // B, K + 1), x.dtype)
+        cols[..., -1] = 1
+        y = np.empty((N * blocks, B * C_out), dtype=x.dtype)
+        self._slots().held = None       # no im2col matrix of this x is left for the backward
+        s0, s1, s2 = padded.strides
+        for n0, n1 in ranges:
+            m = n1 - n0
+            padded[:m, pt:pt + H_in, pl:pl + W_in] = x[n0:n1, :, :, 0]
+            windows = np.lib.stride_tricks.as_strided(
+                padded, (m, H_out, W_out // B, kh, span), (s0, s1, B * s2, s1, s2))
+            cols[:m, ..., :K].reshape(m, H_out, W_out // B, kh, span)[...] = windows
+            np.matmul(cols[:m].reshape(m * blocks, K + 1), T1, out=y[n0 * blocks:n1 * blocks])
+        return y.reshape(N * H_out * W_out, C_out)
 
     def winograd_gemm(self, x, args, W, b, tag="forward"):
         """``conv(x, W) + b`` of a 3x3 or 5x5, stride-1 layer by Winograd's F(2x2, 3x3) or
